@@ -1,0 +1,449 @@
+//! The `fastlane` command line.
+//!
+//! ```text
+//! fastlane --source=file --target=file --config=pipeline.json     run a pipeline (the original's flags)
+//! fastlane run --config=pipeline.json                             the same; --source/--target may be
+//!                                                                 left out when the config has one of each
+//! fastlane validate --config=pipeline.json                        check a configuration, run nothing
+//! fastlane plugins list [--json]                                  plugins found, and those that failed
+//! fastlane plugins schema <source|transform|target> <id>          a component's configuration schema
+//! ```
+//!
+//! Exit codes: 0 success, 1 the run failed, 2 bad usage or configuration, 3 plugins failed to
+//! load (`plugins list`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use fastlane_plugin_api::ComponentKind;
+
+use crate::config::{self, Selection};
+use crate::engine::{self, RunSummary};
+use crate::plugins::{Registry, search_dirs};
+use crate::progress::{self, Progress, ProgressMode};
+use crate::{logging, runner, transforms};
+
+/// Move data from a source through a transform into a target.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fastlane",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Run a pipeline: fastlane --source=file --target=file --config=pipeline.json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Search this folder for plugins before the others (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
+    plugin_dirs: Vec<PathBuf>,
+    /// Search only --plugin-dir and FASTLANE_PLUGIN_PATH, not the executable's or user folder.
+    #[arg(long, global = true)]
+    no_default_plugins: bool,
+    /// More log output (repeatable).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output (repeatable).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    quiet: u8,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The source type (a source id, e.g. `file`, `sqlite`).
+    #[arg(long, value_name = "ID")]
+    source: Option<String>,
+    /// The transform type [default: default].
+    #[arg(long, value_name = "ID")]
+    transform: Option<String>,
+    /// The target type (a target id, e.g. `file`).
+    #[arg(long, value_name = "ID")]
+    target: Option<String>,
+    /// The pipeline's JSON configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also append logs to this file.
+    #[arg(long = "logs_to_file", alias = "logs-to-file", value_name = "PATH")]
+    logs_to_file: Option<PathBuf>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+    /// Seconds between progress log lines when not on a terminal.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    progress_interval: f64,
+    /// Write the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The source type.
+    #[arg(long, value_name = "ID")]
+    source: Option<String>,
+    /// The transform type [default: default].
+    #[arg(long, value_name = "ID")]
+    transform: Option<String>,
+    /// The target type.
+    #[arg(long, value_name = "ID")]
+    target: Option<String>,
+    /// The configuration file to check.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline (the same as the top-level flags).
+    Run(RunArgs),
+    /// Check a configuration against the plugins' schemas without running anything.
+    Validate(ValidateArgs),
+    /// Inspect plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List the plugins found and their components, and the files that failed to load.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of a component's configuration.
+    Schema {
+        /// source, transform or target.
+        kind: String,
+        /// The component id.
+        id: String,
+    },
+}
+
+const EXIT_RUN_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_PLUGINS: u8 = 3;
+
+/// Runs the command line with `args` (including the program name).
+pub fn main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    logging::init(cli.global.verbose as i8 - cli.global.quiet as i8);
+    match cli.command {
+        Some(Command::Run(args)) => run(&args, &cli.global),
+        Some(Command::Validate(args)) => validate(&args, &cli.global),
+        Some(Command::Plugins(PluginsCommand::List { json })) => plugins_list(json, &cli.global),
+        Some(Command::Plugins(PluginsCommand::Schema { kind, id })) => {
+            plugins_schema(&kind, &id, &cli.global)
+        }
+        None if cli.run.config.is_none()
+            && cli.run.source.is_none()
+            && cli.run.target.is_none() =>
+        {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            ExitCode::from(EXIT_USAGE)
+        }
+        None => run(&cli.run, &cli.global),
+    }
+}
+
+fn registry(global: &GlobalArgs) -> Registry {
+    let dirs = search_dirs(&global.plugin_dirs, !global.no_default_plugins);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    Registry::load(dirs, transforms::builtin_components(), threads)
+}
+
+fn report_registry(registry: &Registry) {
+    for w in &registry.warnings {
+        tracing::warn!("{w}");
+    }
+    for f in &registry.failures {
+        tracing::warn!("{f}");
+    }
+}
+
+fn print_error(error: &dyn std::error::Error) {
+    eprintln!("error: {error}");
+    for cause in crate::error::causes(error) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+fn run(args: &RunArgs, global: &GlobalArgs) -> ExitCode {
+    let Some(config_path) = &args.config else {
+        eprintln!(
+            "error: no configuration given\n  hint: fastlane --source=<id> --target=<id> --config=pipeline.json"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    if let Some(path) = &args.logs_to_file
+        && let Err(e) = logging::log_to_file(path)
+    {
+        eprintln!("error: cannot open the log file `{}`: {e}", path.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let registry = registry(global);
+    report_registry(&registry);
+    let selection = Selection {
+        source: args.source.clone(),
+        transform: args.transform.clone(),
+        target: args.target.clone(),
+    };
+    let config = match config::load_file(config_path, &selection, &registry) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Some(path) = &config.logs.log_file
+        && let Err(e) = logging::log_to_file(std::path::Path::new(path))
+    {
+        eprintln!("error: cannot open the log file `{path}` (logs.log_file): {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if config.logs.log_to_cloudwatch == Some(true) || config.logs.error_log_to_slack == Some(true) {
+        eprintln!(
+            "error: logs.log_to_cloudwatch and logs.error_log_to_slack need the AWS log sinks, which this build does not include"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let (pipeline, options) = match runner::build(&config, &registry) {
+        Ok(p) => p,
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::from(EXIT_RUN_FAILED);
+        }
+    };
+    tracing::info!(
+        run_id = %options.run_id,
+        "running {} `{}` → {} → {} `{}` ({:?})",
+        "source",
+        config.source.id,
+        if pipeline.transforms.is_empty() {
+            "no transform".to_owned()
+        } else {
+            format!("transform `{}`", config.transform.id)
+        },
+        "target",
+        config.target.id,
+        options.mode,
+    );
+    let mut progress = Progress::new(
+        args.progress,
+        Duration::from_secs_f64(args.progress_interval.max(0.1)),
+    );
+    let result = engine::run(pipeline, &options, &mut progress);
+    progress.finish();
+    let (summary, code) = match &result {
+        Ok(s) => (s, ExitCode::SUCCESS),
+        Err(f) => (f.summary.as_ref(), ExitCode::from(EXIT_RUN_FAILED)),
+    };
+    print!("{}", render_summary(summary));
+    if let Some(path) = &args.summary_json {
+        let text = serde_json::to_string_pretty(summary).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!(
+                "error: cannot write the summary to `{}`: {e}",
+                path.display()
+            );
+        }
+    }
+    if let Err(failed) = &result {
+        print_error(failed);
+        if let Some(abort) = &failed.abort_error {
+            eprintln!("  note: the target's abort failed too: {abort}");
+        }
+    }
+    code
+}
+
+/// The run summary as text.
+pub fn render_summary(s: &RunSummary) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let status = match s.status {
+        engine::RunStatus::Succeeded => "succeeded",
+        engine::RunStatus::Failed => "failed",
+    };
+    let _ = writeln!(
+        out,
+        "run {} {status}: {} rows loaded in {:.2} s ({}), {} partition(s)",
+        s.run_id,
+        progress::count(s.rows_loaded),
+        s.duration_secs,
+        progress::rate(s.rows_per_sec),
+        s.partitions,
+    );
+    if let Some(o) = &s.start_offset {
+        let _ = writeln!(out, "  started after offset {o}");
+    }
+    for st in &s.stages {
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<12} {} worker(s), {} batches, {} rows, {}, {}, busy {:.2} s",
+            st.stage.to_string(),
+            format!("`{}`", st.component),
+            st.workers,
+            progress::count(st.totals.batches),
+            progress::count(st.totals.rows),
+            progress::bytes(st.totals.bytes),
+            progress::rate(st.rows_per_sec),
+            st.totals.busy.as_secs_f64(),
+        );
+    }
+    for q in &s.queues {
+        let _ = writeln!(
+            out,
+            "  queue {}: peak {}/{} batches, {} of {}",
+            q.name,
+            q.peak_batches,
+            q.max_batches,
+            progress::bytes(q.peak_bytes as u64),
+            progress::bytes(q.max_bytes as u64),
+        );
+    }
+    let _ = writeln!(out, "  peak memory {}", progress::bytes(s.peak_rss_bytes));
+    out
+}
+
+fn validate(args: &ValidateArgs, global: &GlobalArgs) -> ExitCode {
+    let registry = registry(global);
+    report_registry(&registry);
+    let selection = Selection {
+        source: args.source.clone(),
+        transform: args.transform.clone(),
+        target: args.target.clone(),
+    };
+    match config::load_file(&args.config, &selection, &registry) {
+        Ok(c) => {
+            println!(
+                "`{}` is valid: source `{}` → transform `{}` → target `{}`, {:?}",
+                args.config.display(),
+                c.source.id,
+                c.transform.id,
+                c.target.id,
+                c.replication_mode
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn plugins_list(json: bool, global: &GlobalArgs) -> ExitCode {
+    let registry = registry(global);
+    if json {
+        let value = serde_json::json!({
+            "search_path": registry.dirs.iter().map(|d| serde_json::json!({
+                "path": d.path, "origin": d.origin,
+            })).collect::<Vec<_>>(),
+            "plugins": registry.plugins.iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "version": p.version,
+                "abi_version": p.abi_version,
+                "description": p.description,
+                "path": p.path,
+                "origin": p.origin,
+                "components": p.components,
+            })).collect::<Vec<_>>(),
+            "builtin": registry.components().filter(|c| c.plugin.is_none()).map(|c| &c.info).collect::<Vec<_>>(),
+            "failures": registry.failures.iter().map(|f| serde_json::json!({
+                "path": f.path(), "error": f.to_string(),
+            })).collect::<Vec<_>>(),
+            "warnings": registry.warnings,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{:<10} {:<12} {:<12} {:<8} FROM",
+            "KIND", "ID", "PLUGIN", "VERSION"
+        );
+        for c in registry.components() {
+            let (plugin, version, from) = match &c.plugin {
+                Some(p) => (
+                    p.name.clone(),
+                    p.version.clone(),
+                    p.path.display().to_string(),
+                ),
+                None => (
+                    "fastlane".into(),
+                    env!("CARGO_PKG_VERSION").into(),
+                    "built-in".into(),
+                ),
+            };
+            println!(
+                "{:<10} {:<12} {:<12} {:<8} {from}",
+                c.info.kind.as_str(),
+                c.info.id,
+                plugin,
+                version
+            );
+        }
+        for w in &registry.warnings {
+            eprintln!("warning: {w}");
+        }
+        for f in &registry.failures {
+            eprintln!("error: {f}");
+        }
+    }
+    if registry.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PLUGINS)
+    }
+}
+
+fn plugins_schema(kind: &str, id: &str, global: &GlobalArgs) -> ExitCode {
+    let Some(kind) = ComponentKind::parse(kind) else {
+        eprintln!("error: unknown kind `{kind}`; expected source, transform or target");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let registry = registry(global);
+    report_registry(&registry);
+    match registry.find(kind, id) {
+        Some(c) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c.info.schema).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            let p = config::unknown_component(kind, id, &registry, "");
+            eprintln!("error: {}", p.message);
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! Pipeline configuration: the original fastlane JSON layout, environment interpolation, and
+//! validation of every section against its JSON Schema, all problems reported at once.
+//!
+//! ```json
+//! {
+//!   "replication_mode": "FULL_TABLE",
+//!   "max_buffered_batches": 8,
+//!   "source": { "file": { "path": "data/*.csv" } },
+//!   "transform": { "add_op_fields": true },
+//!   "target": { "file": { "path": "out", "format": "parquet" } },
+//!   "logs": { "log_file": "run.log" }
+//! }
+//! ```
+//!
+//! `source` and `target` hold one section per connector type; the one named by `--source` /
+//! `--target` is used (or the only one, when the flag is omitted). `transform` is either the
+//! transform's own section (the original's flat layout, e.g. `{"add_op_fields": false}`) or an
+//! object keyed by the transform id (`{"sql": {"query": "…"}}`).
+//!
+//! Any string may contain `${VAR}` (or `${VAR:-default}`), replaced by the environment variable
+//! before validation; `$${` stands for a literal `${`. Secrets belong there, not in the file.
+
+use std::fmt;
+
+use fastlane_plugin_api::{ComponentKind, ReplicationMode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::plugins::Registry;
+
+/// One problem in a configuration: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Where: a dotted path into the document (`source.file.batch_size`, `targets[0]`), or a
+    /// command-line flag (`--source`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "(document): {}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} in `{file}`:\n{}", plural(problems.len()), list(problems))]
+pub struct ConfigError {
+    /// The configuration file (or `<inline>`).
+    pub file: String,
+    /// The problems, in document order.
+    pub problems: Vec<Problem>,
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The optional `logs` section (the original's fields).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Appends log lines to this file.
+    pub log_file: Option<String>,
+    /// Sends logs to CloudWatch Logs (needs the AWS plugin).
+    pub log_to_cloudwatch: Option<bool>,
+    /// Sends error logs to Slack.
+    pub error_log_to_slack: Option<bool>,
+}
+
+/// The top level of a pipeline configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopLevel {
+    name: Option<String>,
+    replication_mode: ReplicationMode,
+    #[serde(default = "default_max_buffered_batches")]
+    max_buffered_batches: usize,
+    max_buffered_bytes: Option<Value>,
+    stall_timeout_secs: Option<f64>,
+    source: Map<String, Value>,
+    #[serde(default)]
+    transform: Option<Value>,
+    target: Map<String, Value>,
+    #[serde(default)]
+    logs: Option<LogsConfig>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ssm: Option<Value>,
+}
+
+fn default_max_buffered_batches() -> usize {
+    8
+}
+
+/// The default byte budget of the queues: 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+
+/// The JSON Schema of the top level.
+pub fn top_level_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "fastlane pipeline",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["replication_mode", "source", "target"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "description": "A name for the pipeline, used by monitoring."},
+            "replication_mode": {"enum": ["FULL_TABLE", "INCREMENTAL"], "description": "FULL_TABLE copies everything; INCREMENTAL copies rows after the target's offset."},
+            "max_buffered_batches": {"type": "integer", "minimum": 1, "description": "The most batches waiting in each queue."},
+            "max_buffered_bytes": {
+                "description": "The most bytes waiting in the queues: an integer, or a string such as \"64MiB\".",
+                "oneOf": [
+                    {"type": "integer", "minimum": 1},
+                    {"type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([kKmMgGtT]i?[bB]?|[bB])?\\s*$"}
+                ]
+            },
+            "stall_timeout_secs": {"type": "number", "exclusiveMinimum": 0, "description": "Fail when a stage spends longer than this in one call."},
+            "source": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
+            "transform": {"type": "object"},
+            "target": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
+            "logs": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "log_file": {"type": "string"},
+                    "log_to_cloudwatch": {"type": "boolean"},
+                    "error_log_to_slack": {"type": "boolean"}
+                }
+            },
+            "ssm": {"type": "object", "properties": {"region": {"type": "string"}}}
+        }
+    })
+}
+
+/// A component chosen by the configuration, with its section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    /// The component id.
+    pub id: String,
+    /// Its configuration section (after interpolation).
+    pub config: Value,
+}
+
+impl Section {
+    /// The integer `concurrency` of the section, when it has one.
+    pub fn concurrency(&self) -> Option<usize> {
+        self.config
+            .get("concurrency")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+    }
+}
+
+/// A validated pipeline configuration.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The pipeline's name, when given.
+    pub name: Option<String>,
+    /// Full table or incremental.
+    pub replication_mode: ReplicationMode,
+    /// The most batches waiting in each queue.
+    pub max_buffered_batches: usize,
+    /// The most bytes waiting in the queues.
+    pub max_buffered_bytes: usize,
+    /// Stall timeout, seconds.
+    pub stall_timeout_secs: Option<f64>,
+    /// The source.
+    pub source: Section,
+    /// The transform.
+    pub transform: Section,
+    /// The target.
+    pub target: Section,
+    /// The logs section.
+    pub logs: LogsConfig,
+}
+
+/// Which components to use, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--source`.
+    pub source: Option<String>,
+    /// `--transform` (default: `default`).
+    pub transform: Option<String>,
+    /// `--target`.
+    pub target: Option<String>,
+}
+
+/// Reads, interpolates and validates a configuration file.
+pub fn load_file(
+    path: &std::path::Path,
+    selection: &Selection,
+    registry: &Registry,
+) -> Result<PipelineConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        problems: vec![Problem {
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    load_str(&text, &file, selection, registry)
+}
+
+/// Parses, interpolates and validates a configuration given as text.
+pub fn load_str(
+    text: &str,
+    file: &str,
+    selection: &Selection,
+    registry: &Registry,
+) -> Result<PipelineConfig, ConfigError> {
+    let err = |problems| ConfigError {
+        file: file.to_owned(),
+        problems,
+    };
+    let mut doc: Value = serde_json::from_str(text).map_err(|e| {
+        err(vec![Problem {
+            path: String::new(),
+            message: format!("not valid JSON: {e}"),
+        }])
+    })?;
+    let mut problems = Vec::new();
+    interpolate(&mut doc, &mut String::new(), &mut problems);
+    validate(&top_level_schema(), &doc, "", &mut problems);
+
+    let source = choose(
+        &doc,
+        ComponentKind::Source,
+        selection.source.as_deref(),
+        registry,
+        &mut problems,
+    );
+    let target = choose(
+        &doc,
+        ComponentKind::Target,
+        selection.target.as_deref(),
+        registry,
+        &mut problems,
+    );
+    let transform = choose_transform(
+        &doc,
+        selection.transform.as_deref(),
+        registry,
+        &mut problems,
+    );
+
+    for (kind, section, base) in [
+        (ComponentKind::Source, &source, "/source/"),
+        (ComponentKind::Target, &target, "/target/"),
+    ] {
+        if let Some(s) = section
+            && let Some(c) = registry.find(kind, &s.id)
+        {
+            validate(
+                &c.info.schema,
+                &s.config,
+                &format!("{base}{}", escape(&s.id)),
+                &mut problems,
+            );
+        }
+    }
+    if let Some((section, base)) = &transform
+        && let Some(c) = registry.find(ComponentKind::Transform, &section.id)
+    {
+        validate(&c.info.schema, &section.config, base, &mut problems);
+    }
+
+    if !problems.is_empty() {
+        return Err(err(problems));
+    }
+    let top: TopLevel = serde_json::from_value(doc).map_err(|e| {
+        err(vec![Problem {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let (Some(source), Some(target), Some((transform, _))) = (source, target, transform) else {
+        return Err(err(vec![Problem {
+            path: String::new(),
+            message: "incomplete configuration".into(),
+        }]));
+    };
+    let _ = (&top.source, &top.target, &top.transform);
+    let max_bytes = top
+        .max_buffered_bytes
+        .as_ref()
+        .and_then(parse_bytes)
+        .unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
+    Ok(PipelineConfig {
+        name: top.name,
+        replication_mode: top.replication_mode,
+        max_buffered_batches: top.max_buffered_batches,
+        max_buffered_bytes: max_bytes,
+        stall_timeout_secs: top.stall_timeout_secs,
+        source,
+        transform,
+        target,
+        logs: top.logs.unwrap_or_default(),
+    })
+}
+
+fn choose(
+    doc: &Value,
+    kind: ComponentKind,
+    flag: Option<&str>,
+    registry: &Registry,
+    problems: &mut Vec<Problem>,
+) -> Option<Section> {
+    let key = kind.as_str();
+    let sections = doc.get(key).and_then(Value::as_object);
+    let id =
+        match (flag, sections) {
+            (Some(id), _) => id.to_owned(),
+            (None, Some(s)) if s.len() == 1 => s.keys().next().cloned().unwrap_or_default(),
+            (None, Some(s)) if s.len() > 1 => {
+                problems.push(Problem {
+                path: format!("--{key}"),
+                message: format!(
+                    "the configuration has several {key} sections ({}); choose one with --{key}",
+                    s.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+                return None;
+            }
+            _ => return None, // reported by the top-level schema
+        };
+    if registry.find(kind, &id).is_none() {
+        problems.push(unknown_component(kind, &id, registry, &format!("--{key}")));
+        return None;
+    }
+    match sections.and_then(|s| s.get(&id)) {
+        Some(config) => Some(Section {
+            id,
+            config: config.clone(),
+        }),
+        None => {
+            if sections.is_some() {
+                problems.push(Problem {
+                    path: key.to_owned(),
+                    message: format!("there is no `{key}.{id}` section for --{key}={id}"),
+                });
+            }
+            None
+        }
+    }
+}
+
+/// The problem for a component id that no plugin provides, listing the available ids.
+pub fn unknown_component(
+    kind: ComponentKind,
+    id: &str,
+    registry: &Registry,
+    path: &str,
+) -> Problem {
+    let ids = registry.ids(kind);
+    let available = if ids.is_empty() {
+        format!("no {kind} is available")
+    } else {
+        format!(
+            "available {kind}s: {}",
+            ids.iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut message = format!("no plugin provides the {kind} `{id}`; {available}");
+    if !registry.failures.is_empty() {
+        message.push_str(&format!(
+            " ({} plugin file(s) failed to load; see `fastlane plugins list`)",
+            registry.failures.len()
+        ));
+    }
+    Problem {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+fn choose_transform(
+    doc: &Value,
+    flag: Option<&str>,
+    registry: &Registry,
+    problems: &mut Vec<Problem>,
+) -> Option<(Section, String)> {
+    let id = flag.unwrap_or("default").to_owned();
+    if registry.find(ComponentKind::Transform, &id).is_none() {
+        problems.push(unknown_component(
+            ComponentKind::Transform,
+            &id,
+            registry,
+            "--transform",
+        ));
+        return None;
+    }
+    let section = doc.get("transform");
+    let (config, base) = match section {
+        None | Some(Value::Null) => (json!({}), "/transform".to_owned()),
+        Some(Value::Object(o)) => match o.get(&id) {
+            Some(inner @ Value::Object(_)) => {
+                (inner.clone(), format!("/transform/{}", escape(&id)))
+            }
+            _ => (Value::Object(o.clone()), "/transform".to_owned()),
+        },
+        Some(_) => return None, // reported by the top-level schema
+    };
+    Some((Section { id, config }, base))
+}
+
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Converts a JSON Pointer (`/source/file/x/0`) to the dotted form (`source.file.x[0]`).
+pub fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+/// Validates `instance` against `schema`, adding every problem with its path under `base`.
+pub fn validate(schema: &Value, instance: &Value, base: &str, problems: &mut Vec<Problem>) {
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(Problem {
+                path: pointer_to_path(base),
+                message: format!("the component's schema is invalid: {e}"),
+            });
+            return;
+        }
+    };
+    for error in validator.iter_errors(instance) {
+        let pointer = format!("{base}{}", error.instance_path().as_str());
+        let (pointer, message) = match error.kind() {
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                (
+                    format!("{pointer}/{}", escape(name)),
+                    "is required".to_owned(),
+                )
+            }
+            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for name in unexpected {
+                    problems.push(Problem {
+                        path: pointer_to_path(&format!("{pointer}/{}", escape(name))),
+                        message: "is not a known field".to_owned(),
+                    });
+                }
+                continue;
+            }
+            _ => (pointer, error.to_string()),
+        };
+        problems.push(Problem {
+            path: pointer_to_path(&pointer),
+            message,
+        });
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string of the document.
+fn interpolate(value: &mut Value, pointer: &mut String, problems: &mut Vec<Problem>) {
+    match value {
+        Value::String(s) if s.contains('$') => match substitute(s, |name| std::env::var(name).ok())
+        {
+            Ok(new) => *s = new,
+            Err(missing) => problems.push(Problem {
+                path: pointer_to_path(pointer),
+                message: format!("environment variable `{missing}` is not set"),
+            }),
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = pointer.len();
+                pointer.push_str(&format!("/{i}"));
+                interpolate(item, pointer, problems);
+                pointer.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&escape(k));
+                interpolate(v, pointer, problems);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Substitutes `${NAME}` / `${NAME:-default}`; `$${` is a literal `${`. Returns the first
+/// missing variable's name on failure.
+pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if after.starts_with("$${") {
+            out.push_str("${");
+            rest = &after[3..];
+        } else if let Some(body) = after.strip_prefix("${")
+            && let Some(end) = body.find('}')
+        {
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            match lookup(name).or_else(|| default.map(str::to_owned)) {
+                Some(v) => out.push_str(&v),
+                None => return Err(name.to_owned()),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses a byte size: an integer, or a string such as `64MiB`, `1.5GB`, `512k`.
+pub fn parse_bytes(v: &Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return Some(n as usize);
+    }
+    let s = v.as_str()?.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let mult: f64 = match unit.as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "ki" | "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "ti" | "tib" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((num * mult) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution() {
+        let env = |n: &str| (n == "HOST").then(|| "db.local".to_owned());
+        assert_eq!(substitute("h=${HOST}", env).unwrap(), "h=db.local");
+        assert_eq!(substitute("${PORT:-3306}", env).unwrap(), "3306");
+        assert_eq!(substitute("$${HOST} $5", env).unwrap(), "${HOST} $5");
+        assert_eq!(substitute("${NOPE}", env).unwrap_err(), "NOPE");
+    }
+
+    #[test]
+    fn pointers_become_dotted_paths() {
+        assert_eq!(
+            pointer_to_path("/source/file/globs/0"),
+            "source.file.globs[0]"
+        );
+        assert_eq!(pointer_to_path(""), "");
+        assert_eq!(pointer_to_path("/a~1b"), "a/b");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes(&json!(10)), Some(10));
+        assert_eq!(parse_bytes(&json!("64MiB")), Some(64 << 20));
+        assert_eq!(parse_bytes(&json!("1.5 GB")), Some(1_500_000_000));
+        assert_eq!(parse_bytes(&json!("12 parsecs")), None);
+    }
+
+    #[test]
+    fn every_top_level_problem_is_reported() {
+        let doc = json!({"replication_mode": "SOMETIMES", "max_buffered_batches": 0, "extra": 1});
+        let mut problems = Vec::new();
+        validate(&top_level_schema(), &doc, "", &mut problems);
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for expected in [
+            "replication_mode",
+            "max_buffered_batches",
+            "extra",
+            "source",
+            "target",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
+        }
+    }
+}

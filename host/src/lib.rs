@@ -1,0 +1,22 @@
+//! The fastlane engine and command line.
+//!
+//! fastlane moves data from a **source** through **transforms** into a **target**. Sources and
+//! targets (and optionally transforms) live in `.so` plugins found at run time
+//! ([`plugins`]); DataFrame transforms run here on polars ([`transforms`]); the [`engine`]
+//! runs each stage on its own workers, joined by queues bounded in batches and bytes.
+//!
+//! The same [`engine::run`] serves the `fastlane` command ([`cli`]) and the language
+//! bindings: build a [`engine::Pipeline`] from components, pick [`engine::EngineOptions`],
+//! and run it with an [`engine::Observer`].
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod logging;
+pub mod plugins;
+pub mod progress;
+pub mod runner;
+pub mod transforms;
+
+pub use fastlane_plugin_api as plugin_api;

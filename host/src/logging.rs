@@ -1,0 +1,80 @@
+//! Logging: `tracing` to standard error, and optionally appended to a file
+//! (`--logs_to_file`, or `logs.log_file` in the configuration).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+static LOG_FILE: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Writes to the log file once one is set, and nowhere before.
+#[derive(Clone, Copy)]
+struct FileSink;
+
+impl Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match LOG_FILE.get() {
+            Some(f) => f.lock().unwrap_or_else(|p| p.into_inner()).write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match LOG_FILE.get() {
+            Some(f) => f.lock().unwrap_or_else(|p| p.into_inner()).flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for FileSink {
+    type Writer = FileSink;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+/// Installs the global subscriber. `verbosity`: 0 = info, 1 = debug, 2+ = trace, -1 = warn,
+/// -2 = error. `RUST_LOG` overrides it.
+pub fn init(verbosity: i8) {
+    let level = match verbosity {
+        i8::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let file = tracing_subscriber::fmt::layer()
+        .with_writer(FileSink)
+        .with_ansi(false)
+        .with_target(true);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .try_init();
+}
+
+/// Starts appending log lines to `path` (once per process; later calls are ignored).
+pub fn log_to_file(path: &Path) -> std::io::Result<()> {
+    if LOG_FILE.get().is_some() {
+        return Ok(());
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let _ = LOG_FILE.set(Mutex::new(file));
+    Ok(())
+}

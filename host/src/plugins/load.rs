@@ -1,0 +1,360 @@
+//! Loading one plugin file, with one sentence naming the file for every way it can fail.
+//!
+//! Each file is opened with its own loader (`RawLibrary::load_at` then
+//! `lib_header_from_raw_library`), never `RootModule::load_from_file`, which caches one module
+//! per interface type and would hand every plugin the first one's module. Libraries are never
+//! unloaded.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{LibraryError, RawLibrary, RootModuleError, lib_header_from_raw_library};
+use abi_stable::std_types::{RResult, RStr};
+use fastlane_plugin_api::abi::{HostContext, LogLevel, PluginModRef};
+use fastlane_plugin_api::{ABI_VERSION, ABI_VERSION_SYMBOL, ComponentKind, ErrorCode};
+use serde_json::Value;
+
+use super::discover::Origin;
+
+/// Why a plugin file could not be loaded. Each message is one sentence naming the file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The file is not an ELF shared library.
+    #[error("`{path}` is not a shared library (it has no ELF header)")]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The dynamic loader refused the file.
+    #[error(
+        "`{path}` could not be loaded ({reason}); it may be truncated or built for another system"
+    )]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the dynamic loader said.
+        reason: String,
+    },
+    /// The library does not export the ABI version symbol.
+    #[error("`{path}` is not a fastlane plugin: it does not export `{symbol}`")]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+        /// The symbol looked for.
+        symbol: &'static str,
+    },
+    /// The plugin was built for another ABI version.
+    #[error(
+        "`{path}` was built for plugin ABI {found}, but this fastlane supports ABI {expected}: rebuild it against fastlane-plugin-api with ABI {expected}"
+    )]
+    AbiVersion {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's ABI version.
+        found: u32,
+        /// The host's ABI version.
+        expected: u32,
+    },
+    /// A required symbol is missing.
+    #[error("`{path}` is missing the symbol `{symbol}`: it was not built with `export_plugin!`")]
+    MissingSymbol {
+        /// The file.
+        path: PathBuf,
+        /// The missing symbol.
+        symbol: String,
+    },
+    /// The plugin's interface layout differs from the host's.
+    #[error(
+        "`{path}` was built against an incompatible fastlane-plugin-api ({detail}): rebuild it against the version this fastlane uses"
+    )]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// A short description of the difference.
+        detail: String,
+    },
+    /// The plugin panicked while initialising.
+    #[error("`{path}` panicked during initialisation: {message}")]
+    InitPanicked {
+        /// The file.
+        path: PathBuf,
+        /// The panic message.
+        message: String,
+    },
+    /// The plugin's initialisation returned an error.
+    #[error("`{path}` failed to initialise: {message}")]
+    InitFailed {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The manifest is malformed.
+    #[error("`{path}` has an invalid manifest: {message}")]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// The file this error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::NotALibrary { path }
+            | Self::Open { path, .. }
+            | Self::NotAPlugin { path, .. }
+            | Self::AbiVersion { path, .. }
+            | Self::MissingSymbol { path, .. }
+            | Self::Incompatible { path, .. }
+            | Self::InitPanicked { path, .. }
+            | Self::InitFailed { path, .. }
+            | Self::Manifest { path, .. } => path,
+        }
+    }
+}
+
+/// A component offered by a loaded plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentInfo {
+    /// Source, transform or target.
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: ComponentKind,
+    /// Its id.
+    pub id: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its configuration.
+    #[serde(skip)]
+    pub schema: Value,
+}
+
+fn ser_kind<S: serde::Serializer>(k: &ComponentKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+/// A plugin library, loaded and initialised.
+pub struct LoadedPlugin {
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// Why its folder was searched.
+    pub origin: Origin,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The ABI version it was built for.
+    pub abi_version: u32,
+    /// What it is for.
+    pub description: String,
+    /// Its components.
+    pub components: Vec<ComponentInfo>,
+    pub(crate) module: PluginModRef,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("components", &self.components)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host's log callback: re-emits plugin records into the host's logger as `plugin::<name>`.
+extern "C" fn host_log(level: LogLevel, plugin: RStr<'_>, message: RStr<'_>) {
+    let level = match level {
+        LogLevel::Error => log::Level::Error,
+        LogLevel::Warn => log::Level::Warn,
+        LogLevel::Info => log::Level::Info,
+        LogLevel::Debug => log::Level::Debug,
+        LogLevel::Trace => log::Level::Trace,
+    };
+    let target = format!("plugin::{}", plugin.as_str());
+    log::logger().log(
+        &log::Record::builder()
+            .level(level)
+            .target(&target)
+            .args(format_args!("{}", message.as_str()))
+            .build(),
+    );
+}
+
+fn host_context(threads: u32) -> HostContext {
+    let max_level = match log::max_level() {
+        log::LevelFilter::Off | log::LevelFilter::Error => LogLevel::Error,
+        log::LevelFilter::Warn => LogLevel::Warn,
+        log::LevelFilter::Info => LogLevel::Info,
+        log::LevelFilter::Debug => LogLevel::Debug,
+        log::LevelFilter::Trace => LogLevel::Trace,
+    };
+    HostContext {
+        abi_version: ABI_VERSION,
+        log: host_log,
+        max_level,
+        threads,
+    }
+}
+
+fn has_elf_header(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
+fn loader_reason(path: &Path, err: &dyn std::fmt::Display) -> String {
+    let text = err.to_string();
+    let shown = path.display().to_string();
+    // dlerror() repeats the path ("<path>: file too short"); keep only what follows it.
+    match text.find(&shown) {
+        Some(i) => text[i + shown.len()..]
+            .trim_start_matches(':')
+            .trim()
+            .to_owned(),
+        None => text,
+    }
+}
+
+fn library_error(path: &Path, err: LibraryError) -> LoadError {
+    let path = path.to_path_buf();
+    match err {
+        LibraryError::OpenError { err, .. } => LoadError::Open {
+            reason: loader_reason(&path, &err),
+            path,
+        },
+        LibraryError::GetSymbolError { symbol, .. } => LoadError::MissingSymbol {
+            symbol: String::from_utf8_lossy(&symbol).into_owned(),
+            path,
+        },
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => LoadError::Incompatible {
+            detail: format!(
+                "it uses fastlane-plugin-api {actual_version}, this fastlane {expected_version}"
+            ),
+            path,
+        },
+        LibraryError::RootModule { err, .. } => match err {
+            RootModuleError::Unwound => LoadError::InitPanicked {
+                message: "the root module constructor panicked".into(),
+                path,
+            },
+            other => LoadError::InitFailed {
+                message: other.to_string(),
+                path,
+            },
+        },
+        LibraryError::AbiInstability(_) => LoadError::Incompatible {
+            detail: "the layout of its interface types differs".into(),
+            path,
+        },
+        LibraryError::InvalidAbiHeader(h) => LoadError::Incompatible {
+            detail: format!("it was built with an incompatible abi_stable ({h:?})"),
+            path,
+        },
+        other => LoadError::Incompatible {
+            detail: other
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            path,
+        },
+    }
+}
+
+/// Loads and initialises one plugin file.
+pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPlugin, LoadError> {
+    if !has_elf_header(path) {
+        return Err(LoadError::NotALibrary {
+            path: path.to_path_buf(),
+        });
+    }
+    let raw = RawLibrary::load_at(path).map_err(|e| library_error(path, e))?;
+    // Never unloaded: code from it may run until the process exits.
+    let raw: &'static RawLibrary = Box::leak(Box::new(raw));
+
+    // SAFETY: the symbol is declared by `export_plugin!` as `extern "C" fn() -> u32`.
+    let abi_version = unsafe { raw.get::<extern "C" fn() -> u32>(ABI_VERSION_SYMBOL.as_bytes()) }
+        .map(|f| f())
+        .map_err(|_| LoadError::NotAPlugin {
+            path: path.to_path_buf(),
+            symbol: ABI_VERSION_SYMBOL,
+        })?;
+    if abi_version != ABI_VERSION {
+        return Err(LoadError::AbiVersion {
+            path: path.to_path_buf(),
+            found: abi_version,
+            expected: ABI_VERSION,
+        });
+    }
+
+    // SAFETY: `raw` lives for the rest of the process.
+    let header = unsafe { lib_header_from_raw_library(raw) }.map_err(|e| library_error(path, e))?;
+    let module = header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| library_error(path, e))?;
+
+    let manifest = match (module.init())(host_context(threads)) {
+        RResult::ROk(m) => m,
+        RResult::RErr(e) if e.code() == ErrorCode::PANIC => {
+            return Err(LoadError::InitPanicked {
+                path: path.to_path_buf(),
+                message: e
+                    .message()
+                    .trim_start_matches("panicked")
+                    .trim_start_matches(": ")
+                    .to_owned(),
+            });
+        }
+        RResult::RErr(e) => {
+            return Err(LoadError::InitFailed {
+                path: path.to_path_buf(),
+                message: e.message().to_owned(),
+            });
+        }
+    };
+
+    let mut components = Vec::new();
+    for c in manifest.components.iter() {
+        let schema: Value =
+            serde_json::from_str(c.config_schema.as_str()).map_err(|e| LoadError::Manifest {
+                path: path.to_path_buf(),
+                message: format!("the schema of {} `{}` is not JSON: {e}", c.kind, c.id),
+            })?;
+        if let Err(e) = jsonschema::meta::validate(&schema) {
+            return Err(LoadError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the schema of {} `{}` is not a valid JSON Schema: {e}",
+                    c.kind, c.id
+                ),
+            });
+        }
+        components.push(ComponentInfo {
+            kind: c.kind,
+            id: c.id.to_string(),
+            description: c.description.to_string(),
+            schema,
+        });
+    }
+    Ok(LoadedPlugin {
+        path: path.to_path_buf(),
+        origin,
+        name: manifest.name.to_string(),
+        version: manifest.version.to_string(),
+        abi_version: manifest.abi_version,
+        description: manifest.description.to_string(),
+        components,
+        module,
+    })
+}
