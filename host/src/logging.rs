@@ -2,7 +2,7 @@
 //! (`--logs_to_file`, or `logs.log_file` in the configuration).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -54,6 +54,7 @@ pub fn init(verbosity: i8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(true);
     let file = tracing_subscriber::fmt::layer()
         .with_writer(FileSink)

@@ -40,11 +40,11 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T>) -> RResult<T, PluginError> {
         Err(payload) => {
             let location = LAST_PANIC_LOCATION
                 .with(|l| l.borrow_mut().take())
-                .map(|l| format!(" at {l}"))
+                .map(|l| format!(" (at {l})"))
                 .unwrap_or_default();
             RResult::RErr(PluginError::new(
                 ErrorCode::PANIC,
-                format!("panicked{location}: {}", panic_message(payload.as_ref())),
+                format!("panicked: {}{location}", panic_message(payload.as_ref())),
             ))
         }
     }

@@ -127,19 +127,22 @@ macro_rules! export_plugin {
         /// The abi_stable library header holding this plugin's root module.
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static FASTLANE_PLUGIN_LIB_HEADER: $crate::abi_stable::library::LibHeader = {
-            fn definition() -> $crate::PluginDefinition {
+            fn __fastlane_plugin_definition() -> $crate::PluginDefinition {
                 $definition
             }
-            fn root_module() -> $crate::abi::PluginModRef {
-                $crate::__private::root_module(definition)
+            fn __fastlane_plugin_root_module() -> $crate::abi::PluginModRef {
+                $crate::__private::root_module(__fastlane_plugin_definition)
             }
-            extern "C" fn constructor() -> $crate::abi_stable::library::RootModuleResult {
-                $crate::abi_stable::library::__call_root_module_loader(root_module)
+            extern "C" fn __fastlane_plugin_constructor()
+            -> $crate::abi_stable::library::RootModuleResult {
+                $crate::abi_stable::library::__call_root_module_loader(
+                    __fastlane_plugin_root_module,
+                )
             }
             // SAFETY: `constructor` returns the root module of type `PluginModRef`.
             unsafe {
                 $crate::abi_stable::library::LibHeader::from_constructor::<$crate::abi::PluginModRef>(
-                    constructor,
+                    __fastlane_plugin_constructor,
                     $crate::abi_stable::library::CheckTypeLayout::Yes,
                 )
             }

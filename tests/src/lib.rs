@@ -1,1 +1,121 @@
+//! End-to-end test support for fastlane: locating the built binary and plugins, running the
+//! command line, and the plugin conformance suite ([`conformance`]) that every plugin crate
+//! runs against its real `.so` through the engine.
+//!
+//! Build the workspace first (`cargo build --workspace`): the tests use the `fastlane` binary
+//! and the plugin libraries from the same target folder as the test executables.
 
+pub mod conformance;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target folder holding the binary and the plugins (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug
+    let mut dir = exe.parent().expect("deps folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The `fastlane` binary.
+pub fn fastlane_bin() -> PathBuf {
+    let bin = target_dir().join("fastlane");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// A built plugin library, by crate suffix (`file` → `libfastlane_plugin_file.so`).
+pub fn plugin_lib(name: &str) -> PathBuf {
+    let lib = target_dir().join(format!("libfastlane_plugin_{name}.so"));
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        lib.display()
+    );
+    lib
+}
+
+/// A built test-only plugin library (`misbehave` → `libfastlane_testplugin_misbehave.so`).
+pub fn test_plugin_lib(name: &str) -> PathBuf {
+    let lib = target_dir().join(format!("libfastlane_testplugin_{name}.so"));
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        lib.display()
+    );
+    lib
+}
+
+/// A temporary plugin folder holding the given test-only plugins under plugin names.
+pub fn test_plugin_dir(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in names {
+        std::fs::copy(
+            test_plugin_lib(name),
+            dir.path().join(format!("libfastlane_plugin_{name}.so")),
+        )
+        .expect("copy test plugin");
+    }
+    dir
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `fastlane` with `args` in `cwd`, with colours and progress lines off.
+pub fn fastlane(cwd: &Path, args: &[&str]) -> Output {
+    let out = Command::new(fastlane_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("FASTLANE_PLUGIN_PATH")
+        .env_remove("RUST_LOG")
+        .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
+        .output()
+        .expect("run fastlane");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Replaces what changes from run to run (paths, run ids, timings, rates, sizes) with
+/// placeholders, for snapshots.
+pub fn redact(text: &str, tmp: &Path) -> String {
+    let mut out = text.replace(&tmp.display().to_string(), "[TMP]");
+    out = out.replace(&target_dir().display().to_string(), "[TARGET]");
+    let rules: [(&str, &str); 8] = [
+        (r"\d{8}T\d{6}Z-[0-9a-f]{6}", "[RUN]"),
+        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+Z", "[TIME]"),
+        (r"[\d,]+(\.\d+)?M? rows/s", "[RATE]"),
+        (r"\d+(\.\d+)? s\b", "[SECS]"),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "[BYTES]"),
+        (r"\(at [^)]*\)", "(at [LOCATION])"),
+        (r"no progress for \d+\.\d", "no progress for [N]"),
+        (r"peak \d+/", "peak [N]/"),
+    ];
+    for (pattern, replacement) in rules {
+        out = regex_lite::Regex::new(pattern)
+            .expect("pattern")
+            .replace_all(&out, replacement)
+            .into_owned();
+    }
+    out
+}

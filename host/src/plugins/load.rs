@@ -25,6 +25,14 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
     },
+    /// The file is an ELF file, but truncated or damaged.
+    #[error("`{path}` is a truncated or damaged shared library: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The dynamic loader refused the file.
     #[error(
         "`{path}` could not be loaded ({reason}); it may be truncated or built for another system"
@@ -104,6 +112,7 @@ impl LoadError {
     pub fn path(&self) -> &Path {
         match self {
             Self::NotALibrary { path }
+            | Self::Damaged { path, .. }
             | Self::Open { path, .. }
             | Self::NotAPlugin { path, .. }
             | Self::AbiVersion { path, .. }
@@ -208,6 +217,64 @@ fn has_elf_header(path: &Path) -> bool {
         && magic == *b"\x7fELF"
 }
 
+/// Checks, before the dynamic loader maps the file, that its ELF headers and every loadable
+/// segment lie inside the file: the loader maps segments past the end of a truncated file and
+/// the process would die of SIGBUS on first access.
+fn check_elf(path: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let size = bytes.len() as u64;
+    if bytes.len() < 64 {
+        return Err(format!("only {size} bytes long"));
+    }
+    if bytes[4] != 2 || bytes[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as u64;
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    const EM_HOST: u64 = if cfg!(target_arch = "x86_64") {
+        62
+    } else if cfg!(target_arch = "aarch64") {
+        183
+    } else {
+        0
+    };
+    let machine = u16_at(18);
+    if EM_HOST != 0 && machine != EM_HOST {
+        return Err(format!(
+            "built for another architecture (ELF machine {machine})"
+        ));
+    }
+    let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    let (shentsize, shnum) = (u16_at(0x3A), u16_at(0x3C));
+    let table_end = |off: u64, n: u64, each: u64| off.checked_add(n.checked_mul(each)?);
+    match table_end(phoff, phnum, phentsize) {
+        Some(end) if end <= size && phentsize >= 56 => {}
+        _ => return Err("its program headers lie past the end of the file".into()),
+    }
+    if shoff != 0 && table_end(shoff, shnum, shentsize).is_none_or(|end| end > size) {
+        return Err("its section headers lie past the end of the file".into());
+    }
+    for i in 0..phnum {
+        let h = (phoff + i * phentsize) as usize;
+        let kind = u32_at(h);
+        let (offset, filesz) = (u64_at(h + 8), u64_at(h + 32));
+        if kind == 1 && offset.checked_add(filesz).is_none_or(|end| end > size) {
+            return Err(format!(
+                "segment {i} ends at byte {} but the file has {size}",
+                offset.saturating_add(filesz)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn loader_reason(path: &Path, err: &dyn std::fmt::Display) -> String {
     let text = err.to_string();
     let shown = path.display().to_string();
@@ -229,7 +296,9 @@ fn library_error(path: &Path, err: LibraryError) -> LoadError {
             path,
         },
         LibraryError::GetSymbolError { symbol, .. } => LoadError::MissingSymbol {
-            symbol: String::from_utf8_lossy(&symbol).into_owned(),
+            symbol: String::from_utf8_lossy(&symbol)
+                .trim_end_matches('\0')
+                .to_owned(),
             path,
         },
         LibraryError::IncompatibleVersionNumber {
@@ -277,6 +346,12 @@ pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPl
     if !has_elf_header(path) {
         return Err(LoadError::NotALibrary {
             path: path.to_path_buf(),
+        });
+    }
+    if let Err(reason) = check_elf(path) {
+        return Err(LoadError::Damaged {
+            path: path.to_path_buf(),
+            reason,
         });
     }
     let raw = RawLibrary::load_at(path).map_err(|e| library_error(path, e))?;

@@ -1,1 +1,318 @@
+//! Test-only plugin: data generators and components that fail, panic or stall on purpose.
+//!
+//! | kind | id | does |
+//! |---|---|---|
+//! | source | `generate` | `rows` rows of `id` (Int64) and `payload` (text of `payload_bytes`), in `partitions` partitions |
+//! | source | `fail_open` | fails when a partition is opened |
+//! | source | `panic_read` | panics after `after_batches` batches |
+//! | source | `stall` | never returns from its first read |
+//! | transform | `double` | doubles the `id` column (an Arrow-only plugin transform) |
+//! | target | `discard` | drops every batch, after `delay_ms` per batch |
+//! | target | `fail_open` | fails when opened |
+//! | target | `fail_write` | fails on the batch after `after_batches` |
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use fastlane_plugin_api::arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use fastlane_plugin_api::arrow_schema::{DataType, Field, Schema};
+use fastlane_plugin_api::{
+    BatchStream, Partition, PluginDefinition, PluginError, ReadContext, Result, Source, Target,
+    Transform, WriteContext, Writer, export_plugin,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Configuration of `generate`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct GenerateConfig {
+    /// Rows in all.
+    rows: u64,
+    /// Rows per batch.
+    #[serde(default = "default_batch")]
+    batch_size: u64,
+    /// Bytes of text per row in `payload`.
+    #[serde(default)]
+    payload_bytes: usize,
+    /// Partitions.
+    #[serde(default = "one")]
+    partitions: u64,
+    /// Partitions read at once (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+fn default_batch() -> u64 {
+    8192
+}
+
+fn one() -> u64 {
+    1
+}
+
+struct Generate(GenerateConfig);
+
+impl Source for Generate {
+    fn partitions(&self, context: &ReadContext) -> Result<Vec<Partition>> {
+        let after = context
+            .start_offset
+            .as_ref()
+            .and_then(Value::as_i64)
+            .map_or(0, |o| (o + 1).max(0) as u64);
+        let n = self.0.partitions.max(1);
+        let per = self.0.rows.div_ceil(n);
+        Ok((0..n)
+            .map(|i| {
+                let start = (i * per).max(after);
+                let end = ((i + 1) * per).min(self.0.rows);
+                Partition {
+                    index: i as usize,
+                    spec: json!({"start": start, "end": end.max(start)}),
+                }
+            })
+            .collect())
+    }
+
+    fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        let start = partition.spec["start"].as_u64().unwrap_or(0);
+        let end = partition.spec["end"].as_u64().unwrap_or(0);
+        Ok(Box::new(GenerateStream {
+            next: start,
+            end,
+            batch: self.0.batch_size.max(1),
+            payload: "x".repeat(self.0.payload_bytes),
+        }))
+    }
+}
+
+struct GenerateStream {
+    next: u64,
+    end: u64,
+    batch: u64,
+    payload: String,
+}
+
+impl BatchStream for GenerateStream {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        let stop = (self.next + self.batch).min(self.end);
+        let ids = Int64Array::from_iter_values(self.next as i64..stop as i64);
+        let payload = StringArray::from_iter_values((self.next..stop).map(|_| &self.payload));
+        self.next = stop;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("payload", DataType::Utf8, false),
+        ]));
+        Ok(Some(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(ids) as ArrayRef, Arc::new(payload)],
+        )?))
+    }
+}
+
+/// Configuration of components that misbehave after a number of batches.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AfterConfig {
+    /// Batches that succeed first.
+    #[serde(default)]
+    after_batches: u64,
+    /// Milliseconds to wait per batch.
+    #[serde(default)]
+    delay_ms: u64,
+    /// Workers (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+struct FailOpenSource;
+
+impl Source for FailOpenSource {
+    fn read(&self, _partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        Err(PluginError::connection(
+            "cannot connect to `db.invalid:5432`: connection refused",
+        ))
+    }
+}
+
+struct PanicRead(u64);
+
+impl Source for PanicRead {
+    fn read(&self, _partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        Ok(Box::new(PanicStream {
+            left: self.0,
+            inner: GenerateStream {
+                next: 0,
+                end: u64::MAX,
+                batch: 100,
+                payload: String::new(),
+            },
+        }))
+    }
+}
+
+struct PanicStream {
+    left: u64,
+    inner: GenerateStream,
+}
+
+impl BatchStream for PanicStream {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.left == 0 {
+            panic!("deliberate panic while reading");
+        }
+        self.left -= 1;
+        self.inner.next_batch()
+    }
+}
+
+struct Stall;
+
+impl Source for Stall {
+    fn read(&self, _partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        Ok(Box::new(StallStream))
+    }
+}
+
+struct StallStream;
+
+impl BatchStream for StallStream {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Configuration of `double`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DoubleConfig {
+    /// The integer column to double.
+    #[serde(default = "id")]
+    column: String,
+    /// Workers (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+fn id() -> String {
+    "id".into()
+}
+
+struct Double(String);
+
+impl Transform for Double {
+    fn transform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(index) = batch.schema().index_of(&self.0).ok() else {
+            return Err(PluginError::not_found(format!("no column `{}`", self.0)));
+        };
+        let column = batch.column(index);
+        let ints = column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| PluginError::data(format!("`{}` is not Int64", self.0)))?;
+        let doubled: Int64Array = ints.iter().map(|v| v.map(|v| v * 2)).collect();
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(doubled);
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+}
+
+struct Discard {
+    delay: Duration,
+    fail_open: bool,
+    fail_after: Option<u64>,
+}
+
+impl Target for Discard {
+    fn open(&mut self, _context: &WriteContext) -> Result<()> {
+        if self.fail_open {
+            return Err(PluginError::connection(
+                "cannot reach `warehouse.invalid`: no route to host",
+            ));
+        }
+        Ok(())
+    }
+
+    fn writer(&self, _index: usize) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(DiscardWriter {
+            delay: self.delay,
+            fail_after: self.fail_after,
+            written: 0,
+        }))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        log::info!("discard target committed");
+        Ok(())
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        log::warn!("discard target aborted");
+        Ok(())
+    }
+}
+
+struct DiscardWriter {
+    delay: Duration,
+    fail_after: Option<u64>,
+    written: u64,
+}
+
+impl Writer for DiscardWriter {
+    fn write(&mut self, _batch: RecordBatch) -> Result<()> {
+        if self.fail_after.is_some_and(|n| self.written >= n) {
+            return Err(PluginError::io("disk full (deliberate)"));
+        }
+        self.written += 1;
+        std::thread::sleep(self.delay);
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+export_plugin!(
+    PluginDefinition::new("misbehave", env!("CARGO_PKG_VERSION"))
+        .description("Test-only components that generate data, fail, panic or stall.")
+        .source("generate", "Generates rows.", |c: GenerateConfig| Ok(
+            Generate(c)
+        ))
+        .source("fail_open", "Fails to open.", |_: AfterConfig| Ok(
+            FailOpenSource
+        ))
+        .source("panic_read", "Panics while reading.", |c: AfterConfig| {
+            Ok(PanicRead(c.after_batches))
+        })
+        .source("stall", "Never returns.", |_: AfterConfig| Ok(Stall))
+        .transform("double", "Doubles a column.", |c: DoubleConfig| Ok(Double(
+            c.column
+        )))
+        .target("discard", "Drops everything.", |c: AfterConfig| {
+            Ok(Discard {
+                delay: Duration::from_millis(c.delay_ms),
+                fail_open: false,
+                fail_after: None,
+            })
+        })
+        .target("fail_open", "Fails to open.", |_: AfterConfig| {
+            Ok(Discard {
+                delay: Duration::ZERO,
+                fail_open: true,
+                fail_after: None,
+            })
+        })
+        .target("fail_write", "Fails writing.", |c: AfterConfig| {
+            Ok(Discard {
+                delay: Duration::from_millis(c.delay_ms),
+                fail_open: false,
+                fail_after: Some(c.after_batches),
+            })
+        })
+);
