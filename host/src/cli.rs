@@ -242,7 +242,7 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> ExitCode {
     };
     tracing::info!(
         run_id = %options.run_id,
-        "running {} `{}` → {} → {} `{}` ({:?})",
+        "running {} `{}` → {} → {} `{}` ({})",
         "source",
         config.source.id,
         if pipeline.transforms.is_empty() {
@@ -343,7 +343,7 @@ fn validate(args: &ValidateArgs, global: &GlobalArgs) -> ExitCode {
     match config::load_file(&args.config, &selection, &registry) {
         Ok(c) => {
             println!(
-                "`{}` is valid: source `{}` → transform `{}` → target `{}`, {:?}",
+                "`{}` is valid: source `{}` → transform `{}` → target `{}`, {}",
                 args.config.display(),
                 c.source.id,
                 c.transform.id,

@@ -130,7 +130,7 @@ pub fn top_level_schema() -> Value {
                 "description": "The most bytes waiting in the queues: an integer, or a string such as \"64MiB\".",
                 "oneOf": [
                     {"type": "integer", "minimum": 1},
-                    {"type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([kKmMgGtT]i?[bB]?|[bB])?\\s*$"}
+                    {"type": "string", "description": "a size such as 64MiB", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([kKmMgGtT]i?[bB]?|[bB])?\\s*$"}
                 ]
             },
             "stall_timeout_secs": {"type": "number", "exclusiveMinimum": 0, "description": "Fail when a stage spends longer than this in one call."},
@@ -285,6 +285,7 @@ pub fn load_str(
     }
 
     if !problems.is_empty() {
+        problems.sort_by(|a, b| a.path.cmp(&b.path));
         return Err(err(problems));
     }
     let top: TopLevel = serde_json::from_value(doc).map_err(|e| {
@@ -478,6 +479,16 @@ pub fn validate(schema: &Value, instance: &Value, base: &str, problems: &mut Vec
                 }
                 continue;
             }
+            jsonschema::error::ValidationErrorKind::OneOfNotValid { .. }
+            | jsonschema::error::ValidationErrorKind::AnyOf { .. } => {
+                let relative = &pointer[base.len()..];
+                let message =
+                    match schema_at(schema, relative).and_then(|s| alternatives(schema, s)) {
+                        Some(expected) => format!("{} is not {expected}", error.instance()),
+                        None => error.to_string(),
+                    };
+                (pointer, message)
+            }
             _ => (pointer, error.to_string()),
         };
         problems.push(Problem {
@@ -485,6 +496,88 @@ pub fn validate(schema: &Value, instance: &Value, base: &str, problems: &mut Vec
             message,
         });
     }
+}
+
+/// Follows a local `$ref` (`#/$defs/Name`).
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => r
+            .strip_prefix('#')
+            .and_then(|p| root.pointer(p))
+            .unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// The schema describing the value at `pointer` (a JSON Pointer into the instance).
+fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut schema = resolve(root, root);
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        schema = if let Some(p) = schema.get("properties").and_then(|p| p.get(&seg)) {
+            p
+        } else if let Some(items) = schema.get("items") {
+            items
+        } else {
+            schema
+                .get("additionalProperties")
+                .filter(|v| v.is_object())?
+        };
+        schema = resolve(root, schema);
+    }
+    Some(schema)
+}
+
+/// "one of `a`, `b`" or "a string or an array" for a `oneOf`/`anyOf`/`enum` schema.
+fn alternatives(root: &Value, schema: &Value) -> Option<String> {
+    let branches = schema
+        .get("oneOf")
+        .or_else(|| schema.get("anyOf"))
+        .and_then(Value::as_array)?;
+    let mut consts = Vec::new();
+    let mut kinds = Vec::new();
+    for branch in branches.iter().map(|b| resolve(root, b)) {
+        if let Some(c) = branch.get("const") {
+            consts.push(format!(
+                "`{}`",
+                c.as_str().map_or_else(|| c.to_string(), str::to_owned)
+            ));
+        } else if let Some(values) = branch.get("enum").and_then(Value::as_array) {
+            consts.extend(values.iter().map(|c| {
+                format!(
+                    "`{}`",
+                    c.as_str().map_or_else(|| c.to_string(), str::to_owned)
+                )
+            }));
+        } else if let Some(nested) = alternatives(root, branch) {
+            kinds.push(nested);
+        } else if let Some(t) = branch.get("type").and_then(Value::as_str) {
+            let described = match (t, branch.get("items").map(|i| resolve(root, i))) {
+                ("array", Some(items)) => match items.get("type").and_then(Value::as_str) {
+                    Some(it) => format!("an array of {it}s"),
+                    None => "an array".to_owned(),
+                },
+                ("string", _) if branch.get("pattern").is_some() => {
+                    match branch.get("description").and_then(Value::as_str) {
+                        Some(d) => format!("a string ({d})"),
+                        None => "a string of the expected form".to_owned(),
+                    }
+                }
+                ("integer", _) => "an integer".to_owned(),
+                ("object", _) => "an object".to_owned(),
+                ("array", None) => "an array".to_owned(),
+                ("null", _) => continue,
+                (other, _) => format!("a {other}"),
+            };
+            kinds.push(described);
+        } else {
+            return None;
+        }
+    }
+    if !consts.is_empty() {
+        kinds.insert(0, format!("one of {}", consts.join(", ")));
+    }
+    (!kinds.is_empty()).then(|| kinds.join(" or "))
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string of the document.
@@ -527,9 +620,9 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(after_escape) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = after_escape;
         } else if let Some(body) = after.strip_prefix("${")
             && let Some(end) = body.find('}')
         {

@@ -66,7 +66,7 @@ impl FfiSource for SourceAdapter {
                 .map(|p| {
                     serde_json::to_string(p)
                         .map(RString::from)
-                        .map_err(|e| PluginError::internal(e))
+                        .map_err(PluginError::internal)
                 })
                 .collect()
         })

@@ -17,6 +17,22 @@ pub enum ReplicationMode {
     Incremental,
 }
 
+impl ReplicationMode {
+    /// The configuration spelling: `FULL_TABLE` or `INCREMENTAL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FullTable => "FULL_TABLE",
+            Self::Incremental => "INCREMENTAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplicationMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the host tells a source before it splits its data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ReadContext {

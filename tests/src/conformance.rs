@@ -363,8 +363,7 @@ pub fn check_source(plugin_name: &str, fixture: &dyn SourceFixture) {
             engine::run(pipeline, &opts, &mut NoObserver)
                 .unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)));
         }
-        let out = collected.0.lock().expect("lock").clone();
-        out
+        collected.0.lock().expect("lock").clone()
     };
 
     // Empty input.
@@ -404,7 +403,7 @@ fn run_with_offset(
     pipeline: Pipeline,
     options: &EngineOptions,
     offset: Value,
-) -> std::result::Result<engine::RunSummary, engine::RunFailed> {
+) -> std::result::Result<engine::RunSummary, Box<engine::RunFailed>> {
     // Swap the collect target for one that reports `offset`, keeping the same collection.
     let Pipeline {
         source,

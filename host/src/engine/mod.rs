@@ -250,7 +250,7 @@ pub fn run(
     pipeline: Pipeline,
     options: &EngineOptions,
     observer: &mut dyn Observer,
-) -> Result<RunSummary, RunFailed> {
+) -> Result<RunSummary, Box<RunFailed>> {
     let started = Instant::now();
     let Pipeline {
         source,
@@ -704,7 +704,7 @@ struct FinishArgs<'a> {
 }
 
 /// Waits for the workers (watching for stalls and stop requests), then commits or aborts.
-fn finish(args: FinishArgs<'_>) -> Result<RunSummary, RunFailed> {
+fn finish(args: FinishArgs<'_>) -> Result<RunSummary, Box<RunFailed>> {
     let FinishArgs {
         options,
         mut target,
@@ -838,12 +838,12 @@ fn finish(args: FinishArgs<'_>) -> Result<RunSummary, RunFailed> {
     });
     match error {
         None => Ok(summary),
-        Some(error) => Err(RunFailed {
+        Some(error) => Err(Box::new(RunFailed {
             run_id: options.run_id.clone(),
             error,
             abort_error,
             summary: Box::new(summary),
-        }),
+        })),
     }
 }
 
@@ -908,7 +908,7 @@ fn failed_before_start(
     error: StageError,
     start_offset: Option<Value>,
     started: Instant,
-) -> RunFailed {
+) -> Box<RunFailed> {
     let totals = Totals {
         elapsed: started.elapsed(),
         ..Totals::default()
@@ -924,10 +924,10 @@ fn failed_before_start(
         queues: &[],
         error: Some(crate::error::chain(&error)),
     });
-    RunFailed {
+    Box::new(RunFailed {
         run_id: options.run_id.clone(),
         error,
         abort_error: None,
         summary: Box::new(summary),
-    }
+    })
 }

@@ -19,7 +19,7 @@ fn ok<T>(r: RResult<T, PluginError>) -> Result<T> {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| PluginError::internal(e))
+    serde_json::to_string(v).map_err(PluginError::internal)
 }
 
 impl LoadedPlugin {
@@ -117,7 +117,7 @@ impl Target for PluginTarget {
     }
 
     fn writer(&self, index: usize) -> Result<Box<dyn Writer>> {
-        let index = u32::try_from(index).map_err(|e| PluginError::internal(e))?;
+        let index = u32::try_from(index).map_err(PluginError::internal)?;
         Ok(Box::new(PluginWriter(ok(self.0.writer(index))?)))
     }
 

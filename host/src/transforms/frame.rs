@@ -26,8 +26,8 @@ pub fn to_frame(batch: &RecordBatch) -> Result<DataFrame> {
             polars_arrow::ffi::ArrowSchema,
         ) = unsafe {
             (
-                std::mem::transmute(ffi_array),
-                std::mem::transmute(ffi_schema),
+                std::mem::transmute::<FFI_ArrowArray, polars_arrow::ffi::ArrowArray>(ffi_array),
+                std::mem::transmute::<FFI_ArrowSchema, polars_arrow::ffi::ArrowSchema>(ffi_schema),
             )
         };
         let pa_field =
@@ -71,8 +71,8 @@ fn column_to_arrow(column: Column) -> Result<ArrayRef> {
     // SAFETY: as in `to_frame`, the other way round.
     let (ffi_array, ffi_schema): (FFI_ArrowArray, FFI_ArrowSchema) = unsafe {
         (
-            std::mem::transmute(pa_array),
-            std::mem::transmute(pa_schema),
+            std::mem::transmute::<polars_arrow::ffi::ArrowArray, FFI_ArrowArray>(pa_array),
+            std::mem::transmute::<polars_arrow::ffi::ArrowSchema, FFI_ArrowSchema>(pa_schema),
         )
     };
     let data = unsafe { from_ffi(ffi_array, &ffi_schema) }?;

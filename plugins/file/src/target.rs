@@ -235,7 +235,7 @@ impl Target for FileTarget {
         let mut staged: Vec<PathBuf> = std::fs::read_dir(&run.staging)
             .map_err(io_err("cannot list", &run.staging))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| !p.extension().is_some_and(|e| e == "tmp"))
+            .filter(|p| p.extension().is_none_or(|e| e != "tmp"))
             .collect();
         staged.sort();
         for file in &staged {
@@ -271,9 +271,9 @@ impl Target for FileTarget {
 }
 
 enum Sink {
-    Parquet(ArrowWriter<Counting>),
-    Csv(arrow_csv::Writer<Out>),
-    Jsonl(arrow_json::LineDelimitedWriter<Out>),
+    Parquet(Box<ArrowWriter<Counting>>),
+    Csv(Box<arrow_csv::Writer<Out>>),
+    Jsonl(Box<arrow_json::LineDelimitedWriter<Out>>),
 }
 
 struct OpenFile {
@@ -329,10 +329,10 @@ impl FileWriter {
                     .set_compression(codec)
                     .set_max_row_group_row_count(Some(self.config.row_group_rows))
                     .build();
-                Sink::Parquet(
+                Sink::Parquet(Box::new(
                     ArrowWriter::try_new(counting, batch.schema(), Some(props))
-                        .map_err(|e| PluginError::data(e))?,
-                )
+                        .map_err(PluginError::data)?,
+                ))
             }
             Format::Csv => {
                 let out = Out::new(
@@ -340,12 +340,12 @@ impl FileWriter {
                     self.config.compression.unwrap_or(Compression::None),
                 )
                 .map_err(io_err("cannot write", &path))?;
-                Sink::Csv(
+                Sink::Csv(Box::new(
                     arrow_csv::WriterBuilder::new()
                         .with_header(self.config.has_header)
                         .with_delimiter(self.delimiter)
                         .build(out),
-                )
+                ))
             }
             Format::Jsonl => {
                 let out = Out::new(
@@ -353,7 +353,7 @@ impl FileWriter {
                     self.config.compression.unwrap_or(Compression::None),
                 )
                 .map_err(io_err("cannot write", &path))?;
-                Sink::Jsonl(arrow_json::LineDelimitedWriter::new(out))
+                Sink::Jsonl(Box::new(arrow_json::LineDelimitedWriter::new(out)))
             }
         };
         Ok(OpenFile {
@@ -370,7 +370,7 @@ impl FileWriter {
         };
         let path = open.path.clone();
         let file = match open.sink {
-            Sink::Parquet(w) => w
+            Sink::Parquet(w) => (*w)
                 .into_inner()
                 .map_err(|e| PluginError::io(format!("cannot finish `{}`: {e}", path.display())))?
                 .into_file(),
@@ -379,7 +379,7 @@ impl FileWriter {
                 .finish()
                 .map_err(io_err("cannot finish", &path))?,
             Sink::Jsonl(mut w) => {
-                w.finish().map_err(|e| PluginError::io(e))?;
+                w.finish().map_err(PluginError::io)?;
                 w.into_inner()
                     .finish()
                     .map_err(io_err("cannot finish", &path))?
@@ -403,9 +403,9 @@ impl FileWriter {
             return Ok(());
         };
         let result = match &mut open.sink {
-            Sink::Parquet(w) => w.write(batch).map_err(|e| PluginError::data(e)),
-            Sink::Csv(w) => w.write(batch).map_err(|e| PluginError::data(e)),
-            Sink::Jsonl(w) => w.write(batch).map_err(|e| PluginError::data(e)),
+            Sink::Parquet(w) => w.write(batch).map_err(PluginError::data),
+            Sink::Csv(w) => w.write(batch).map_err(PluginError::data),
+            Sink::Jsonl(w) => w.write(batch).map_err(PluginError::data),
         };
         result.map_err(|e| e.context(format!("writing `{}`", open.path.display())))?;
         open.rows += batch.num_rows() as u64;

@@ -1,1 +1,35 @@
+//! The `sqlite` plugin of fastlane: a source that reads a table or a query of a SQLite
+//! database file into Arrow record batches.
+//!
+//! - **Tables** are read by keyset paging: `SELECT … WHERE key > last ORDER BY key LIMIT n`,
+//!   one page per batch, on the `replication_key` column (by default the `rowid`). An INTEGER
+//!   key range can be split into `partitions` contiguous ranges read in parallel. In
+//!   INCREMENTAL mode only rows whose key is above the target's offset are read.
+//! - **Queries** are read in one pass, as one partition (FULL_TABLE mode only).
+//! - The database is opened read-only; column types come from the declared types by SQLite's
+//!   affinity rules (with booleans, dates and timestamps), or from the first values when a
+//!   column has no declared type.
+//!
+//! See `README.md` beside this crate for every option and the type mapping.
 
+#![warn(missing_docs)]
+
+mod columns;
+mod config;
+mod source;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use config::SqliteSourceConfig;
+pub use source::SqliteSource;
+
+fastlane_plugin_api::export_plugin!(
+    fastlane_plugin_api::PluginDefinition::new("sqlite", env!("CARGO_PKG_VERSION"))
+        .description("SQLite database files.")
+        .source(
+            "sqlite",
+            "Reads a SQLite table by keyset paging (incremental, partitioned) or a query.",
+            SqliteSource::new,
+        )
+);

@@ -1,0 +1,397 @@
+//! End-to-end tests of the `fastlane` command: real files, real plugins, real processes.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::{Array, Int64Array, RecordBatch};
+use fastlane_tests::{fastlane, redact, test_plugin_dir};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+
+fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn write_json(path: &Path, value: &Value) {
+    write(path, &serde_json::to_string_pretty(value).unwrap());
+}
+
+fn orders_csv(rows: usize) -> String {
+    let mut s = String::from("id,customer,amount,country,created\n");
+    for i in 1..=rows {
+        let country = ["NL", "DE", "FR", "US"][i % 4];
+        s.push_str(&format!(
+            "{i},customer {i},{}.{:02},{country},2026-01-{:02}T10:00:00\n",
+            i % 500,
+            i % 100,
+            i % 28 + 1
+        ));
+    }
+    s
+}
+
+fn data_files(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
+    data_files(dir, ".parquet")
+        .iter()
+        .flat_map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(File::open(p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn int_sum(batches: &[RecordBatch], column: &str) -> i64 {
+    batches
+        .iter()
+        .map(|b| {
+            let c = b.column_by_name(column).unwrap();
+            let c = arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap();
+            let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
+            c.iter().flatten().sum::<i64>()
+        })
+        .sum()
+}
+
+#[test]
+fn csv_to_parquet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(&dir.join("orders.csv"), &orders_csv(10_000));
+    write_json(
+        &dir.join("pipeline.json"),
+        &json!({
+            "replication_mode": "FULL_TABLE",
+            "max_buffered_batches": 4,
+            "source": {"file": {"path": "orders.csv", "batch_size": 1000}},
+            "transform": {"add_op_fields": true},
+            "target": {"file": {"path": "out", "format": "parquet", "max_rows_per_file": 4000}}
+        }),
+    );
+    let out = fastlane(
+        dir,
+        &[
+            "-q",
+            "--source=file",
+            "--target=file",
+            "--config=pipeline.json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(redact(&out.stdout, dir));
+    let files = data_files(&dir.join("out"), ".parquet");
+    assert_eq!(files.len(), 3, "10,000 rows at 4,000 per file");
+    let batches = read_parquet(&dir.join("out"));
+    assert_eq!(rows(&batches), 10_000);
+    assert_eq!(int_sum(&batches, "id"), 10_000 * 10_001 / 2);
+    let schema = batches[0].schema();
+    let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "customer",
+            "amount",
+            "country",
+            "created",
+            "_op_type",
+            "_op_timestamp"
+        ]
+    );
+    assert!(
+        !dir.join("out").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')),
+        "no staging folder may remain"
+    );
+}
+
+#[test]
+fn parquet_to_jsonl_with_sql_transform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(&dir.join("orders.csv"), &orders_csv(2_000));
+    write_json(
+        &dir.join("to_parquet.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "orders.csv"}},
+                "transform": {"add_op_fields": false},
+                "target": {"file": {"path": "pq"}}}),
+    );
+    assert_eq!(fastlane(dir, &["-q", "--config=to_parquet.json"]).code, 0);
+    write_json(
+        &dir.join("to_jsonl.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "pq"}},
+                "transform": {"sql": {"query": "SELECT id, country, amount * 2 AS doubled FROM batch WHERE country = 'NL'"}},
+                "target": {"file": {"path": "js", "format": "jsonl", "compression": "gzip"}}}),
+    );
+    let out = fastlane(
+        dir,
+        &[
+            "-q",
+            "--source",
+            "file",
+            "--transform",
+            "sql",
+            "--target",
+            "file",
+            "--config",
+            "to_jsonl.json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let files = data_files(&dir.join("js"), ".jsonl.gz");
+    assert_eq!(files.len(), 1);
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(File::open(&files[0]).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 500, "every 4th row is NL");
+    assert!(lines.iter().all(|l| l["country"] == "NL"));
+    assert_eq!(lines[0]["id"], 4);
+    assert_eq!(lines[0]["doubled"], 8.08);
+}
+
+#[test]
+fn plugin_transform_runs_in_the_pipeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let plugins = test_plugin_dir(&["misbehave"]);
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"generate": {"rows": 1000, "batch_size": 100}},
+                "transform": {"double": {"column": "id"}},
+                "target": {"file": {"path": "out"}}}),
+    );
+    let out = fastlane(
+        dir,
+        &[
+            "-q",
+            "--plugin-dir",
+            plugins.path().to_str().unwrap(),
+            "--transform=double",
+            "--config=p.json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let batches = read_parquet(&dir.join("out"));
+    assert_eq!(int_sum(&batches, "id"), 2 * 999 * 1000 / 2);
+}
+
+fn sqlite_db(path: &Path, first: i64, last: i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, customer TEXT, amount REAL, created DATETIME)",
+    )
+    .unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    for i in first..=last {
+        tx.execute(
+            "INSERT INTO orders VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                i,
+                format!("customer {i}"),
+                i as f64 / 4.0,
+                "2026-03-01 12:00:00"
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn sqlite_full_table_then_incremental() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    sqlite_db(&dir.join("shop.db"), 1, 5_000);
+    let pipeline = |mode: &str| {
+        json!({"replication_mode": mode,
+               "source": {"sqlite": {"path": "shop.db", "table": "orders", "replication_key": "id", "batch_size": 1000}},
+               "transform": {"add_op_fields": false},
+               "target": {"file": {"path": "out", "key": "id"}}})
+    };
+    write_json(&dir.join("full.json"), &pipeline("FULL_TABLE"));
+    write_json(&dir.join("incremental.json"), &pipeline("INCREMENTAL"));
+
+    let full = fastlane(
+        dir,
+        &[
+            "-q",
+            "--source=sqlite",
+            "--target=file",
+            "--config=full.json",
+        ],
+    );
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    insta::assert_snapshot!("sqlite_full", redact(&full.stdout, dir));
+    assert_eq!(rows(&read_parquet(&dir.join("out"))), 5_000);
+
+    sqlite_db(&dir.join("shop.db"), 5_001, 5_700);
+    let inc = fastlane(
+        dir,
+        &[
+            "-q",
+            "--source=sqlite",
+            "--target=file",
+            "--config=incremental.json",
+        ],
+    );
+    assert_eq!(inc.code, 0, "{}", inc.stderr);
+    insta::assert_snapshot!("sqlite_incremental", redact(&inc.stdout, dir));
+    let batches = read_parquet(&dir.join("out"));
+    assert_eq!(rows(&batches), 5_700, "only the 700 new rows were added");
+    assert_eq!(int_sum(&batches, "id"), 5_700 * 5_701 / 2, "no duplicates");
+
+    let again = fastlane(
+        dir,
+        &[
+            "-q",
+            "--source=sqlite",
+            "--target=file",
+            "--config=incremental.json",
+        ],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains(" 0 rows loaded"), "{}", again.stdout);
+    assert_eq!(rows(&read_parquet(&dir.join("out"))), 5_700);
+}
+
+#[test]
+fn bad_config_reports_every_mistake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_json(
+        &dir.join("bad.json"),
+        &json!({
+            "replication_mode": "SOMETIMES",
+            "max_buffered_batches": 0,
+            "max_buffered_bytes": "lots",
+            "colour": "blue",
+            "source": {"file": {"path": 42, "batch_size": -1, "delimter": ";"}},
+            "target": {"file": {"format": "xlsx", "compression": "rar"}},
+            "logs": {"log_file": "${FASTLANE_TEST_UNSET_VARIABLE}"}
+        }),
+    );
+    let out = fastlane(
+        dir,
+        &["--source=file", "--target=file", "--config=bad.json"],
+    );
+    assert_eq!(out.code, 2);
+    insta::assert_snapshot!(redact(&out.stderr, dir));
+    // The same through `validate`.
+    let out = fastlane(dir, &["validate", "--config=bad.json"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("problems in"), "{}", out.stderr);
+}
+
+#[test]
+fn validate_accepts_a_good_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_json(
+        &dir.join("ok.json"),
+        &json!({"replication_mode": "INCREMENTAL",
+                "source": {"file": {"path": "in/*.csv", "replication_key": "id"}},
+                "transform": {"filter": {"condition": "id > 3"}},
+                "target": {"file": {"path": "out", "key": "id"}}}),
+    );
+    let out = fastlane(dir, &["validate", "--transform=filter", "--config=ok.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(redact(&out.stdout, dir));
+}
+
+#[test]
+fn missing_plugin_id_lists_the_available_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"oracle": {"dsn": "x"}},
+                "target": {"file": {"path": "out"}}}),
+    );
+    let out = fastlane(
+        dir,
+        &["--source=oracle", "--target=file", "--config=p.json"],
+    );
+    assert_eq!(out.code, 2);
+    insta::assert_snapshot!(redact(&out.stderr, dir));
+}
+
+#[test]
+fn env_interpolation_fills_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(&dir.join("in.csv"), &orders_csv(10));
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "${FASTLANE_TEST_INPUT:-in.csv}"}},
+                "target": {"file": {"path": "out", "format": "csv"}}}),
+    );
+    let out = fastlane(dir, &["-q", "--config=p.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(data_files(&dir.join("out"), ".csv").len(), 1);
+}
+
+#[test]
+fn plugins_list_and_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fastlane(tmp.path(), &["plugins", "list"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(redact(&out.stdout, tmp.path()));
+    let out = fastlane(tmp.path(), &["plugins", "list", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "file")
+    );
+    let out = fastlane(tmp.path(), &["plugins", "schema", "target", "file"]);
+    assert_eq!(out.code, 0);
+    let schema: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["properties"]["max_rows_per_file"].is_object());
+    let out = fastlane(tmp.path(), &["plugins", "schema", "source", "nope"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("available sources: `file`"),
+        "{}",
+        out.stderr
+    );
+}
