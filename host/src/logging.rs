@@ -72,6 +72,9 @@ pub fn log_to_file(path: &Path) -> std::io::Result<()> {
     if LOG_FILE.get().is_some() {
         return Ok(());
     }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -352,6 +352,36 @@ fn missing_plugin_id_lists_the_available_ones() {
 }
 
 #[test]
+fn logs_go_to_the_file_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(&dir.join("in.csv"), &orders_csv(10));
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "in.csv"}},
+                "target": {"file": {"path": "out"}},
+                "logs": {"log_file": "logs/from-config.log"}}),
+    );
+    let out = fastlane(
+        dir,
+        &[
+            "--logs_to_file=logs/run.log",
+            "--progress=off",
+            "--config=p.json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = std::fs::read_to_string(dir.join("logs/run.log")).unwrap();
+    assert!(log.contains("running source `file`"), "{log}");
+    assert!(
+        log.contains("plugin::file") && log.contains("published 1 file(s)"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no colour codes in the file");
+}
+
+#[test]
 fn env_interpolation_fills_secrets() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

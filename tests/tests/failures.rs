@@ -299,3 +299,50 @@ fn memory_stays_within_the_byte_budget() {
         margin / MIB
     );
 }
+
+#[test]
+fn duplicate_ids_warn_and_the_first_folder_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugin_lib("file"),
+        copy.path().join("libfastlane_plugin_file.so"),
+    )
+    .unwrap();
+    let out = fastlane(
+        tmp.path(),
+        &[
+            "plugins",
+            "list",
+            "--plugin-dir",
+            copy.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let source_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("source     file"))
+        .unwrap();
+    assert!(
+        source_line.contains(copy.path().to_str().unwrap()),
+        "{source_line}"
+    );
+    let warnings: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        2,
+        "one per duplicated component: {}",
+        out.stderr
+    );
+    let first = redact(warnings[0], copy.path());
+    assert_eq!(
+        first,
+        "warning: source `file` is provided by both `[TMP]/libfastlane_plugin_file.so` and \
+         `[TARGET]/libfastlane_plugin_file.so`; using the first (earlier in the plugin search order)"
+    );
+}

@@ -68,6 +68,32 @@ pub fn strip_compression(name: &str) -> (&str, Compression) {
     }
 }
 
+/// When Parquet dictionary encoding is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dictionary {
+    /// For columns whose values repeat.
+    #[default]
+    Auto,
+    /// For every column.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Which Parquet statistics to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Statistics {
+    /// None.
+    None,
+    /// Per column chunk (row group).
+    #[default]
+    Chunk,
+    /// Per column chunk and per page.
+    Page,
+}
+
 /// One path or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -98,6 +124,10 @@ fn default_true() -> bool {
 
 fn default_delimiter() -> String {
     ",".to_owned()
+}
+
+fn default_split_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_infer_rows() -> usize {
@@ -134,7 +164,12 @@ pub struct FileSourceConfig {
     /// The replication key column: in INCREMENTAL mode only rows whose key is above the
     /// target's offset are read.
     pub replication_key: Option<String>,
-    /// How many files are read at once (default: the number of CPUs).
+    /// Files larger than this are split into parts read in parallel: uncompressed CSV and JSON
+    /// Lines by byte ranges cut at record boundaries (CSV: newlines outside quotes), Parquet by
+    /// row groups. 0 never splits.
+    #[serde(default = "default_split_bytes")]
+    pub split_bytes: u64,
+    /// How many files (or parts of files) are read at once (default: the number of CPUs).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
 }
@@ -156,6 +191,14 @@ pub struct FileTargetConfig {
     /// Start a new file once this many bytes are written.
     #[schemars(range(min = 1))]
     pub max_bytes_per_file: Option<u64>,
+    /// Parquet: the min/max statistics written, per column chunk (`chunk`, the default),
+    /// also per page (`page`, more precise pruning, slower to write), or `none`.
+    #[serde(default)]
+    pub statistics: Statistics,
+    /// Parquet: dictionary encoding for the columns whose values repeat in the first batch of
+    /// each file (`auto`, the default), for every column (`always`), or for none (`never`).
+    #[serde(default)]
+    pub dictionary: Dictionary,
     /// Parquet: rows per row group.
     #[serde(default = "default_row_group")]
     #[schemars(range(min = 1))]

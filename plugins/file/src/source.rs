@@ -1,7 +1,7 @@
 //! The `file` source: CSV, JSON Lines and Parquet files, one partition per file.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,6 +33,13 @@ struct FileSpec {
     /// The schema every CSV/JSON Lines file is read with (inferred from the first file).
     schema: Option<Schema>,
     start_offset: Option<Value>,
+    /// A byte range of the file, for a file split into parts: `[start, end)`, both at record
+    /// boundaries; the first part holds the CSV header.
+    #[serde(default)]
+    range: Option<(u64, u64)>,
+    /// For a Parquet file split into parts: the row groups of this part.
+    #[serde(default)]
+    row_groups: Option<Vec<usize>>,
 }
 
 impl FileSource {
@@ -106,6 +113,31 @@ impl FileSource {
         Ok((format, compression))
     }
 
+    /// Splits a Parquet file into about `parallelism` parts of contiguous row groups (one part,
+    /// `None`, when there is nothing to split).
+    fn row_group_parts(&self, path: &Path, parallelism: usize) -> Result<Vec<Option<Vec<usize>>>> {
+        let shown = path.display().to_string();
+        let file =
+            File::open(path).map_err(|e| PluginError::from(e).context(format!("`{shown}`")))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
+        let groups = builder.metadata().num_row_groups();
+        let size = std::fs::metadata(path)?.len();
+        let pieces = if self.config.split_bytes == 0 || size <= self.config.split_bytes {
+            1
+        } else {
+            parallelism
+                .max((size / self.config.split_bytes) as usize + 1)
+                .min(groups)
+        };
+        if pieces <= 1 {
+            return Ok(vec![None]);
+        }
+        Ok((0..pieces)
+            .map(|i| Some((groups * i / pieces..groups * (i + 1) / pieces).collect()))
+            .collect())
+    }
+
     fn infer_schema(
         &self,
         path: &Path,
@@ -141,6 +173,95 @@ impl FileSource {
     }
 }
 
+/// Opens a partition's file, or its byte range.
+fn open_range(spec: &FileSpec) -> Result<Box<dyn Read + Send>> {
+    match spec.range {
+        None => Ok(open_read(&spec.path, spec.compression)?),
+        Some((start, end)) => {
+            let mut file = File::open(&spec.path)?;
+            file.seek(SeekFrom::Start(start))?;
+            Ok(Box::new(file.take(end - start)))
+        }
+    }
+}
+
+/// Cuts a file into about `pieces` byte ranges at record boundaries: after a newline, and
+/// for CSV (`quote` given) only after a newline outside quotes (an even number of quote bytes
+/// before it; RFC 4180 doubles quotes inside fields, so the parity holds). Returns the
+/// boundaries, from 0 to `size`.
+fn split_points(path: &Path, size: u64, pieces: u64, quote: Option<u8>) -> Result<Vec<u64>> {
+    let mut targets: Vec<u64> = (1..pieces).map(|i| size * i / pieces).collect();
+    targets.reverse();
+    let mut points = vec![0u64];
+    let mut reader = BufReader::with_capacity(8 << 20, File::open(path)?);
+    let mut offset = 0u64;
+    let mut quotes = 0u64;
+    let mut buf = vec![0u8; 8 << 20];
+    'read: while let Some(&next_target) = targets.last() {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let mut from = 0usize;
+        // Skip ahead to the next target without inspecting newlines (only quotes count).
+        if offset + (n as u64) <= next_target {
+            if let Some(q) = quote {
+                quotes += memchr_count(q, chunk);
+            }
+            offset += n as u64;
+            continue;
+        }
+        let mut target = next_target;
+        loop {
+            let skip = target.saturating_sub(offset) as usize;
+            if skip > from {
+                if let Some(q) = quote {
+                    quotes += memchr_count(q, &chunk[from..skip.min(n)]);
+                }
+                from = skip.min(n);
+            }
+            // Find the next newline at or after `from` that lies outside quotes.
+            let mut found = None;
+            while from < n {
+                let b = chunk[from];
+                from += 1;
+                if Some(b) == quote {
+                    quotes += 1;
+                } else if b == b'\n' && quotes.is_multiple_of(2) {
+                    found = Some(offset + from as u64);
+                    break;
+                }
+            }
+            match found {
+                Some(point) => {
+                    if point < size && point > *points.last().unwrap_or(&0) {
+                        points.push(point);
+                    }
+                    targets.pop();
+                    while targets.last().is_some_and(|&t| t < point) {
+                        targets.pop();
+                    }
+                    match targets.last() {
+                        Some(&t) => target = t,
+                        None => break 'read,
+                    }
+                }
+                None => {
+                    offset += n as u64;
+                    continue 'read;
+                }
+            }
+        }
+    }
+    points.push(size);
+    Ok(points)
+}
+
+fn memchr_count(byte: u8, haystack: &[u8]) -> u64 {
+    haystack.iter().filter(|&&b| b == byte).count() as u64
+}
+
 fn is_hidden(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
@@ -157,7 +278,8 @@ impl Source for FileSource {
         let files = self.files()?;
         let mut shared_schema: Option<Schema> = None;
         let mut parts = Vec::with_capacity(files.len());
-        for (index, path) in files.into_iter().enumerate() {
+        let mut index = 0;
+        for path in files {
             let (format, compression) = self.format_of(&path)?;
             let schema = match format {
                 Format::Parquet => None,
@@ -168,17 +290,57 @@ impl Source for FileSource {
                     shared_schema.clone()
                 }
             };
-            let spec = FileSpec {
-                path,
-                format,
-                compression,
-                schema,
-                start_offset: context.start_offset.clone(),
+            if format == Format::Parquet {
+                for row_groups in self.row_group_parts(&path, context.parallelism)? {
+                    let spec = FileSpec {
+                        path: path.clone(),
+                        format,
+                        compression,
+                        schema: None,
+                        start_offset: context.start_offset.clone(),
+                        range: None,
+                        row_groups,
+                    };
+                    parts.push(Partition {
+                        index,
+                        spec: serde_json::to_value(&spec).map_err(PluginError::internal)?,
+                    });
+                    index += 1;
+                }
+                continue;
+            }
+            let size = std::fs::metadata(&path)?.len();
+            let ranges = if format != Format::Parquet
+                && compression == Compression::None
+                && self.config.split_bytes > 0
+                && size > self.config.split_bytes
+                && context.parallelism > 1
+            {
+                let pieces = (size / self.config.split_bytes + 1).max(context.parallelism as u64);
+                let quote = (format == Format::Csv).then_some(b'"');
+                split_points(&path, size, pieces, quote)?
+                    .windows(2)
+                    .map(|w| Some((w[0], w[1])))
+                    .collect()
+            } else {
+                vec![None]
             };
-            parts.push(Partition {
-                index,
-                spec: serde_json::to_value(&spec).map_err(PluginError::internal)?,
-            });
+            for range in ranges {
+                let spec = FileSpec {
+                    path: path.clone(),
+                    format,
+                    compression,
+                    schema: schema.clone(),
+                    start_offset: context.start_offset.clone(),
+                    range,
+                    row_groups: None,
+                };
+                parts.push(Partition {
+                    index,
+                    spec: serde_json::to_value(&spec).map_err(PluginError::internal)?,
+                });
+                index += 1;
+            }
         }
         log::debug!("{} file(s) to read", parts.len());
         Ok(parts)
@@ -193,11 +355,12 @@ impl Source for FileSource {
         > = match spec.format {
             Format::Csv => {
                 let schema = Arc::new(spec.schema.clone().unwrap_or_else(Schema::empty));
+                let header = self.config.has_header && spec.range.is_none_or(|(s, _)| s == 0);
                 let reader = arrow_csv::ReaderBuilder::new(schema)
-                    .with_header(self.config.has_header)
+                    .with_header(header)
                     .with_delimiter(self.delimiter)
                     .with_batch_size(self.config.batch_size)
-                    .build(open_read(&spec.path, spec.compression)?)
+                    .build(open_range(&spec)?)
                     .map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
                 Box::new(reader)
             }
@@ -205,10 +368,7 @@ impl Source for FileSource {
                 let schema = Arc::new(spec.schema.clone().unwrap_or_else(Schema::empty));
                 let reader = arrow_json::ReaderBuilder::new(schema)
                     .with_batch_size(self.config.batch_size)
-                    .build(BufReader::with_capacity(
-                        1 << 20,
-                        open_read(&spec.path, spec.compression)?,
-                    ))
+                    .build(BufReader::with_capacity(1 << 20, open_range(&spec)?))
                     .map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
                 Box::new(reader)
             }
@@ -216,7 +376,13 @@ impl Source for FileSource {
                 let file = File::open(&spec.path)
                     .map_err(|e| PluginError::from(e).context(format!("`{shown}`")))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.with_batch_size(self.config.batch_size).build())
+                    .and_then(|b| {
+                        let b = b.with_batch_size(self.config.batch_size);
+                        match &spec.row_groups {
+                            Some(groups) => b.with_row_groups(groups.clone()).build(),
+                            None => b.build(),
+                        }
+                    })
                     .map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
                 Box::new(reader)
             }
@@ -275,5 +441,151 @@ impl BatchStream for FileStream {
                 return Ok(Some(kept));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use fastlane_plugin_api::ReadContext;
+
+    use super::*;
+
+    fn csv_with_quoted_newlines(rows: usize) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        writeln!(f, "id,note,amount").unwrap();
+        for i in 0..rows {
+            if i % 3 == 0 {
+                writeln!(f, "{i},\"line one\nline \"\"two\"\"\n, three\",{i}.5").unwrap();
+            } else {
+                writeln!(f, "{i},plain {i},{i}.25").unwrap();
+            }
+        }
+        f.flush().unwrap();
+        f
+    }
+
+    #[test]
+    fn split_points_fall_on_record_boundaries() {
+        let f = csv_with_quoted_newlines(2_000);
+        let bytes = std::fs::read(f.path()).unwrap();
+        let size = bytes.len() as u64;
+        let points = split_points(f.path(), size, 7, Some(b'"')).unwrap();
+        assert_eq!(points.first(), Some(&0));
+        assert_eq!(points.last(), Some(&size));
+        assert!(points.len() > 3, "{points:?}");
+        for p in &points[1..points.len() - 1] {
+            let before = &bytes[..*p as usize];
+            assert_eq!(before.last(), Some(&b'\n'));
+            let quotes = before.iter().filter(|&&b| b == b'"').count();
+            assert_eq!(quotes % 2, 0, "cut inside a quoted field at {p}");
+        }
+    }
+
+    fn read_all(config: FileSourceConfig, parallelism: usize) -> (usize, Vec<RecordBatch>) {
+        let source = FileSource::new(config).unwrap();
+        let context = ReadContext {
+            parallelism,
+            ..ReadContext::default()
+        };
+        let parts = source.partitions(&context).unwrap();
+        let mut batches = Vec::new();
+        for p in &parts {
+            let mut stream = source.read(p).unwrap();
+            while let Some(b) = stream.next_batch().unwrap() {
+                batches.push(b);
+            }
+        }
+        (parts.len(), batches)
+    }
+
+    fn config(path: &Path, split_bytes: u64) -> FileSourceConfig {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "split_bytes": split_bytes, "batch_size": 500
+        }))
+        .unwrap()
+    }
+
+    fn ids_and_notes(batches: &[RecordBatch]) -> Vec<(i64, String)> {
+        let mut rows = Vec::new();
+        for b in batches {
+            let ids = b.column(0).as_primitive::<arrow_array::types::Int64Type>();
+            let notes = b.column(1).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                rows.push((ids.value(i), notes.value(i).to_owned()));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn a_split_csv_reads_the_same_rows() {
+        let f = csv_with_quoted_newlines(5_000);
+        let (one, whole) = read_all(config(f.path(), 0), 4);
+        let (many, split) = read_all(config(f.path(), 20_000), 4);
+        assert_eq!(one, 1);
+        assert!(many > 4, "expected several parts, got {many}");
+        assert_eq!(ids_and_notes(&split).len(), 5_000);
+        assert!(
+            ids_and_notes(&split) == ids_and_notes(&whole),
+            "split rows differ"
+        );
+        assert!(split.iter().all(|b| b.column(1).null_count() == 0));
+    }
+
+    #[test]
+    fn a_split_parquet_reads_the_same_rows() {
+        use arrow_array::{ArrayRef, Int64Array, StringArray};
+        let f = tempfile::Builder::new()
+            .suffix(".parquet")
+            .tempfile()
+            .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1_000))
+            .build();
+        let ids: Vec<i64> = (0..10_000).collect();
+        let notes = StringArray::from_iter_values(ids.iter().map(|i| format!("n{i}")));
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(ids.clone())) as ArrayRef),
+            ("note", Arc::new(notes) as ArrayRef),
+        ])
+        .unwrap();
+        let file = f.reopen().unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let (one, whole) = read_all(config(f.path(), 0), 3);
+        let (many, split) = read_all(config(f.path(), 1), 3);
+        assert_eq!((one, many), (1, 10), "one part per row group at most");
+        assert_eq!(ids_and_notes(&split).len(), 10_000);
+        assert!(
+            ids_and_notes(&split) == ids_and_notes(&whole),
+            "split rows differ"
+        );
+    }
+
+    #[test]
+    fn a_split_jsonl_reads_the_same_rows() {
+        let mut f = tempfile::Builder::new()
+            .suffix(".jsonl")
+            .tempfile()
+            .unwrap();
+        for i in 0..5_000 {
+            writeln!(f, "{{\"id\": {i}, \"note\": \"n\\n{i}\"}}").unwrap();
+        }
+        f.flush().unwrap();
+        let (_, whole) = read_all(config(f.path(), 0), 2);
+        let (many, split) = read_all(config(f.path(), 10_000), 2);
+        assert!(many > 2);
+        assert_eq!(ids_and_notes(&split).len(), 5_000);
+        assert!(
+            ids_and_notes(&split) == ids_and_notes(&whole),
+            "split rows differ"
+        );
     }
 }

@@ -18,10 +18,11 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
-use crate::config::{Compression, FileTargetConfig, Format};
+use crate::config::{Compression, Dictionary, FileTargetConfig, Format, Statistics};
 use crate::io::{Counting, Out, open_read};
 use crate::offset::{self, KeyMax};
 
@@ -270,6 +271,36 @@ impl Target for FileTarget {
     }
 }
 
+/// The top-level primitive columns whose values repeat in a sample of `batch` (fewer than a
+/// quarter distinct), for which Parquet dictionary encoding pays off. Dictionary encoding of
+/// mostly-unique columns costs a hash per value and then falls back to plain encoding.
+fn repetitive_columns(batch: &RecordBatch) -> Vec<String> {
+    const SAMPLE: usize = 8192;
+    let rows = batch.num_rows().min(SAMPLE);
+    if rows == 0 {
+        return Vec::new();
+    }
+    let options = arrow_cast::display::FormatOptions::default();
+    let mut out = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            continue;
+        }
+        let Ok(formatter) = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
+        else {
+            continue;
+        };
+        let mut distinct = std::collections::HashSet::with_capacity(rows);
+        for i in 0..rows {
+            distinct.insert(formatter.value(i).to_string());
+        }
+        if distinct.len() * 4 < rows {
+            out.push(field.name().clone());
+        }
+    }
+    out
+}
+
 enum Sink {
     Parquet(Box<ArrowWriter<Counting>>),
     Csv(Box<arrow_csv::Writer<Out>>),
@@ -325,10 +356,28 @@ impl FileWriter {
                     Some(Compression::Gzip) => ParquetCodec::GZIP(Default::default()),
                     Some(Compression::None) => ParquetCodec::UNCOMPRESSED,
                 };
-                let props = WriterProperties::builder()
+                let statistics = match self.config.statistics {
+                    Statistics::None => EnabledStatistics::None,
+                    Statistics::Chunk => EnabledStatistics::Chunk,
+                    Statistics::Page => EnabledStatistics::Page,
+                };
+                let mut props = WriterProperties::builder()
                     .set_compression(codec)
-                    .set_max_row_group_row_count(Some(self.config.row_group_rows))
-                    .build();
+                    .set_statistics_enabled(statistics)
+                    .set_max_row_group_row_count(Some(self.config.row_group_rows));
+                props = match self.config.dictionary {
+                    Dictionary::Always => props.set_dictionary_enabled(true),
+                    Dictionary::Never => props.set_dictionary_enabled(false),
+                    Dictionary::Auto => {
+                        let mut props = props.set_dictionary_enabled(false);
+                        for name in repetitive_columns(batch) {
+                            props =
+                                props.set_column_dictionary_enabled(ColumnPath::from(name), true);
+                        }
+                        props
+                    }
+                };
+                let props = props.build();
                 Sink::Parquet(Box::new(
                     ArrowWriter::try_new(counting, batch.schema(), Some(props))
                         .map_err(PluginError::data)?,
