@@ -80,6 +80,11 @@ pub struct Output {
 
 /// Runs `fastlane` with `args` in `cwd`, with colours and progress lines off.
 pub fn fastlane(cwd: &Path, args: &[&str]) -> Output {
+    fastlane_with_env(cwd, args, &[])
+}
+
+/// Like [`fastlane`], with extra environment variables.
+pub fn fastlane_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(fastlane_bin())
         .args(args)
         .current_dir(cwd)
@@ -87,6 +92,7 @@ pub fn fastlane(cwd: &Path, args: &[&str]) -> Output {
         .env_remove("FASTLANE_PLUGIN_PATH")
         .env_remove("RUST_LOG")
         .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
+        .envs(env.iter().copied())
         .output()
         .expect("run fastlane");
     Output {

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow_array::{Array, Int64Array, RecordBatch};
-use fastlane_tests::{fastlane, redact, test_plugin_dir};
+use fastlane_tests::{fastlane, fastlane_with_env, redact, test_plugin_dir};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -424,4 +424,87 @@ fn plugins_list_and_schema() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn compressed_inputs_through_a_glob_and_output_rolled_by_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let csv = orders_csv(3_000);
+    let mut gz = flate2::write::GzEncoder::new(
+        File::create(dir.join("in/a.csv.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let second: String = csv
+        .lines()
+        .skip(1)
+        .map(|l| format!("{}\n", l.replacen(|c: char| c.is_ascii_digit(), "9", 1)))
+        .collect();
+    let second = format!("id,customer,amount,country,created\n{second}");
+    let zst = zstd_bytes(second.as_bytes());
+    std::fs::write(dir.join("in/b.csv.zst"), zst).unwrap();
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "in/*.csv.*", "batch_size": 250}},
+                "transform": {"add_op_fields": false},
+                "target": {"file": {"path": "out", "format": "csv", "max_bytes_per_file": 50000}}}),
+    );
+    let out = fastlane(dir, &["-q", "--config=p.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let files = data_files(&dir.join("out"), ".csv");
+    assert!(
+        files.len() >= 3,
+        "rolled by bytes into several files: {files:?}"
+    );
+    let mut lines = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.starts_with("id,customer,amount,country,created\n"),
+            "each file has a header"
+        );
+        lines += text.lines().count() - 1;
+    }
+    assert_eq!(lines, 6_000, "both compressed inputs arrive whole");
+}
+
+fn zstd_bytes(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = zstd::Encoder::new(&mut out, 3).unwrap();
+    std::io::Write::write_all(&mut enc, data).unwrap();
+    enc.finish().unwrap();
+    out
+}
+
+#[test]
+fn plugins_are_found_through_fastlane_plugin_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = test_plugin_dir(&["misbehave"]);
+    let elsewhere = tmp.path().join("nothing-here");
+    let path = format!("{}:{}", elsewhere.display(), plugins.path().display());
+    let out = fastlane_with_env(
+        tmp.path(),
+        &["plugins", "list", "--json"],
+        &[("FASTLANE_PLUGIN_PATH", &path)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let misbehave = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "misbehave")
+        .expect("misbehave plugin listed");
+    assert_eq!(misbehave["origin"], "env");
+    let origins: Vec<&str> = v["search_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins, ["env", "env", "executable", "user"]);
 }

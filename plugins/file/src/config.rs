@@ -188,7 +188,8 @@ pub struct FileTargetConfig {
     /// Start a new file after this many rows.
     #[schemars(range(min = 1))]
     pub max_rows_per_file: Option<u64>,
-    /// Start a new file once this many bytes are written.
+    /// Start a new file once this many bytes are written (checked after each batch, so a file
+    /// may exceed it by up to one batch).
     #[schemars(range(min = 1))]
     pub max_bytes_per_file: Option<u64>,
     /// Parquet: the min/max statistics written, per column chunk (`chunk`, the default),

@@ -18,21 +18,25 @@ pub fn open_read(path: &Path, compression: Compression) -> io::Result<Box<dyn Re
     })
 }
 
-/// A file writer that counts the bytes it writes.
+/// A buffered file writer that counts the bytes written to it (before buffering, so the count
+/// is current).
 pub struct Counting {
-    file: File,
+    file: BufWriter<File>,
     written: Arc<AtomicU64>,
 }
 
 impl Counting {
     /// Wraps a file; the count is shared through `written`.
     pub fn new(file: File, written: Arc<AtomicU64>) -> Self {
-        Self { file, written }
+        Self {
+            file: BufWriter::with_capacity(1 << 20, file),
+            written,
+        }
     }
 
-    /// The file.
-    pub fn into_file(self) -> File {
-        self.file
+    /// Flushes the buffer and returns the file.
+    pub fn into_file(self) -> io::Result<File> {
+        self.file.into_inner().map_err(|e| e.into_error())
     }
 }
 
@@ -52,38 +56,34 @@ impl Write for Counting {
 /// the file.
 pub enum Out {
     /// Uncompressed.
-    Plain(BufWriter<Counting>),
+    Plain(Counting),
     /// gzip.
-    Gzip(flate2::write::GzEncoder<BufWriter<Counting>>),
+    Gzip(flate2::write::GzEncoder<Counting>),
     /// Zstandard.
-    Zstd(zstd::Encoder<'static, BufWriter<Counting>>),
+    Zstd(zstd::Encoder<'static, Counting>),
 }
 
 impl Out {
     /// A writer into `file` with `compression`.
     pub fn new(file: Counting, compression: Compression) -> io::Result<Self> {
-        let buffered = BufWriter::with_capacity(1 << 20, file);
         Ok(match compression {
-            Compression::None | Compression::Snappy => Self::Plain(buffered),
+            Compression::None | Compression::Snappy => Self::Plain(file),
             Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
-                buffered,
+                file,
                 flate2::Compression::default(),
             )),
-            Compression::Zstd => Self::Zstd(zstd::Encoder::new(buffered, 3)?),
+            Compression::Zstd => Self::Zstd(zstd::Encoder::new(file, 3)?),
         })
     }
 
     /// Completes the stream, flushes, and returns the file.
     pub fn finish(self) -> io::Result<File> {
-        let buffered = match self {
+        let counting = match self {
             Self::Plain(w) => w,
             Self::Gzip(w) => w.finish()?,
             Self::Zstd(w) => w.finish()?,
         };
-        Ok(buffered
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .into_file())
+        counting.into_file()
     }
 }
 

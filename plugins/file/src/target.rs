@@ -422,7 +422,8 @@ impl FileWriter {
             Sink::Parquet(w) => (*w)
                 .into_inner()
                 .map_err(|e| PluginError::io(format!("cannot finish `{}`: {e}", path.display())))?
-                .into_file(),
+                .into_file()
+                .map_err(io_err("cannot finish", &path))?,
             Sink::Csv(w) => w
                 .into_inner()
                 .finish()
