@@ -508,3 +508,41 @@ fn plugins_are_found_through_fastlane_plugin_path() {
         .collect();
     assert_eq!(origins, ["env", "env", "executable", "user"]);
 }
+
+#[test]
+fn progress_is_logged_periodically_when_not_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let plugins = test_plugin_dir(&["misbehave"]);
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"generate": {"rows": 20000, "batch_size": 1000}},
+                "target": {"discard": {"delay_ms": 60}}}),
+    );
+    let out = fastlane(
+        dir,
+        &[
+            "--plugin-dir",
+            plugins.path().to_str().unwrap(),
+            "--progress-interval=0.3",
+            "--config=p.json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("progress:"))
+        .collect();
+    assert!(lines.len() >= 2, "{}", out.stderr);
+    assert!(
+        lines[0].contains("rows loaded") && lines[0].contains("memory"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "no terminal codes when not on a terminal"
+    );
+}
