@@ -333,8 +333,32 @@ pub fn run(
         }
     }
 
-    // 4. Queues and workers.
+    // 4. The transform pool, queues and workers.
     let has_transforms = !transforms.is_empty();
+    let transform_workers = options.transform_concurrency.max(1);
+    let pool = if has_transforms {
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(transform_workers)
+            .thread_name(|i| format!("fl-transform-{i}"))
+            .build()
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let err = fail_early(
+                    Stage::Transform,
+                    &transform_id,
+                    "starting workers",
+                    PluginError::internal(e),
+                );
+                let abort_error = target.abort().err();
+                let mut f = failed_before_start(options, err, start_offset, started);
+                f.abort_error = abort_error;
+                return Err(f);
+            }
+        }
+    } else {
+        None
+    };
     let byte_share = if has_transforms {
         options.max_buffered_bytes / 2
     } else {
@@ -345,7 +369,6 @@ pub fn run(
         options.max_buffered_batches,
         byte_share,
     ));
-    let transform_workers = options.transform_concurrency.max(1);
     let q_target = if has_transforms {
         Arc::new(BatchQueue::new(
             transform_workers,
@@ -398,39 +421,8 @@ pub fn run(
         });
     }
 
-    // Transform workers on a rayon pool.
-    let pool = if has_transforms {
-        let pool = match rayon::ThreadPoolBuilder::new()
-            .num_threads(transform_workers)
-            .thread_name(|i| format!("fl-transform-{i}"))
-            .build()
-        {
-            Ok(p) => p,
-            Err(e) => {
-                control.fail(fail_early(
-                    Stage::Transform,
-                    &transform_id,
-                    "starting workers",
-                    PluginError::internal(e),
-                ));
-                return finish(FinishArgs {
-                    options,
-                    target,
-                    rx,
-                    control,
-                    observer,
-                    totals,
-                    live_workers,
-                    slots,
-                    clock,
-                    start_offset,
-                    stage_ids: [source_id, transform_id, target_id],
-                    workers: [source_workers, 0, 0],
-                    queues: vec![],
-                    _pool: None,
-                });
-            }
-        };
+    // Transform workers on the rayon pool.
+    let pool = if let Some(pool) = pool {
         let chain = Arc::new(transforms);
         for w in 0..transform_workers {
             let slot = new_slot(Stage::Transform, &transform_id);

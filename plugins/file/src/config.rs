@@ -3,6 +3,16 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The byte of a one-character `delimiter` option.
+pub fn delimiter_byte(delimiter: &str) -> fastlane_plugin_api::Result<u8> {
+    match delimiter.as_bytes() {
+        [d] => Ok(*d),
+        _ => Err(fastlane_plugin_api::PluginError::config(format!(
+            "`delimiter` must be one ASCII character, not `{delimiter}`"
+        ))),
+    }
+}
+
 /// A file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{Compression, FileSourceConfig, Format, strip_compression};
+use crate::config::{Compression, FileSourceConfig, Format, delimiter_byte, strip_compression};
 use crate::io::open_read;
 use crate::offset;
 
@@ -45,15 +45,7 @@ struct FileSpec {
 impl FileSource {
     /// Checks the configuration.
     pub fn new(config: FileSourceConfig) -> Result<Self> {
-        let delimiter = match config.delimiter.as_bytes() {
-            [d] => *d,
-            _ => {
-                return Err(PluginError::config(format!(
-                    "`delimiter` must be one ASCII character, not `{}`",
-                    config.delimiter
-                )));
-            }
-        };
+        let delimiter = delimiter_byte(&config.delimiter)?;
         Ok(Self { config, delimiter })
     }
 

@@ -22,7 +22,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
-use crate::config::{Compression, Dictionary, FileTargetConfig, Format, Statistics};
+use crate::config::{
+    Compression, Dictionary, FileTargetConfig, Format, Statistics, delimiter_byte,
+};
 use crate::io::{Counting, Out, open_read};
 use crate::offset::{self, KeyMax};
 
@@ -43,15 +45,7 @@ struct Run {
 impl FileTarget {
     /// Checks the configuration.
     pub fn new(config: FileTargetConfig) -> Result<Self> {
-        let delimiter = match config.delimiter.as_bytes() {
-            [d] => *d,
-            _ => {
-                return Err(PluginError::config(format!(
-                    "`delimiter` must be one ASCII character, not `{}`",
-                    config.delimiter
-                )));
-            }
-        };
+        let delimiter = delimiter_byte(&config.delimiter)?;
         if config.format == Format::Parquet || config.compression != Some(Compression::Snappy) {
         } else {
             return Err(PluginError::config(
