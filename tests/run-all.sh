@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Runs every test of fastlane: formatting and lints, then the Rust unit, doc, conformance and
 # end-to-end tests. The end-to-end tests run the built `fastlane` binary and plugins, so the
-# whole workspace is built first.
+# whole workspace is built first. Prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+timings=()
+step() {
+  local name=$1
+  shift
+  printf '\n== %s\n' "$name"
+  local start=$SECONDS
+  "$@"
+  timings+=("$(printf '%-28s %5d s' "$name" $((SECONDS - start)))")
+}
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
+step "format" cargo fmt --all -- --check
+step "build" cargo build --workspace --all-targets
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "tests" cargo test --workspace --no-fail-fast
 
-step "build (binary, plugins, test plugins)"
-cargo build --workspace --all-targets
-
-step "clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-
-step "tests"
-cargo test --workspace --no-fail-fast
+printf '\n== timings\n'
+printf '%s\n' "${timings[@]}"
