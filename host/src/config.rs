@@ -135,7 +135,7 @@ pub fn top_level_schema() -> Value {
             },
             "stall_timeout_secs": {"type": "number", "exclusiveMinimum": 0, "description": "Fail when a stage spends longer than this in one call."},
             "source": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
-            "transform": {"type": "object"},
+            "transform": {"type": ["object", "null"]},
             "target": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
             "logs": {
                 "type": "object",

@@ -133,7 +133,9 @@ pub fn build(
         source_concurrency: config.source.concurrency(),
         transform_concurrency: config.transform.concurrency().unwrap_or(1),
         target_concurrency: config.target.concurrency().unwrap_or(1),
-        stall_timeout: config.stall_timeout_secs.map(Duration::from_secs_f64),
+        stall_timeout: config
+            .stall_timeout_secs
+            .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
         ..EngineOptions::default()
     };
     Ok((pipeline, options))

@@ -415,10 +415,21 @@ pub fn run(
             clock.clone(),
         );
         live_workers += 1;
-        spawn_worker(format!("fl-source-{w}"), tx.clone(), move || {
-            source_worker(&source, &pending, &queue, &control, &clock, &slot);
-            queue.producer_done();
-        });
+        let done = (ExitSignal(tx.clone()), ProducerDone(queue.clone()));
+        let guard_control = control.clone();
+        let spawn_control = control.clone();
+        spawn_worker(
+            format!("fl-source-{w}"),
+            &spawn_control,
+            Stage::Source,
+            &source_id,
+            move || {
+                let _done = done;
+                guarded(&guard_control, Stage::Source, &source.id, || {
+                    source_worker(&source, &pending, &queue, &control, &clock, &slot)
+                });
+            },
+        );
     }
 
     // Transform workers on the rayon pool.
@@ -436,10 +447,13 @@ pub fn run(
                 tx.clone(),
             );
             live_workers += 1;
+            let done = (ExitSignal(done), ProducerDone(output.clone()));
+            let id = transform_id.clone();
             pool.spawn(move || {
-                let _exit = ExitSignal(done);
-                transform_worker(w, &chain, &input, &output, &control, &clock, &slot);
-                output.producer_done();
+                let _done = done;
+                guarded(&control, Stage::Transform, &id, || {
+                    transform_worker(w, &chain, &input, &output, &control, &clock, &slot)
+                });
             });
         }
         Some(pool)
@@ -454,9 +468,22 @@ pub fn run(
         slots.push(slot.clone());
         let (queue, control, clock) = (q_target.clone(), control.clone(), clock.clone());
         live_workers += 1;
-        spawn_worker(format!("fl-target-{w}"), tx.clone(), move || {
-            target_worker(w, writer, &queue, &control, &clock, &slot);
-        });
+        let done = ExitSignal(tx.clone());
+        let guard_control = control.clone();
+        let id = target_id.clone();
+        let spawn_control = control.clone();
+        spawn_worker(
+            format!("fl-target-{w}"),
+            &spawn_control,
+            Stage::Target,
+            &target_id,
+            move || {
+                let _done = done;
+                guarded(&guard_control, Stage::Target, &id, || {
+                    target_worker(w, writer, &queue, &control, &clock, &slot)
+                });
+            },
+        );
     }
     drop(tx);
 
@@ -504,13 +531,50 @@ impl Drop for ExitSignal {
     }
 }
 
-fn spawn_worker(name: String, done: Sender<Msg>, f: impl FnOnce() + Send + 'static) {
-    let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        let _exit = ExitSignal(done.clone());
-        f();
-    });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start a worker thread: {e}");
+/// Ends a producer's share of a queue when dropped: after the worker returns, panics, or was
+/// never started.
+struct ProducerDone(Arc<BatchQueue>);
+
+impl Drop for ProducerDone {
+    fn drop(&mut self) {
+        self.0.producer_done();
+    }
+}
+
+/// Starts a worker thread. The closure owns the worker's exit signals, so if the thread cannot
+/// be started, dropping the closure still sends them; the run then fails.
+fn spawn_worker(
+    name: String,
+    control: &Control,
+    stage: Stage,
+    component: &str,
+    f: impl FnOnce() + Send + 'static,
+) {
+    if let Err(e) = std::thread::Builder::new().name(name).spawn(f) {
+        control.fail(StageError {
+            stage,
+            component: component.to_owned(),
+            during: "starting a worker thread".into(),
+            cause: PluginError::internal(e),
+        });
+    }
+}
+
+/// Runs a worker's body, turning a panic (a bug in the host, since plugin calls are guarded
+/// inside the plugin) into a failure of the run instead of a lost batch or a hung queue.
+fn guarded(control: &Control, stage: Stage, component: &str, body: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        control.fail(StageError {
+            stage,
+            component: component.to_owned(),
+            during: "processing a batch".into(),
+            cause: PluginError::new(ErrorCode::PANIC, format!("panicked: {message}")),
+        });
     }
 }
 
@@ -922,4 +986,156 @@ fn failed_before_start(
         abort_error: None,
         summary: Box::new(summary),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use arrow_array::{ArrayRef, Int64Array};
+    use fastlane_plugin_api::{BatchStream, IterStream, WriteContext};
+
+    use super::*;
+
+    struct Numbers(usize);
+
+    impl Source for Numbers {
+        fn read(
+            &self,
+            _partition: &Partition,
+        ) -> fastlane_plugin_api::Result<Box<dyn BatchStream>> {
+            let batches = (0..self.0).map(|i| {
+                let column: ArrayRef = Arc::new(Int64Array::from(vec![i as i64; 100]));
+                Ok(RecordBatch::try_from_iter([("n", column)])?)
+            });
+            Ok(Box::new(IterStream(batches)))
+        }
+    }
+
+    struct PanicAfter(usize, AtomicUsize);
+
+    impl Transform for PanicAfter {
+        fn transform(&self, batch: RecordBatch) -> fastlane_plugin_api::Result<RecordBatch> {
+            if self.1.fetch_add(1, Ordering::SeqCst) >= self.0 {
+                panic!("bug in a transform");
+            }
+            Ok(batch)
+        }
+    }
+
+    #[derive(Default)]
+    struct Outcome {
+        rows: AtomicUsize,
+        committed: AtomicBool,
+        aborted: AtomicBool,
+    }
+
+    struct Recording(Arc<Outcome>, bool);
+
+    impl Target for Recording {
+        fn open(&mut self, _context: &WriteContext) -> fastlane_plugin_api::Result<()> {
+            Ok(())
+        }
+        fn writer(&self, index: usize) -> fastlane_plugin_api::Result<Box<dyn Writer>> {
+            Ok(Box::new(RecordingWriter(
+                self.0.clone(),
+                self.1 && index == 0,
+            )))
+        }
+        fn commit(&mut self) -> fastlane_plugin_api::Result<()> {
+            self.0.committed.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        fn abort(&mut self) -> fastlane_plugin_api::Result<()> {
+            self.0.aborted.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    struct RecordingWriter(Arc<Outcome>, bool);
+
+    impl Writer for RecordingWriter {
+        fn write(&mut self, batch: RecordBatch) -> fastlane_plugin_api::Result<()> {
+            if self.1 {
+                panic!("bug in a writer");
+            }
+            self.0.rows.fetch_add(batch.num_rows(), Ordering::SeqCst);
+            Ok(())
+        }
+        fn close(&mut self) -> fastlane_plugin_api::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn pipeline(
+        transforms: Vec<Named<Box<dyn Transform>>>,
+        outcome: &Arc<Outcome>,
+        panicking_writer: bool,
+    ) -> Pipeline {
+        Pipeline {
+            source: Named::new("numbers", Box::new(Numbers(50)) as Box<dyn Source>),
+            transforms,
+            target: Named::new(
+                "recording",
+                Box::new(Recording(outcome.clone(), panicking_writer)) as Box<dyn Target>,
+            ),
+        }
+    }
+
+    #[test]
+    fn every_row_arrives_and_the_target_commits() {
+        let outcome = Arc::new(Outcome::default());
+        let options = EngineOptions {
+            target_concurrency: 3,
+            transform_concurrency: 2,
+            ..EngineOptions::default()
+        };
+        let t: Box<dyn Transform> = Box::new(PanicAfter(usize::MAX, AtomicUsize::new(0)));
+        let summary = run(
+            pipeline(vec![Named::new("t", t)], &outcome, false),
+            &options,
+            &mut NoObserver,
+        )
+        .unwrap();
+        assert_eq!(summary.rows_loaded, 5_000);
+        assert_eq!(outcome.rows.load(Ordering::SeqCst), 5_000);
+        assert!(
+            outcome.committed.load(Ordering::SeqCst) && !outcome.aborted.load(Ordering::SeqCst)
+        );
+    }
+
+    #[test]
+    fn a_panicking_transform_fails_the_run_and_aborts() {
+        let outcome = Arc::new(Outcome::default());
+        let t: Box<dyn Transform> = Box::new(PanicAfter(5, AtomicUsize::new(0)));
+        let err = run(
+            pipeline(vec![Named::new("t", t)], &outcome, false),
+            &EngineOptions::default(),
+            &mut NoObserver,
+        )
+        .unwrap_err();
+        assert_eq!(err.error.stage, Stage::Transform);
+        assert!(
+            err.error.cause.message().contains("bug in a transform"),
+            "{}",
+            err.error.cause
+        );
+        assert!(
+            outcome.aborted.load(Ordering::SeqCst) && !outcome.committed.load(Ordering::SeqCst)
+        );
+    }
+
+    #[test]
+    fn a_panicking_writer_fails_the_run_even_with_other_writers() {
+        let outcome = Arc::new(Outcome::default());
+        let options = EngineOptions {
+            target_concurrency: 2,
+            ..EngineOptions::default()
+        };
+        let err = run(pipeline(vec![], &outcome, true), &options, &mut NoObserver).unwrap_err();
+        assert_eq!(err.error.stage, Stage::Target);
+        assert!(
+            outcome.aborted.load(Ordering::SeqCst) && !outcome.committed.load(Ordering::SeqCst)
+        );
+    }
 }
