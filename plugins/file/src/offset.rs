@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Datum, RecordBatch, Scalar, StringArray};
 use arrow_schema::DataType;
 use fastlane_plugin_api::{PluginError, Result};
@@ -18,6 +18,8 @@ pub enum KeyMax {
     UInt(u64),
     /// Floats.
     Float(f64),
+    /// Decimals: the unscaled value and its scale.
+    Decimal(i128, i8),
     /// Everything else, compared as text (ISO dates and timestamps sort correctly).
     Text(String),
 }
@@ -29,18 +31,34 @@ impl KeyMax {
             Self::Int(v) => Value::from(*v),
             Self::UInt(v) => Value::from(*v),
             Self::Float(v) => Value::from(*v),
+            Self::Decimal(v, scale) => Value::from(format_decimal(*v, *scale)),
             Self::Text(v) => Value::from(v.clone()),
         }
     }
 
-    fn merge(self, other: KeyMax) -> KeyMax {
-        match (&self, &other) {
+    fn merge(self, other: KeyMax) -> Result<KeyMax> {
+        Ok(match (&self, &other) {
             (Self::Int(a), Self::Int(b)) => Self::Int(*a.max(b)),
             (Self::UInt(a), Self::UInt(b)) => Self::UInt(*a.max(b)),
+            (Self::Int(a), Self::UInt(b)) | (Self::UInt(b), Self::Int(a)) => {
+                if *a < 0 || (*a as u64) < *b {
+                    Self::UInt(*b)
+                } else {
+                    Self::Int(*a)
+                }
+            }
             (Self::Float(a), Self::Float(b)) => Self::Float(a.max(*b)),
+            (Self::Decimal(a, sa), Self::Decimal(b, sb)) if sa == sb => {
+                Self::Decimal(*a.max(b), *sa)
+            }
             (Self::Text(a), Self::Text(b)) => Self::Text(a.max(b).clone()),
-            _ => other,
-        }
+            _ => {
+                return Err(PluginError::data(format!(
+                    "the key column holds {self:?} in one file and {other:?} in another; \
+                     give every file the same key type"
+                )));
+            }
+        })
     }
 }
 
@@ -60,6 +78,10 @@ pub fn column_max(batch: &RecordBatch, column: &str) -> Result<Option<KeyMax>> {
             let a = arrow_cast::cast(array, &DataType::UInt64)?;
             arrow_arith::aggregate::max(a.as_primitive::<UInt64Type>()).map(KeyMax::UInt)
         }
+        DataType::Decimal128(_, scale) => {
+            arrow_arith::aggregate::max(array.as_primitive::<Decimal128Type>())
+                .map(|v| KeyMax::Decimal(v, *scale))
+        }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let a = arrow_cast::cast(array, &DataType::Float64)?;
             arrow_arith::aggregate::max(a.as_primitive::<Float64Type>()).map(KeyMax::Float)
@@ -74,11 +96,23 @@ pub fn column_max(batch: &RecordBatch, column: &str) -> Result<Option<KeyMax>> {
 }
 
 /// Folds a new maximum into an accumulated one.
-pub fn fold(acc: Option<KeyMax>, next: Option<KeyMax>) -> Option<KeyMax> {
+pub fn fold(acc: Option<KeyMax>, next: Option<KeyMax>) -> Result<Option<KeyMax>> {
     match (acc, next) {
-        (Some(a), Some(b)) => Some(a.merge(b)),
-        (a, b) => a.or(b),
+        (Some(a), Some(b)) => a.merge(b).map(Some),
+        (a, b) => Ok(a.or(b)),
     }
+}
+
+/// `12345` at scale 2 → `"123.45"`.
+fn format_decimal(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (value * 10i128.pow(scale.unsigned_abs() as u32)).to_string();
+    }
+    let digits = value.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if value < 0 { "-" } else { "" })
 }
 
 /// Converts a JSON offset into a one-value array of `data_type`.
@@ -137,5 +171,27 @@ mod tests {
         let kept = keep_after(&batch, "id", &scalar).unwrap();
         assert_eq!(kept.num_rows(), 2);
         assert!(offset_scalar(&json!("x"), &DataType::Int32).is_err());
+    }
+
+    #[test]
+    fn decimals_compare_as_numbers() {
+        let a = arrow_array::Decimal128Array::from(vec![950, 1025])
+            .with_precision_and_scale(10, 2)
+            .unwrap();
+        let batch = RecordBatch::try_from_iter([("k", Arc::new(a) as ArrayRef)]).unwrap();
+        let max = column_max(&batch, "k").unwrap().unwrap();
+        assert_eq!(max.to_json(), json!("10.25"));
+        assert_eq!(format_decimal(-5, 3), "-0.005");
+        let scalar = offset_scalar(&max.to_json(), batch.column(0).data_type()).unwrap();
+        assert_eq!(keep_after(&batch, "k", &scalar).unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn mismatched_key_types_are_an_error() {
+        assert!(fold(Some(KeyMax::Int(3)), Some(KeyMax::Text("a".into()))).is_err());
+        assert_eq!(
+            fold(Some(KeyMax::Int(3)), Some(KeyMax::UInt(9))).unwrap(),
+            Some(KeyMax::UInt(9))
+        );
     }
 }

@@ -75,16 +75,16 @@ impl FileTarget {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(Vec::new());
         };
-        let prefix = format!("{}-", self.config.file_prefix);
-        let ext = format!(".{}", self.extension());
+        let ext = self.extension();
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .filter(|e| {
                 e.file_name()
                     .to_str()
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&ext))
+                    .is_some_and(|n| is_data_file_name(n, &self.config.file_prefix, &ext))
             })
             .map(|e| e.path())
+            .filter(|p| p.is_file())
             .collect();
         files.sort();
         Ok(files)
@@ -114,7 +114,7 @@ impl FileTarget {
                     .map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
                 for batch in reader {
                     let batch = batch.map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
-                    max = offset::fold(max, offset::column_max(&batch, key)?);
+                    max = offset::fold(max, offset::column_max(&batch, key)?)?;
                 }
             }
             Format::Csv | Format::Jsonl => {
@@ -151,12 +151,54 @@ impl FileTarget {
                     };
                 for batch in batches {
                     let batch = batch.map_err(|e| PluginError::data(format!("`{shown}`: {e}")))?;
-                    max = offset::fold(max, offset::column_max(&batch, key)?);
+                    max = offset::fold(max, offset::column_max(&batch, key)?)?;
                 }
             }
         }
         Ok(max)
     }
+}
+
+/// Whether `name` is a data file of this target: `<prefix>-<run id>-<worker>-<seq>.<ext>`,
+/// with a run id of the form `YYYYMMDDTHHMMSSZ-xxxxxx`. The full shape is checked so that a
+/// prefix that is the start of another (`sales`, `sales-eu`) never claims the other's files.
+pub(crate) fn is_data_file_name(name: &str, prefix: &str, ext: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(ext))
+        .and_then(|r| r.strip_suffix('.'))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    let [stamp, noise, worker, seq] = parts.as_slice() else {
+        return false;
+    };
+    is_run_stamp(stamp)
+        && is_noise(noise)
+        && !worker.is_empty()
+        && worker.chars().all(|c| c.is_ascii_digit())
+        && seq.len() >= 5
+        && seq.chars().all(|c| c.is_ascii_digit())
+}
+
+fn is_run_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+}
+
+fn is_noise(s: &str) -> bool {
+    s.len() == 6 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Whether a run id has the shape the file names need (`YYYYMMDDTHHMMSSZ-xxxxxx`).
+fn is_run_id(id: &str) -> bool {
+    id.split_once('-')
+        .is_some_and(|(stamp, noise)| is_run_stamp(stamp) && is_noise(noise))
 }
 
 fn extension(config: &FileTargetConfig) -> String {
@@ -183,7 +225,7 @@ impl Target for FileTarget {
         };
         let mut max = None;
         for file in self.data_files()? {
-            max = offset::fold(max, self.file_max(&file, key)?);
+            max = offset::fold(max, self.file_max(&file, key)?)?;
         }
         Ok(max.map(|m| m.to_json()))
     }
@@ -191,6 +233,12 @@ impl Target for FileTarget {
     fn open(&mut self, context: &WriteContext) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(io_err("cannot create the folder", &self.dir))?;
+        if !is_run_id(&context.run_id) {
+            return Err(PluginError::internal(format!(
+                "run id `{}` is not of the form YYYYMMDDTHHMMSSZ-xxxxxx",
+                context.run_id
+            )));
+        }
         let staging = self
             .dir
             .join(format!(".fastlane-staging-{}", context.run_id));
@@ -219,31 +267,70 @@ impl Target for FileTarget {
         }))
     }
 
+    /// Publishes the staged files. In FULL_TABLE mode the earlier files are first moved aside
+    /// into the staging folder; if any step fails, every step taken is undone in reverse, so the
+    /// folder is as it was and `abort` can still remove the staging folder.
     fn commit(&mut self) -> Result<()> {
-        let Some(run) = self.run.take() else {
+        let Some(run) = self.run.as_ref() else {
             return Err(PluginError::internal("commit without open"));
-        };
-        let old = match run.mode {
-            ReplicationMode::FullTable => self.data_files()?,
-            ReplicationMode::Incremental => Vec::new(),
         };
         let mut staged: Vec<PathBuf> = std::fs::read_dir(&run.staging)
             .map_err(io_err("cannot list", &run.staging))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_none_or(|e| e != "tmp"))
+            .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "tmp"))
             .collect();
         staged.sort();
-        for file in &staged {
-            let Some(name) = file.file_name() else {
-                continue;
-            };
-            let dest = self.dir.join(name);
-            std::fs::rename(file, &dest).map_err(io_err("cannot publish", &dest))?;
+        let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let result = (|| {
+            if run.mode == ReplicationMode::FullTable {
+                let aside = run.staging.join(".replaced");
+                std::fs::create_dir_all(&aside).map_err(io_err("cannot create", &aside))?;
+                for file in self.data_files()? {
+                    let Some(name) = file.file_name() else {
+                        continue;
+                    };
+                    let to = aside.join(name);
+                    std::fs::rename(&file, &to).map_err(io_err("cannot move aside", &file))?;
+                    undo.push((to, file));
+                }
+            }
+            for file in &staged {
+                let Some(name) = file.file_name() else {
+                    continue;
+                };
+                let dest = self.dir.join(name);
+                if dest.exists() {
+                    return Err(PluginError::io(format!(
+                        "`{}` already exists; refusing to overwrite it",
+                        dest.display()
+                    )));
+                }
+                std::fs::rename(file, &dest).map_err(io_err("cannot publish", &dest))?;
+                undo.push((dest, file.clone()));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for (now, was) in undo.iter().rev() {
+                if let Err(undo_error) = std::fs::rename(now, was) {
+                    log::error!(
+                        "cannot move `{}` back to `{}`: {undo_error}",
+                        now.display(),
+                        was.display()
+                    );
+                }
+            }
+            return Err(e);
         }
-        for file in old {
-            std::fs::remove_file(&file).map_err(io_err("cannot remove the earlier file", &file))?;
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        if let Err(e) = std::fs::remove_dir_all(&run.staging) {
+            log::warn!(
+                "published, but cannot remove `{}`: {e}",
+                run.staging.display()
+            );
         }
-        std::fs::remove_dir_all(&run.staging).map_err(io_err("cannot remove", &run.staging))?;
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
         }
@@ -486,5 +573,103 @@ impl Writer for FileWriter {
 
     fn close(&mut self) -> Result<()> {
         self.finish_current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+        let column: arrow_array::ArrayRef =
+            Arc::new(arrow_array::Int64Array::from_iter_values(ids));
+        RecordBatch::try_from_iter([("id", column)]).unwrap()
+    }
+
+    fn run(
+        target: &mut FileTarget,
+        run_id: &str,
+        mode: ReplicationMode,
+        ids: std::ops::Range<i64>,
+    ) {
+        let context = WriteContext {
+            mode,
+            run_id: run_id.to_owned(),
+            concurrency: 1,
+        };
+        target.open(&context).unwrap();
+        let mut writer = target.writer(0).unwrap();
+        writer.write(batch(ids)).unwrap();
+        writer.close().unwrap();
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_commit_that_fails_midway_restores_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: FileTargetConfig =
+            serde_json::from_value(serde_json::json!({"path": dir.path(), "key": "id"})).unwrap();
+        let mut target = FileTarget::new(config).unwrap();
+        run(
+            &mut target,
+            "20260101T000000Z-aaaaaa",
+            ReplicationMode::FullTable,
+            0..10,
+        );
+        target.commit().unwrap();
+        let before = listing(dir.path());
+        assert_eq!(before.len(), 1);
+
+        // The next FULL_TABLE run cannot publish: its file name is taken.
+        run(
+            &mut target,
+            "20260101T000001Z-bbbbbb",
+            ReplicationMode::FullTable,
+            10..20,
+        );
+        let taken = dir
+            .path()
+            .join("part-20260101T000001Z-bbbbbb-0-00000.parquet");
+        std::fs::create_dir(&taken).unwrap();
+        let err = target.commit().unwrap_err();
+        assert!(err.message().contains("already exists"), "{err}");
+        std::fs::remove_dir(&taken).unwrap();
+        let mut with_staging = before.clone();
+        with_staging.insert(0, ".fastlane-staging-20260101T000001Z-bbbbbb".to_owned());
+        assert_eq!(
+            listing(dir.path()),
+            with_staging,
+            "the earlier file is back"
+        );
+        target.abort().unwrap();
+        assert_eq!(listing(dir.path()), before);
+        assert_eq!(target.get_offset().unwrap(), Some(serde_json::json!(9)));
+    }
+
+    #[test]
+    fn data_file_names_match_exactly() {
+        let ok = "sales-20261124T042557Z-23a85a-0-00000.parquet";
+        assert!(is_data_file_name(ok, "sales", "parquet"));
+        assert!(!is_data_file_name(ok, "sales", "csv"));
+        let other = "sales-eu-20261124T042557Z-23a85a-0-00000.parquet";
+        assert!(!is_data_file_name(other, "sales", "parquet"));
+        assert!(is_data_file_name(other, "sales-eu", "parquet"));
+        assert!(!is_data_file_name(
+            "sales-notes.parquet",
+            "sales",
+            "parquet"
+        ));
+        let gz = "part-20261124T042557Z-23a85a-1-00012.csv.gz";
+        assert!(is_data_file_name(gz, "part", "csv.gz"));
+        assert!(is_run_id("20261124T042557Z-23a85a"));
+        assert!(!is_run_id("run-1"));
     }
 }
