@@ -19,6 +19,7 @@ step "format" cargo fmt --all -- --check
 step "build" cargo build --workspace --all-targets
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "tests" cargo test --workspace --no-fail-fast
+step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 
 printf '\n== timings\n'
 printf '%s\n' "${timings[@]}"

@@ -1,6 +1,7 @@
 //! The frozen FFI surface: the root module every plugin exports and the trait objects it hands
-//! out. Plugin authors do not use these types directly; they implement the safe traits of
-//! [`component`](crate::component) and [`export_plugin!`](crate::export_plugin) generates the rest.
+//! out. Plugin authors do not use these types directly: they implement the safe traits
+//! [`Source`](crate::Source), [`Transform`](crate::Transform) and [`Target`](crate::Target),
+//! and [`export_plugin!`](crate::export_plugin) generates the rest.
 
 // `sabi_trait` expands to impls inside a generated module; the lint is about that expansion.
 #![allow(non_local_definitions)]
