@@ -96,9 +96,14 @@ struct TopLevel {
     max_buffered_batches: usize,
     max_buffered_bytes: Option<Value>,
     stall_timeout_secs: Option<f64>,
+    // The sections are read from the document by `choose`; they are declared here so that
+    // `deny_unknown_fields` knows them.
+    #[allow(dead_code)]
     source: Map<String, Value>,
     #[serde(default)]
+    #[allow(dead_code)]
     transform: Option<Value>,
+    #[allow(dead_code)]
     target: Map<String, Value>,
     #[serde(default)]
     logs: Option<LogsConfig>,
@@ -300,7 +305,6 @@ pub fn load_str(
             message: "incomplete configuration".into(),
         }]));
     };
-    let _ = (&top.source, &top.target, &top.transform);
     let max_bytes = top
         .max_buffered_bytes
         .as_ref()

@@ -23,35 +23,27 @@ pub fn target_dir() -> PathBuf {
 
 /// The `fastlane` binary.
 pub fn fastlane_bin() -> PathBuf {
-    let bin = target_dir().join("fastlane");
+    built("fastlane")
+}
+
+fn built(file_name: &str) -> PathBuf {
+    let path = target_dir().join(file_name);
     assert!(
-        bin.exists(),
+        path.exists(),
         "{} is missing: run `cargo build --workspace` before the tests",
-        bin.display()
+        path.display()
     );
-    bin
+    path
 }
 
 /// A built plugin library, by crate suffix (`file` → `libfastlane_plugin_file.so`).
 pub fn plugin_lib(name: &str) -> PathBuf {
-    let lib = target_dir().join(format!("libfastlane_plugin_{name}.so"));
-    assert!(
-        lib.exists(),
-        "{} is missing: run `cargo build --workspace` before the tests",
-        lib.display()
-    );
-    lib
+    built(&format!("libfastlane_plugin_{name}.so"))
 }
 
 /// A built test-only plugin library (`misbehave` → `libfastlane_testplugin_misbehave.so`).
 pub fn test_plugin_lib(name: &str) -> PathBuf {
-    let lib = target_dir().join(format!("libfastlane_testplugin_{name}.so"));
-    assert!(
-        lib.exists(),
-        "{} is missing: run `cargo build --workspace` before the tests",
-        lib.display()
-    );
-    lib
+    built(&format!("libfastlane_testplugin_{name}.so"))
 }
 
 /// A temporary plugin folder holding the given test-only plugins under plugin names.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType as ArrowType, Field, Schema};
 use fastlane_plugin_api::{ComponentKind, PluginError, Result, Transform};
-use polars::prelude::{DataType, IntoLazy, LazyFrame, PlSmallStr, TimeUnit, col};
+use polars::prelude::{DataType, IntoLazy, LazyFrame, TimeUnit, col};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -347,11 +347,6 @@ pub fn add_op_fields(batch: RecordBatch, now_ms: i64) -> Result<RecordBatch> {
         Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
         columns,
     )?)
-}
-
-#[allow(dead_code)]
-fn name(s: &str) -> PlSmallStr {
-    PlSmallStr::from_str(s)
 }
 
 #[cfg(test)]
