@@ -115,6 +115,7 @@ pub use component::{
 pub use definition::PluginDefinition;
 pub use error::{ErrorCode, PluginError, Result};
 pub use export::{ABI_VERSION_SYMBOL, ROOT_MODULE_SYMBOL};
+pub use logging::host_threads;
 pub use manifest::{ComponentKind, ComponentManifest, PluginManifest};
 
 /// The plugin ABI version (major) this crate implements.

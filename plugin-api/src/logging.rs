@@ -50,8 +50,21 @@ impl log::Log for Forwarder {
     fn flush(&self) {}
 }
 
+static HOST_THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// How many threads the host lets this plugin use for its own runtime (I/O pools and such).
+///
+/// Set when the host initialises the plugin; before that (or when a plugin crate is used as a
+/// plain library) it is the machine's available parallelism.
+pub fn host_threads() -> usize {
+    HOST_THREADS.get().copied().unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    })
+}
+
 /// Installs the forwarder as this plugin image's `log` logger (once; later calls are no-ops).
 pub(crate) fn install(host: HostContext, plugin: &str) {
+    let _ = HOST_THREADS.set(host.threads.max(1) as usize);
     let max_level = to_filter(host.max_level);
     let forwarder = Forwarder {
         callback: host.log,

@@ -1,0 +1,685 @@
+//! The `mysql` target: staged loads published at commit.
+//!
+//! Every run loads into a staging table (`_fastlane_stage_…`, a copy of the target's
+//! definition, or created from the data's schema when the target does not exist yet):
+//!
+//! - **FULL_TABLE** swaps the staging table in with one atomic `RENAME TABLE`, so readers see
+//!   the old table or the new one, never a half-loaded one;
+//! - **INCREMENTAL** upserts the staging rows into the target in one transaction
+//!   (`INSERT … SELECT … ON DUPLICATE KEY UPDATE`), so a rerun after a crash duplicates nothing.
+//!
+//! A failed run drops its staging table and leaves the target untouched. A run holds a named
+//! lock on the target (`GET_LOCK`) so that two runs never load the same table at once; staging
+//! tables left by a killed process are dropped by the next run.
+//!
+//! Writers send each batch with `LOAD DATA LOCAL INFILE` (or multi-row `INSERT`), one statement
+//! per batch, so a statement cut off by a lost connection is rolled back by the server and sent
+//! again on a new connection. Warnings (a value truncated or changed) fail the run.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use fastlane_plugin_api::{
+    PluginError, ReplicationMode, Result as PluginResult, Target, WriteContext, Writer,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Value};
+use serde_json::{Value as Json, json};
+
+use crate::config::{LoadMethod, MysqlTargetConfig};
+use crate::conn::{Connector, Context, Error, Result, Session, ident, qualified, runtime};
+use crate::ddl::create_table;
+use crate::encode::{Encoder, Slot};
+
+/// The `mysql` target.
+pub struct MysqlTarget {
+    config: MysqlTargetConfig,
+    connector: Connector,
+    run: Option<Run>,
+}
+
+/// A column of the staging table.
+#[derive(Debug, Clone)]
+struct StagedColumn {
+    name: String,
+    slot: Slot,
+}
+
+/// The staging table, once it exists.
+#[derive(Debug, Clone)]
+struct Staging {
+    columns: Vec<StagedColumn>,
+    /// Whether it has a primary or unique key, so that a batch sent twice replaces itself.
+    keyed: bool,
+}
+
+/// What the writers of one run share.
+struct Shared {
+    config: MysqlTargetConfig,
+    connector: Connector,
+    staging_name: String,
+    staging: Mutex<Option<Staging>>,
+    /// Set when the server refuses LOAD DATA LOCAL: writers fall back to INSERT.
+    insert_only: AtomicBool,
+}
+
+/// One run's state.
+struct Run {
+    control: Session,
+    mode: ReplicationMode,
+    target_exists: bool,
+    shared: Arc<Shared>,
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = DefaultHasher::new();
+    parts.hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// `information_schema` columns of a table: names and data types, in order.
+async fn describe(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<(String, String)>> {
+    conn.exec(
+        "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (db, table),
+    )
+    .await
+    .what(|| format!("reading the columns of `{db}`.`{table}`"))
+}
+
+async fn has_unique_key(conn: &mut Conn, db: &str, table: &str) -> Result<bool> {
+    let n: Option<u32> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0",
+            (db, table),
+        )
+        .await
+        .what(|| format!("reading the keys of `{db}`.`{table}`"))?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// The largest value of `key` as JSON: numbers stay numbers, anything else is text.
+fn offset_json(v: Value) -> Option<Json> {
+    match v {
+        Value::NULL => None,
+        Value::Int(i) => Some(json!(i)),
+        Value::UInt(u) => Some(json!(u)),
+        Value::Float(f) => Some(json!(f)),
+        Value::Double(d) => Some(json!(d)),
+        Value::Bytes(b) => Some(Json::String(String::from_utf8_lossy(&b).into_owned())),
+        Value::Date(y, m, d, h, mi, s, us) => Some(Json::String(format!(
+            "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+        ))),
+        Value::Time(neg, d, h, m, s, us) => Some(Json::String(format!(
+            "{}{:02}:{m:02}:{s:02}.{us:06}",
+            if neg { "-" } else { "" },
+            u32::from(h) + d * 24
+        ))),
+    }
+}
+
+impl MysqlTarget {
+    /// Checks the configuration (no I/O).
+    pub fn new(config: MysqlTargetConfig) -> PluginResult<Self> {
+        config
+            .validate()
+            .map_err(|problems| PluginError::config(problems.join("; ")))?;
+        Ok(Self {
+            connector: Connector::new(config.connection()),
+            config,
+            run: None,
+        })
+    }
+
+    fn table(&self) -> String {
+        qualified(&self.config.db, &self.config.table)
+    }
+
+    fn lock_name(&self) -> String {
+        format!("fastlane:{}.{}", self.config.db, self.config.table)
+    }
+
+    /// Staging tables of this target start with this prefix.
+    fn staging_prefix(&self) -> String {
+        format!(
+            "_fastlane_stage_{}_",
+            short_hash(&[&self.config.db, &self.config.table])
+        )
+    }
+
+    async fn open_async(&mut self, context: &WriteContext) -> Result<()> {
+        let mut control = Session::open(self.connector.clone()).await?;
+        let db = self.config.db.clone();
+        let table = self.config.table.clone();
+        if context.mode == ReplicationMode::Incremental && self.config.key.is_none() {
+            return Err(Error::Config(
+                "INCREMENTAL mode needs the target's `key`, the column rows are upserted on".into(),
+            ));
+        }
+        let conn = control.conn().await?;
+        let locked: Option<Option<i64>> = conn
+            .exec_first("SELECT GET_LOCK(?, 0)", (self.lock_name(),))
+            .await
+            .what(|| "taking the target's lock".to_owned())?;
+        if locked.flatten() != Some(1) {
+            return Err(Error::Config(format!(
+                "another run is loading {} right now (its lock `{}` is held)",
+                self.table(),
+                self.lock_name()
+            )));
+        }
+        // Staging tables of runs that were killed: nobody else can be using them, we hold
+        // the lock.
+        let prefix = self.staging_prefix();
+        let stale: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND LEFT(TABLE_NAME, ?) = ?",
+                (db.clone(), prefix.len(), prefix.clone()),
+            )
+            .await
+            .what(|| "listing staging tables".to_owned())?;
+        for name in stale {
+            log::info!("dropping `{db}`.`{name}`, left by an earlier run that did not finish");
+            conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&db, &name)))
+                .await
+                .what(|| format!("dropping `{name}`"))?;
+        }
+        let columns = describe(conn, &db, &table).await?;
+        let target_exists = !columns.is_empty();
+        if let (true, Some(key)) = (target_exists, &self.config.key) {
+            if !columns.iter().any(|c| &c.0 == key) {
+                return Err(Error::NotFound(format!(
+                    "{} has no column `{key}` (the target's `key`)",
+                    self.table()
+                )));
+            }
+        }
+        let staging_name = format!("{prefix}{}", short_hash(&[&context.run_id]));
+        let staging = if target_exists {
+            conn.query_drop(format!(
+                "CREATE TABLE {} LIKE {}",
+                qualified(&db, &staging_name),
+                self.table()
+            ))
+            .await
+            .what(|| format!("creating the staging table for {}", self.table()))?;
+            if context.mode == ReplicationMode::Incremental
+                && !has_unique_key(conn, &db, &table).await?
+            {
+                conn.query_drop(format!("DROP TABLE {}", qualified(&db, &staging_name)))
+                    .await
+                    .what(|| "dropping the staging table".to_owned())?;
+                return Err(Error::Config(format!(
+                    "INCREMENTAL mode upserts on a primary or unique key, and {} has none; \
+                     add one on `{}`",
+                    self.table(),
+                    self.config.key.as_deref().unwrap_or_default()
+                )));
+            }
+            Some(Staging {
+                columns: columns
+                    .iter()
+                    .map(|(name, t)| StagedColumn {
+                        name: name.clone(),
+                        slot: Slot::for_column(t),
+                    })
+                    .collect(),
+                keyed: has_unique_key(conn, &db, &table).await?,
+            })
+        } else {
+            None
+        };
+        self.run = Some(Run {
+            control,
+            mode: context.mode,
+            target_exists,
+            shared: Arc::new(Shared {
+                config: self.config.clone(),
+                connector: self.connector.clone(),
+                staging_name,
+                staging: Mutex::new(staging),
+                insert_only: AtomicBool::new(self.config.load_method == LoadMethod::Insert),
+            }),
+        });
+        Ok(())
+    }
+
+    async fn commit_async(&mut self) -> Result<()> {
+        let table = self.table();
+        let old_name = format!("{}old", self.staging_prefix());
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let db = run.shared.config.db.clone();
+        let staging = qualified(&db, &run.shared.staging_name);
+        let staged = run.shared.staging.lock().expect("staging lock").clone();
+        let Some(staged) = staged else {
+            // Nothing arrived and there is no table to replace.
+            return Ok(());
+        };
+        match (run.mode, run.target_exists) {
+            (_, false) => {
+                run.control
+                    .execute(
+                        format!("RENAME TABLE {staging} TO {table}"),
+                        "publishing the new table",
+                    )
+                    .await?;
+            }
+            (ReplicationMode::FullTable, true) => {
+                let old = qualified(&db, &old_name);
+                run.control
+                    .execute(format!("DROP TABLE IF EXISTS {old}"), "preparing the swap")
+                    .await?;
+                run.control
+                    .execute(
+                        format!("RENAME TABLE {table} TO {old}, {staging} TO {table}"),
+                        "swapping in the new table",
+                    )
+                    .await?;
+                run.control
+                    .execute(format!("DROP TABLE {old}"), "dropping the replaced table")
+                    .await?;
+            }
+            (ReplicationMode::Incremental, true) => {
+                let names: Vec<String> = staged.columns.iter().map(|c| ident(&c.name)).collect();
+                let list = names.join(", ");
+                let updates = names
+                    .iter()
+                    .map(|c| format!("{c} = VALUES({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let upsert = format!(
+                    "INSERT INTO {table} ({list}) SELECT {list} FROM {staging} \
+                     ON DUPLICATE KEY UPDATE {updates}"
+                );
+                // One transaction: every row or none. Not retried: a lost connection after
+                // COMMIT was sent could apply it twice only as an idempotent upsert anyway,
+                // but a clear failure is better than guessing.
+                let conn = run.control.conn().await?;
+                let mut tx = conn
+                    .start_transaction(mysql_async::TxOpts::default())
+                    .await
+                    .what(|| "starting the upsert".to_owned())?;
+                tx.query_drop(upsert)
+                    .await
+                    .what(|| format!("upserting the new rows into {table}"))?;
+                tx.commit()
+                    .await
+                    .what(|| format!("committing the upsert into {table}"))?;
+                run.control
+                    .execute(
+                        format!("DROP TABLE {staging}"),
+                        "dropping the staging table",
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort_async(&mut self) -> Result<()> {
+        if let Some(run) = self.run.as_mut() {
+            let staging = qualified(&run.shared.config.db, &run.shared.staging_name);
+            run.control
+                .execute(
+                    format!("DROP TABLE IF EXISTS {staging}"),
+                    "dropping the staging table",
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) {
+        if let Some(mut run) = self.run.take() {
+            let lock = self.lock_name();
+            if let Ok(conn) = run.control.conn().await {
+                let _ = conn.exec_drop("DO RELEASE_LOCK(?)", (lock,)).await;
+            }
+            run.control.close().await;
+        }
+    }
+}
+
+impl Target for MysqlTarget {
+    fn get_offset(&self) -> PluginResult<Option<Json>> {
+        let Some(key) = self.config.key.clone() else {
+            return Err(PluginError::config(
+                "INCREMENTAL mode needs the target's `key`, the column whose largest value is \
+                 the offset",
+            ));
+        };
+        let table = self.table();
+        let (db, name) = (self.config.db.clone(), self.config.table.clone());
+        let connector = self.connector.clone();
+        let out: Result<Option<Json>> = runtime().block_on(async move {
+            let mut session = Session::open(connector).await?;
+            let conn = session.conn().await?;
+            let columns = describe(conn, &db, &name).await?;
+            if columns.is_empty() {
+                session.close().await;
+                return Ok(None);
+            }
+            if !columns.iter().any(|c| c.0 == key) {
+                return Err(Error::NotFound(format!(
+                    "{table} has no column `{key}` (the target's `key`)"
+                )));
+            }
+            let max: Option<Value> = conn
+                .query_first(format!("SELECT MAX({}) FROM {table}", ident(&key)))
+                .await
+                .what(|| format!("reading the largest `{key}` of {table}"))?;
+            session.close().await;
+            Ok(max.and_then(offset_json))
+        });
+        Ok(out?)
+    }
+
+    fn open(&mut self, context: &WriteContext) -> PluginResult<()> {
+        let out = runtime().block_on(self.open_async(context));
+        if out.is_err() {
+            runtime().block_on(self.finish());
+        }
+        Ok(out?)
+    }
+
+    fn writer(&self, index: usize) -> PluginResult<Box<dyn Writer>> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("writer() before open()"))?;
+        Ok(Box::new(MysqlWriter {
+            shared: run.shared.clone(),
+            session: None,
+            index,
+        }))
+    }
+
+    fn commit(&mut self) -> PluginResult<()> {
+        let out = runtime().block_on(self.commit_async());
+        if out.is_err() {
+            let _ = runtime().block_on(self.abort_async());
+        }
+        runtime().block_on(self.finish());
+        Ok(out?)
+    }
+
+    fn abort(&mut self) -> PluginResult<()> {
+        let out = runtime().block_on(self.abort_async());
+        runtime().block_on(self.finish());
+        Ok(out?)
+    }
+}
+
+/// Loads one target worker's batches into the staging table.
+struct MysqlWriter {
+    shared: Arc<Shared>,
+    session: Option<Session>,
+    index: usize,
+}
+
+impl MysqlWriter {
+    async fn session(&mut self) -> Result<&mut Session> {
+        if self.session.is_none() {
+            self.session = Some(Session::open(self.shared.connector.clone()).await?);
+        }
+        Ok(self.session.as_mut().expect("session"))
+    }
+
+    /// Creates the staging table from the first batch's schema when the target is new.
+    async fn staging(&mut self, batch: &RecordBatch) -> Result<Staging> {
+        if let Some(s) = self.shared.staging.lock().expect("staging lock").clone() {
+            return Ok(s);
+        }
+        let shared = self.shared.clone();
+        let db = shared.config.db.clone();
+        let name = qualified(&db, &shared.staging_name);
+        let schema = batch.schema();
+        let fields: Vec<&arrow_schema::Field> =
+            schema.fields().iter().map(|f| f.as_ref()).collect();
+        let ddl = create_table(&name, &fields, shared.config.key.as_deref())?;
+        let session = self.session().await?;
+        // Several writers may race to create it; the first one wins.
+        session
+            .execute(
+                ddl.replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1),
+                "creating the staging table",
+            )
+            .await?;
+        let conn = session.conn().await?;
+        let columns = describe(conn, &db, &shared.staging_name).await?;
+        let keyed = has_unique_key(conn, &db, &shared.staging_name).await?;
+        let staging = Staging {
+            columns: columns
+                .into_iter()
+                .map(|(name, t)| StagedColumn {
+                    slot: Slot::for_column(&t),
+                    name,
+                })
+                .collect(),
+            keyed,
+        };
+        let mut slot = shared.staging.lock().expect("staging lock");
+        Ok(slot.get_or_insert(staging).clone())
+    }
+
+    async fn write_async(&mut self, batch: RecordBatch) -> Result<()> {
+        let staging = self.staging(&batch).await?;
+        let by_name: HashMap<&str, &StagedColumn> = staging
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        let schema = batch.schema();
+        let missing: Vec<String> = schema
+            .fields()
+            .iter()
+            .filter(|f| !by_name.contains_key(f.name().as_str()))
+            .map(|f| format!("`{}`", f.name()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Config(format!(
+                "the data has columns that `{}`.`{}` lacks: {}",
+                self.shared.config.db,
+                self.shared.config.table,
+                missing.join(", ")
+            )));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let slots: Vec<Slot> = schema
+            .fields()
+            .iter()
+            .map(|f| by_name[f.name().as_str()].slot)
+            .collect();
+        let encoder = Encoder::new(&batch, &slots)?;
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let rows = encoder.rows();
+        let per_statement = self.shared.config.batch_size.max(1);
+        let mut start = 0;
+        while start < rows {
+            let end = rows.min(start + per_statement);
+            if self.shared.insert_only.load(Ordering::Relaxed) {
+                self.insert(&encoder, &names, &slots, staging.keyed, start..end)
+                    .await?;
+            } else {
+                self.load_data(&encoder, &names, &slots, staging.keyed, start..end)
+                    .await?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Sends rows with one `LOAD DATA LOCAL INFILE`.
+    async fn load_data(
+        &mut self,
+        encoder: &Encoder,
+        names: &[String],
+        slots: &[Slot],
+        keyed: bool,
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let mut data = Vec::with_capacity(range.len() * 64);
+        encoder.write_text(range.clone(), &mut data);
+        let data = Bytes::from(data);
+        let mut targets = Vec::with_capacity(names.len());
+        let mut sets = Vec::new();
+        for (i, (name, slot)) in names.iter().zip(slots).enumerate() {
+            match slot {
+                Slot::Plain => targets.push(ident(name)),
+                Slot::Hex => {
+                    targets.push(format!("@v{i}"));
+                    sets.push(format!("{} = UNHEX(@v{i})", ident(name)));
+                }
+                Slot::Bit => {
+                    targets.push(format!("@v{i}"));
+                    sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", ident(name)));
+                }
+            }
+        }
+        let mut sql = format!(
+            "LOAD DATA LOCAL INFILE 'fastlane-{}' {} INTO TABLE {} CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+            self.index,
+            // A batch sent again after a lost connection replaces its own rows.
+            if keyed { "REPLACE" } else { "" },
+            qualified(&self.shared.config.db, &self.shared.staging_name),
+            targets.join(", ")
+        );
+        if !sets.is_empty() {
+            sql.push_str(" SET ");
+            sql.push_str(&sets.join(", "));
+        }
+        let table = self.shared.config.table.clone();
+        let session = self.session().await?;
+        let attempt = session
+            .run_retrying(keyed, |conn| {
+                let sql = sql.clone();
+                let data = data.clone();
+                let table = table.clone();
+                Box::pin(async move {
+                    conn.set_infile_handler(async move {
+                        let stream: mysql_async::InfileData =
+                            Box::pin(futures_util::stream::once(async move { Ok(data) }));
+                        Ok(stream)
+                    });
+                    conn.query_drop(sql)
+                        .await
+                        .what(|| format!("loading rows for `{table}`"))?;
+                    check_warnings(conn, &table).await
+                })
+            })
+            .await;
+        match attempt {
+            Err(Error::Query {
+                source: mysql_async::Error::Server(s),
+                ..
+            }) if s.code == 1148 || s.code == 3948 || s.code == 4166 => {
+                log::warn!(
+                    "the server does not allow LOAD DATA LOCAL INFILE ({}); loading with INSERT \
+                     statements instead (set `load_method: \"insert\"` to skip this attempt)",
+                    s.message
+                );
+                self.shared.insert_only.store(true, Ordering::Relaxed);
+                self.insert(encoder, names, slots, keyed, range).await
+            }
+            Err(e) if !keyed && crate::conn::is_lost_error(&e) => Err(Error::Data(format!(
+                "{e}; the table has no primary or unique key, so the batch cannot be sent \
+                 again without risking duplicates, and the run stops"
+            ))),
+            other => other,
+        }
+    }
+
+    /// Sends rows with multi-row `INSERT` statements.
+    async fn insert(
+        &mut self,
+        encoder: &Encoder,
+        names: &[String],
+        slots: &[Slot],
+        keyed: bool,
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let _ = slots;
+        let columns = names
+            .iter()
+            .map(|n| ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row_marks = format!("({})", vec!["?"; names.len()].join(", "));
+        // At most 65,535 parameters per statement.
+        let per_statement = (65_535 / names.len().max(1)).clamp(1, 4_096);
+        let table = qualified(&self.shared.config.db, &self.shared.staging_name);
+        let name = self.shared.config.table.clone();
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + per_statement);
+            let mut params = Vec::with_capacity((end - start) * names.len());
+            encoder.write_params(start..end, &mut params);
+            let sql = format!(
+                "{} INTO {table} ({columns}) VALUES {}",
+                if keyed { "REPLACE" } else { "INSERT" },
+                vec![row_marks.as_str(); end - start].join(", ")
+            );
+            let session = self.session().await?;
+            session
+                .run_retrying(keyed, |conn| {
+                    let sql = sql.clone();
+                    let params = params.clone();
+                    let name = name.clone();
+                    Box::pin(async move {
+                        conn.exec_drop(sql, Params::Positional(params))
+                            .await
+                            .what(|| format!("inserting rows for `{name}`"))?;
+                        check_warnings(conn, &name).await
+                    })
+                })
+                .await?;
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+/// Fails when the last statement left warnings: a value was truncated, changed or skipped.
+async fn check_warnings(conn: &mut Conn, table: &str) -> Result<()> {
+    if conn.get_warnings() == 0 {
+        return Ok(());
+    }
+    let warnings: Vec<(String, u32, String)> = conn
+        .query("SHOW WARNINGS LIMIT 3")
+        .await
+        .what(|| "reading the load's warnings".to_owned())?;
+    let text = warnings
+        .iter()
+        .map(|(level, code, message)| format!("{level} {code}: {message}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(Error::Data(format!(
+        "the server changed or refused values while loading `{table}`, so the run stops \
+         rather than store them altered: {text}"
+    )))
+}
+
+impl Writer for MysqlWriter {
+    fn write(&mut self, batch: RecordBatch) -> PluginResult<()> {
+        Ok(runtime().block_on(self.write_async(batch))?)
+    }
+
+    fn close(&mut self) -> PluginResult<()> {
+        if let Some(session) = self.session.take() {
+            runtime().block_on(session.close());
+        }
+        Ok(())
+    }
+}
