@@ -375,7 +375,8 @@ fn float(v: &Value) -> Result<f64, Bad> {
 fn show_bytes(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     if s.len() > 40 {
-        format!("{}…", &s[..s.floor_char_boundary(40)])
+        let end = (0..=40).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        format!("{}…", &s[..end])
     } else {
         s.into_owned()
     }

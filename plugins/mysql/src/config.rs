@@ -87,6 +87,8 @@ pub struct Connection {
     pub connect_timeout_secs: u64,
     /// Seconds of reconnect attempts (with backoff) after a lost connection.
     pub retry_timeout_secs: u64,
+    /// For a server on this machine, switch to its Unix socket.
+    pub prefer_socket: bool,
 }
 
 /// Configuration of the `mysql` source.
@@ -153,6 +155,10 @@ pub struct MysqlSourceConfig {
     /// with backoff before the run fails. Reading resumes after the last key delivered.
     #[serde(default = "default_retry_secs")]
     pub retry_timeout_secs: u64,
+    /// For a server on this machine (a loopback address), switch from TCP to the server's Unix
+    /// socket, which is faster.
+    #[serde(default = "yes")]
+    pub prefer_socket: bool,
     /// AWS Secrets Manager secret holding `host`, `port`, `username` and `password`.
     pub secret: Option<String>,
     /// AWS region of `secret`.
@@ -206,6 +212,10 @@ pub struct MysqlTargetConfig {
     /// fails. A batch whose statement was cut off is sent again (idempotent on the key).
     #[serde(default = "default_retry_secs")]
     pub retry_timeout_secs: u64,
+    /// For a server on this machine (a loopback address), switch from TCP to the server's Unix
+    /// socket, which is faster.
+    #[serde(default = "yes")]
+    pub prefer_socket: bool,
     /// AWS Secrets Manager secret holding `host`, `port`, `username` and `password`.
     pub secret: Option<String>,
     /// AWS region of `secret`.
@@ -282,6 +292,7 @@ impl MysqlSourceConfig {
             db: self.db.clone(),
             connect_timeout_secs: self.connect_timeout_secs,
             retry_timeout_secs: self.retry_timeout_secs,
+            prefer_socket: self.prefer_socket,
         }
     }
 }
@@ -315,6 +326,7 @@ impl MysqlTargetConfig {
             db: self.db.clone(),
             connect_timeout_secs: self.connect_timeout_secs,
             retry_timeout_secs: self.retry_timeout_secs,
+            prefer_socket: self.prefer_socket,
         }
     }
 }

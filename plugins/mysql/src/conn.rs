@@ -173,6 +173,7 @@ impl Connector {
             .pass(self.settings.password.clone())
             .db_name(Some(self.settings.db.clone()))
             .tcp_nodelay(true)
+            .prefer_socket(self.settings.prefer_socket)
             .stmt_cache_size(64)
             .init(vec![
                 "SET NAMES utf8mb4 COLLATE utf8mb4_bin".to_owned(),

@@ -374,6 +374,17 @@ fn param(col: &Col, row: usize, slot: Slot) -> Value {
         Col::UInt(a) if !a.is_null(row) => Value::UInt(a.as_primitive::<UInt64Type>().value(row)),
         Col::F64(a) if !a.is_null(row) => Value::Double(a.as_primitive::<Float64Type>().value(row)),
         Col::F32(a) if !a.is_null(row) => Value::Float(a.as_primitive::<Float32Type>().value(row)),
+        _ if slot == Slot::Bit => {
+            // BIT columns take numbers, not text.
+            if render(col, row, Slot::Plain, &mut text) {
+                std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map_or(Value::Bytes(text), Value::UInt)
+            } else {
+                Value::NULL
+            }
+        }
         _ => {
             // Binary columns take raw bytes as parameters, not hex.
             let slot = if slot == Slot::Hex { Slot::Plain } else { slot };

@@ -468,6 +468,7 @@ impl Source for MysqlSource {
         let range: Option<Range> = serde_json::from_value(partition.spec["range"].clone())
             .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
         let (tx, rx) = mpsc::channel(2);
+        let index = partition.index;
         let reader = Reader {
             connector: self.connector.clone(),
             plan: Arc::new(plan),
@@ -476,25 +477,60 @@ impl Source for MysqlSource {
             options: self.options,
         };
         runtime().spawn(async move {
+            use futures_util::FutureExt;
             let failed = tx.clone();
-            if let Err(e) = reader.run(tx).await {
-                let _ = failed.send(Err(e)).await;
+            let outcome = std::panic::AssertUnwindSafe(reader.run(tx.clone()))
+                .catch_unwind()
+                .await;
+            let error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(panic) => Some(Error::Data(format!(
+                    "the reader of partition {index} panicked: {}",
+                    panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("(no message)")
+                ))),
+            };
+            match error {
+                Some(e) => {
+                    let _ = failed.send(Err(e)).await;
+                }
+                None => {
+                    let _ = tx.send(Ok(None)).await;
+                }
             }
         });
-        Ok(Box::new(Stream { rx }))
+        Ok(Box::new(Stream { rx, done: false }))
     }
 }
 
+/// Batches (`Some`), the end (`None`), or an error, from the reader task.
+type Message = Result<Option<RecordBatch>>;
+
 struct Stream {
-    rx: mpsc::Receiver<Result<RecordBatch>>,
+    rx: mpsc::Receiver<Message>,
+    done: bool,
 }
 
 impl BatchStream for Stream {
     fn next_batch(&mut self) -> PluginResult<Option<RecordBatch>> {
+        if self.done {
+            return Ok(None);
+        }
         match self.rx.blocking_recv() {
-            Some(Ok(batch)) => Ok(Some(batch)),
+            Some(Ok(Some(batch))) => Ok(Some(batch)),
+            Some(Ok(None)) => {
+                self.done = true;
+                Ok(None)
+            }
             Some(Err(e)) => Err(e.into()),
-            None => Ok(None),
+            // The reader ended without saying so: never report that as a complete read.
+            None => Err(PluginError::internal(
+                "the partition's reader stopped before the end of its data",
+            )),
         }
     }
 }
@@ -518,7 +554,7 @@ struct Page {
 }
 
 impl Reader {
-    async fn run(self, tx: mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
+    async fn run(self, tx: mpsc::Sender<Message>) -> Result<()> {
         let mut session = Session::open(self.connector.clone()).await?;
         match &self.range {
             None => self.run_query(&mut session, &tx).await?,
@@ -529,11 +565,7 @@ impl Reader {
     }
 
     /// A custom query, in one pass; a lost connection is retried only before the first batch.
-    async fn run_query(
-        &self,
-        session: &mut Session,
-        tx: &mpsc::Sender<Result<RecordBatch>>,
-    ) -> Result<()> {
+    async fn run_query(&self, session: &mut Session, tx: &mpsc::Sender<Message>) -> Result<()> {
         let mut sent = false;
         loop {
             let result = self.query_pass(session, tx, &mut sent).await;
@@ -557,7 +589,7 @@ impl Reader {
     async fn query_pass(
         &self,
         session: &mut Session,
-        tx: &mpsc::Sender<Result<RecordBatch>>,
+        tx: &mpsc::Sender<Message>,
         sent: &mut bool,
     ) -> Result<()> {
         let conn = session.conn().await?;
@@ -565,17 +597,16 @@ impl Reader {
             .exec_iter(self.plan.select.as_str(), ())
             .await
             .what(|| "running `query`".to_owned())?;
-        let layout = Layout::new(
-            &result.columns_ref().to_vec(),
-            &HashMap::new(),
-            self.options,
-        )?;
+        let layout = Layout::new(result.columns_ref(), &HashMap::new(), self.options)?;
         let mut builders = layout.builders(self.batch_size.min(65_536));
         let mut count = 0u64;
         let mut stream = result
             .stream::<Row>()
             .await
             .what(|| "running `query`".to_owned())?;
+        if stream.is_none() {
+            return Err(no_result_set()).what(|| "running `query`".to_owned());
+        }
         if let Some(stream) = stream.as_mut() {
             use futures_util::StreamExt;
             while let Some(row) = stream.next().await {
@@ -585,7 +616,7 @@ impl Reader {
                 if builders.rows() >= self.batch_size {
                     let batch = builders.finish()?;
                     *sent = true;
-                    if tx.send(Ok(batch)).await.is_err() {
+                    if tx.send(Ok(Some(batch))).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -595,7 +626,7 @@ impl Reader {
         if builders.rows() > 0 || !*sent {
             let batch = builders.finish()?;
             *sent = true;
-            let _ = tx.send(Ok(batch)).await;
+            let _ = tx.send(Ok(Some(batch))).await;
         }
         Ok(())
     }
@@ -605,7 +636,7 @@ impl Reader {
         &self,
         session: &mut Session,
         range: &Range,
-        tx: &mpsc::Sender<Result<RecordBatch>>,
+        tx: &mpsc::Sender<Message>,
     ) -> Result<()> {
         let key = ident(&self.plan.key);
         let mut cursor: Option<Value> = None;
@@ -647,7 +678,7 @@ impl Reader {
                 // An empty page ends the partition; send one empty batch if nothing was sent,
                 // so the host learns the schema.
                 if !sent_any {
-                    let _ = tx.send(Ok(page.batch)).await;
+                    let _ = tx.send(Ok(Some(page.batch))).await;
                 }
                 return Ok(());
             };
@@ -655,16 +686,16 @@ impl Reader {
                 // The last key's rows may continue past the page: keep the rows before them and
                 // read that key's rows whole.
                 let head = page.batch.slice(0, page.tie_start);
-                if head.num_rows() > 0 && tx.send(Ok(head)).await.is_err() {
+                if head.num_rows() > 0 && tx.send(Ok(Some(head))).await.is_err() {
                     return Ok(());
                 }
                 let mut sql = self.plan.select.clone();
                 sql.push_str(&format!(" WHERE {key} = ?"));
                 let ties = self.page(session, &sql, vec![last.clone()]).await?;
-                if tx.send(Ok(ties.batch)).await.is_err() {
+                if tx.send(Ok(Some(ties.batch))).await.is_err() {
                     return Ok(());
                 }
-            } else if tx.send(Ok(page.batch)).await.is_err() {
+            } else if tx.send(Ok(Some(page.batch))).await.is_err() {
                 return Ok(());
             }
             sent_any = true;
@@ -693,6 +724,14 @@ impl Reader {
     }
 }
 
+/// The error for a SELECT that came back without its result set.
+fn no_result_set() -> mysql_async::Error {
+    mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the connection ended before the result set",
+    )))
+}
+
 async fn read_page(
     conn: &mut Conn,
     sql: &str,
@@ -716,7 +755,11 @@ async fn read_page(
     let mut builders = layout.builders(batch_size.min(65_536));
     let mut last: Option<Value> = None;
     let mut tie_start = 0;
-    if let Some(mut stream) = result.stream::<Row>().await.what(what)? {
+    let Some(mut stream) = result.stream::<Row>().await.what(what)? else {
+        // A SELECT always has a result set: without one the connection broke under it.
+        return Err(no_result_set()).what(what);
+    };
+    {
         while let Some(row) = stream.next().await {
             let row = row.what(what)?;
             let key = row.as_ref(key_index).cloned().unwrap_or(Value::NULL);

@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
@@ -55,6 +55,8 @@ struct Staging {
     columns: Vec<StagedColumn>,
     /// Whether it has a primary or unique key, so that a batch sent twice replaces itself.
     keyed: bool,
+    /// The columns the data brings (an upsert updates only these).
+    written: Vec<String>,
 }
 
 /// What the writers of one run share.
@@ -62,7 +64,11 @@ struct Shared {
     config: MysqlTargetConfig,
     connector: Connector,
     staging_name: String,
-    staging: Mutex<Option<Staging>>,
+    /// Created by the first batch (or at commit when none came).
+    staging: tokio::sync::Mutex<Option<Staging>>,
+    mode: ReplicationMode,
+    /// The target's columns when it exists.
+    target_columns: Option<Vec<String>>,
     /// Set when the server refuses LOAD DATA LOCAL: writers fall back to INSERT.
     insert_only: AtomicBool,
 }
@@ -193,49 +199,26 @@ impl MysqlTarget {
         }
         let columns = describe(conn, &db, &table).await?;
         let target_exists = !columns.is_empty();
-        if let (true, Some(key)) = (target_exists, &self.config.key) {
-            if !columns.iter().any(|c| &c.0 == key) {
-                return Err(Error::NotFound(format!(
-                    "{} has no column `{key}` (the target's `key`)",
-                    self.table()
-                )));
-            }
+        if let (true, Some(key)) = (target_exists, &self.config.key)
+            && !columns.iter().any(|c| &c.0 == key)
+        {
+            return Err(Error::NotFound(format!(
+                "{} has no column `{key}` (the target's `key`)",
+                self.table()
+            )));
         }
         let staging_name = format!("{prefix}{}", short_hash(&[&context.run_id]));
-        let staging = if target_exists {
-            conn.query_drop(format!(
-                "CREATE TABLE {} LIKE {}",
-                qualified(&db, &staging_name),
-                self.table()
-            ))
-            .await
-            .what(|| format!("creating the staging table for {}", self.table()))?;
-            if context.mode == ReplicationMode::Incremental
-                && !has_unique_key(conn, &db, &table).await?
-            {
-                conn.query_drop(format!("DROP TABLE {}", qualified(&db, &staging_name)))
-                    .await
-                    .what(|| "dropping the staging table".to_owned())?;
-                return Err(Error::Config(format!(
-                    "INCREMENTAL mode upserts on a primary or unique key, and {} has none; \
-                     add one on `{}`",
-                    self.table(),
-                    self.config.key.as_deref().unwrap_or_default()
-                )));
-            }
-            Some(Staging {
-                columns: columns
-                    .iter()
-                    .map(|(name, t)| StagedColumn {
-                        name: name.clone(),
-                        slot: Slot::for_column(t),
-                    })
-                    .collect(),
-                keyed: has_unique_key(conn, &db, &table).await?,
-            })
-        } else {
-            None
-        };
+        if target_exists
+            && context.mode == ReplicationMode::Incremental
+            && !has_unique_key(conn, &db, &table).await?
+        {
+            return Err(Error::Config(format!(
+                "INCREMENTAL mode upserts on a primary or unique key, and {} has none; add one \
+                 on `{}`",
+                self.table(),
+                self.config.key.as_deref().unwrap_or_default()
+            )));
+        }
         self.run = Some(Run {
             control,
             mode: context.mode,
@@ -244,7 +227,10 @@ impl MysqlTarget {
                 config: self.config.clone(),
                 connector: self.connector.clone(),
                 staging_name,
-                staging: Mutex::new(staging),
+                staging: tokio::sync::Mutex::new(None),
+                mode: context.mode,
+                target_columns: target_exists
+                    .then(|| columns.iter().map(|c| c.0.clone()).collect()),
                 insert_only: AtomicBool::new(self.config.load_method == LoadMethod::Insert),
             }),
         });
@@ -259,10 +245,24 @@ impl MysqlTarget {
         };
         let db = run.shared.config.db.clone();
         let staging = qualified(&db, &run.shared.staging_name);
-        let staged = run.shared.staging.lock().expect("staging lock").clone();
-        let Some(staged) = staged else {
-            // Nothing arrived and there is no table to replace.
-            return Ok(());
+        let staged = run.shared.staging.lock().await.clone();
+        let staged = match staged {
+            Some(s) => s,
+            // No rows: FULL_TABLE still replaces the table's contents (with none).
+            None if run.mode == ReplicationMode::FullTable && run.target_exists => {
+                run.control
+                    .execute(
+                        format!("CREATE TABLE {staging} LIKE {table}"),
+                        "creating the staging table",
+                    )
+                    .await?;
+                Staging {
+                    columns: vec![],
+                    keyed: true,
+                    written: vec![],
+                }
+            }
+            None => return Ok(()),
         };
         match (run.mode, run.target_exists) {
             (_, false) => {
@@ -289,7 +289,7 @@ impl MysqlTarget {
                     .await?;
             }
             (ReplicationMode::Incremental, true) => {
-                let names: Vec<String> = staged.columns.iter().map(|c| ident(&c.name)).collect();
+                let names: Vec<String> = staged.written.iter().map(|c| ident(c)).collect();
                 let list = names.join(", ");
                 let updates = names
                     .iter()
@@ -374,7 +374,8 @@ impl Target for MysqlTarget {
                 )));
             }
             let max: Option<Value> = conn
-                .query_first(format!("SELECT MAX({}) FROM {table}", ident(&key)))
+                // The binary protocol keeps numbers typed.
+                .exec_first(format!("SELECT MAX({}) FROM {table}", ident(&key)), ())
                 .await
                 .what(|| format!("reading the largest `{key}` of {table}"))?;
             session.close().await;
@@ -434,26 +435,52 @@ impl MysqlWriter {
         Ok(self.session.as_mut().expect("session"))
     }
 
-    /// Creates the staging table from the first batch's schema when the target is new.
+    /// Creates the staging table at the first batch: a copy of the target's definition when
+    /// the data fits it, otherwise (a new table, or a FULL_TABLE run whose data has new
+    /// columns) from the data's schema.
     async fn staging(&mut self, batch: &RecordBatch) -> Result<Staging> {
-        if let Some(s) = self.shared.staging.lock().expect("staging lock").clone() {
-            return Ok(s);
-        }
         let shared = self.shared.clone();
+        let mut slot = shared.staging.lock().await;
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
         let db = shared.config.db.clone();
+        let target = qualified(&db, &shared.config.table);
         let name = qualified(&db, &shared.staging_name);
         let schema = batch.schema();
-        let fields: Vec<&arrow_schema::Field> =
-            schema.fields().iter().map(|f| f.as_ref()).collect();
-        let ddl = create_table(&name, &fields, shared.config.key.as_deref())?;
+        let new_columns: Vec<String> = match &shared.target_columns {
+            Some(existing) => schema
+                .fields()
+                .iter()
+                .filter(|f| !existing.contains(f.name()))
+                .map(|f| format!("`{}`", f.name()))
+                .collect(),
+            None => vec![],
+        };
+        let ddl = match (&shared.target_columns, new_columns.is_empty()) {
+            (Some(_), true) => format!("CREATE TABLE {name} LIKE {target}"),
+            (Some(_), false) if shared.mode == ReplicationMode::Incremental => {
+                return Err(Error::Config(format!(
+                    "the data has columns that {target} lacks: {}; an INCREMENTAL run keeps \
+                     the table's definition (add them, or run FULL_TABLE once)",
+                    new_columns.join(", ")
+                )));
+            }
+            _ => {
+                if !new_columns.is_empty() {
+                    log::warn!(
+                        "the data has columns that {target} lacks ({}): this FULL_TABLE run \
+                         replaces the table with one defined by the data",
+                        new_columns.join(", ")
+                    );
+                }
+                let fields: Vec<&arrow_schema::Field> =
+                    schema.fields().iter().map(|f| f.as_ref()).collect();
+                create_table(&name, &fields, shared.config.key.as_deref())?
+            }
+        };
         let session = self.session().await?;
-        // Several writers may race to create it; the first one wins.
-        session
-            .execute(
-                ddl.replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1),
-                "creating the staging table",
-            )
-            .await?;
+        session.execute(ddl, "creating the staging table").await?;
         let conn = session.conn().await?;
         let columns = describe(conn, &db, &shared.staging_name).await?;
         let keyed = has_unique_key(conn, &db, &shared.staging_name).await?;
@@ -466,9 +493,10 @@ impl MysqlWriter {
                 })
                 .collect(),
             keyed,
+            written: schema.fields().iter().map(|f| f.name().clone()).collect(),
         };
-        let mut slot = shared.staging.lock().expect("staging lock");
-        Ok(slot.get_or_insert(staging).clone())
+        *slot = Some(staging.clone());
+        Ok(staging)
     }
 
     async fn write_async(&mut self, batch: RecordBatch) -> Result<()> {
