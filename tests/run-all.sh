@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of fastlane: formatting and lints, then the Rust unit, doc, conformance and
-# end-to-end tests. The end-to-end tests run the built `fastlane` binary and plugins, so the
-# whole workspace is built first. Prints how long each step took.
+# end-to-end tests, the live ones against real servers on loopback (tests/services.sh). The
+# end-to-end tests run the built `fastlane` binary and plugins, so the whole workspace is built
+# first. Prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ step() {
   "$@"
   timings+=("$(printf '%-28s %5d s' "$name" $((SECONDS - start)))")
 }
+
+# Servers the live tests talk to; the ones started here are stopped on exit.
+services=$(bash tests/services.sh start | sed -n 's/^started=//p')
+trap 'bash tests/services.sh stop $services' EXIT
 
 step "format" cargo fmt --all -- --check
 step "build" cargo build --workspace --all-targets

@@ -79,6 +79,14 @@ impl Db {
         }
     }
 
+    /// Opens a new connection (after the server restarted).
+    pub fn reconnect(&self) {
+        let conn = rt()
+            .block_on(Conn::new(opts(Some(&self.name))))
+            .expect("reconnect");
+        *self.conn.lock().expect("lock") = conn;
+    }
+
     /// Runs statements.
     pub fn exec(&self, sql: &str) {
         let mut conn = self.conn.lock().expect("lock");
