@@ -597,8 +597,14 @@ impl MysqlWriter {
                 let table = table.clone();
                 Box::pin(async move {
                     conn.set_infile_handler(async move {
+                        // Small pieces: the driver copies each into a pooled buffer,
+                        // and the pool keeps buffers of up to 4 MiB.
+                        let pieces: Vec<std::io::Result<Bytes>> = (0..data.len())
+                            .step_by(INFILE_PIECE)
+                            .map(|at| Ok(data.slice(at..data.len().min(at + INFILE_PIECE))))
+                            .collect();
                         let stream: mysql_async::InfileData =
-                            Box::pin(futures_util::stream::once(async move { Ok(data) }));
+                            Box::pin(futures_util::stream::iter(pieces));
                         Ok(stream)
                     });
                     conn.query_drop(sql)
@@ -678,6 +684,9 @@ impl MysqlWriter {
         Ok(())
     }
 }
+
+/// Bytes per piece of LOAD DATA LOCAL INFILE data.
+const INFILE_PIECE: usize = 64 * 1024;
 
 /// Fails when the last statement left warnings: a value was truncated, changed or skipped.
 async fn check_warnings(conn: &mut Conn, table: &str) -> Result<()> {
