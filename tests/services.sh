@@ -22,6 +22,7 @@ start_mariadb() {
   if answers 3306; then return 1; fi
   if [ ! -x /usr/sbin/mariadbd ]; then
     echo "installing mariadb-server" >&2
+    "${sudo_cmd[@]}" apt-get update -qq >&2
     "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server mariadb-client >&2
   fi
   "${sudo_cmd[@]}" mkdir -p /run/mysqld

@@ -40,13 +40,16 @@ fn a_server_restart_mid_run_loses_and_repeats_nothing() {
             .tables()
             .into_iter()
             .find(|t| t.starts_with("_fastlane_stage"));
-        if let Some(s) = staged {
-            if db.value(&format!("SELECT COUNT(*) FROM `{s}`")) != "0" {
-                break;
-            }
+        if let Some(s) = staged
+            && db.value(&format!("SELECT COUNT(*) FROM `{s}`")) != "0"
+        {
+            break;
         }
         assert!(!run.is_finished(), "the run ended before the restart");
-        assert!(started.elapsed() < Duration::from_secs(60), "nothing was staged");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was staged"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = std::process::Command::new("mariadb-admin")
@@ -56,7 +59,10 @@ fn a_server_restart_mid_run_loses_and_repeats_nothing() {
     assert!(status.success(), "mariadb-admin shutdown failed");
     let down = Instant::now();
     while port_open() {
-        assert!(down.elapsed() < Duration::from_secs(60), "the server did not stop");
+        assert!(
+            down.elapsed() < Duration::from_secs(60),
+            "the server did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
