@@ -264,7 +264,7 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> ExitCode {
         Ok(s) => (s, ExitCode::SUCCESS),
         Err(f) => (f.summary.as_ref(), ExitCode::from(EXIT_RUN_FAILED)),
     };
-    print!("{}", render_summary(summary));
+    out(format_args!("{}", render_summary(summary)));
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
@@ -342,14 +342,14 @@ fn validate(args: &ValidateArgs, global: &GlobalArgs) -> ExitCode {
     };
     match config::load_file(&args.config, &selection, &registry) {
         Ok(c) => {
-            println!(
-                "`{}` is valid: source `{}` → transform `{}` → target `{}`, {}",
+            out(format_args!(
+                "`{}` is valid: source `{}` → transform `{}` → target `{}`, {}\n",
                 args.config.display(),
                 c.source.id,
                 c.transform.id,
                 c.target.id,
                 c.replication_mode
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -381,15 +381,15 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> ExitCode {
             })).collect::<Vec<_>>(),
             "warnings": registry.warnings,
         });
-        println!(
-            "{}",
+        out(format_args!(
+            "{}\n",
             serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        ));
     } else {
-        println!(
-            "{:<10} {:<12} {:<12} {:<8} FROM",
+        out(format_args!(
+            "{:<10} {:<12} {:<12} {:<8} FROM\n",
             "KIND", "ID", "PLUGIN", "VERSION"
-        );
+        ));
         for c in registry.components() {
             let (plugin, version, from) = match &c.plugin {
                 Some(p) => (
@@ -403,13 +403,13 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> ExitCode {
                     "built-in".into(),
                 ),
             };
-            println!(
-                "{:<10} {:<12} {:<12} {:<8} {from}",
+            out(format_args!(
+                "{:<10} {:<12} {:<12} {:<8} {from}\n",
                 c.info.kind.as_str(),
                 c.info.id,
                 plugin,
                 version
-            );
+            ));
         }
         for w in &registry.warnings {
             eprintln!("warning: {w}");
@@ -434,10 +434,10 @@ fn plugins_schema(kind: &str, id: &str, global: &GlobalArgs) -> ExitCode {
     report_registry(&registry);
     match registry.find(kind, id) {
         Some(c) => {
-            println!(
-                "{}",
+            out(format_args!(
+                "{}\n",
                 serde_json::to_string_pretty(&c.info.schema).unwrap_or_default()
-            );
+            ));
             ExitCode::SUCCESS
         }
         None => {
@@ -445,5 +445,19 @@ fn plugins_schema(kind: &str, id: &str, global: &GlobalArgs) -> ExitCode {
             eprintln!("error: {}", p.message);
             ExitCode::from(EXIT_USAGE)
         }
+    }
+}
+
+/// Writes to standard output. A reader that went away (`fastlane plugins list | head`) ends the
+/// command quietly, as other command-line tools do, instead of a panic.
+fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }

@@ -546,3 +546,19 @@ fn progress_is_logged_periodically_when_not_on_a_terminal() {
         "no terminal codes when not on a terminal"
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `fastlane plugins schema … | head -1`: the reader goes away before fastlane writes.
+    let mut child = std::process::Command::new(fastlane_tests::fastlane_bin())
+        .args(["plugins", "schema", "target", "file"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fastlane");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
