@@ -270,6 +270,18 @@ impl MysqlSourceConfig {
         if let Some(k) = &self.key {
             check_name("key", k, &mut problems);
         }
+        if let Some(bounds) = &self.partition_bounds {
+            let numbers: Option<Vec<f64>> = bounds.iter().map(Value::as_f64).collect();
+            if let Some(n) = numbers
+                && n.windows(2).any(|w| w[0] >= w[1])
+            {
+                problems.push(
+                    "`partition_bounds` must be strictly ascending (overlapping ranges would \
+                     read rows twice)"
+                        .to_owned(),
+                );
+            }
+        }
         if let Some(columns) = &self.columns {
             for c in columns {
                 check_name("columns", c, &mut problems);

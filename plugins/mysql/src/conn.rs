@@ -119,6 +119,11 @@ const LOST_CODES: &[u16] = &[
     1927, // ER_CONNECTION_KILLED (MariaDB)
     2006, // CR_SERVER_GONE_ERROR
     2013, // CR_SERVER_LOST
+    1158, // ER_NET_READ_ERROR
+    1159, // ER_NET_READ_INTERRUPTED
+    1160, // ER_NET_ERROR_ON_WRITE
+    1161, // ER_NET_WRITE_INTERRUPTED
+    4031, // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8.0.24+: an idle connection was closed)
 ];
 
 /// Whether an error means the connection was lost, so that reconnecting can help.

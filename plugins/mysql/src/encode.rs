@@ -73,9 +73,21 @@ fn cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
 fn to_micros(array: &ArrayRef, unit: TimeUnit, name: &str) -> Result<ArrayRef> {
     let values = cast(array, &DataType::Int64)?;
     let values = values.as_primitive::<Int64Type>();
+    let scale = |factor: i64| -> Result<arrow_array::Int64Array> {
+        if let Some(v) = values
+            .iter()
+            .flatten()
+            .find(|v| v.checked_mul(factor).is_none())
+        {
+            return Err(Error::Data(format!(
+                "column `{name}` holds {v}, which is out of MySQL's date and time range"
+            )));
+        }
+        Ok(values.unary(|v| v * factor))
+    };
     let scaled: arrow_array::Int64Array = match unit {
-        TimeUnit::Second => values.unary(|v| v.saturating_mul(1_000_000)),
-        TimeUnit::Millisecond => values.unary(|v| v.saturating_mul(1_000)),
+        TimeUnit::Second => scale(1_000_000)?,
+        TimeUnit::Millisecond => scale(1_000)?,
         TimeUnit::Microsecond => values.clone(),
         TimeUnit::Nanosecond => {
             if let Some(v) = values.iter().flatten().find(|v| v % 1_000 != 0) {
@@ -249,7 +261,11 @@ fn decimal_into(digits: &str, scale: i8, out: &mut Vec<u8>) {
 }
 
 fn date_into(days: i32, out: &mut Vec<u8>) {
-    let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163).unwrap_or_default();
+    // Out-of-range days are refused before rendering (see `Encoder::new`).
+    let date = days
+        .checked_add(719_163)
+        .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+        .unwrap_or(chrono::NaiveDate::MAX);
     let _ = write!(out, "{}", date.format("%Y-%m-%d"));
 }
 

@@ -51,7 +51,15 @@ struct Plan {
     select: String,
     key: String,
     key_unique: bool,
+    /// How a key value is bound: `?`, or `CAST(? AS DECIMAL(p,s))` for decimal keys, which
+    /// would otherwise be compared as doubles and lose digits.
+    #[serde(default = "plain_param")]
+    key_param: String,
     column_types: HashMap<String, String>,
+}
+
+fn plain_param() -> String {
+    "?".to_owned()
 }
 
 /// The category of a key column.
@@ -76,6 +84,18 @@ fn key_kind(data_type: &str) -> Option<KeyKind> {
         | "longtext" => KeyKind::Text,
         _ => return None,
     })
+}
+
+/// `CAST(? AS DECIMAL(p,s))` for a `decimal(p,s) [unsigned]` column type.
+fn decimal_cast(column_type: &str) -> Option<String> {
+    let t = column_type.trim().to_ascii_lowercase();
+    let rest = t
+        .strip_prefix("decimal(")
+        .or_else(|| t.strip_prefix("numeric("))?;
+    let (args, _) = rest.split_once(')')?;
+    let (p, sc) = args.split_once(',').unwrap_or((args, "0"));
+    let (p, sc): (u8, u8) = (p.trim().parse().ok()?, sc.trim().parse().ok()?);
+    Some(format!("CAST(? AS DECIMAL({p},{sc}))"))
 }
 
 /// A JSON offset or bound as a statement parameter.
@@ -173,7 +193,9 @@ impl MysqlSource {
                 )));
             }
         };
-        let Some((_, _, key_type, key_nullable)) = columns.iter().find(|c| c.0 == key) else {
+        let Some((_, key_column_type, key_type, key_nullable)) =
+            columns.iter().find(|c| c.0 == key)
+        else {
             let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
             return Err(Error::NotFound(format!(
                 "unknown replication key `{key}`: {} has the columns {}",
@@ -279,6 +301,7 @@ impl MysqlSource {
                 select,
                 key,
                 key_unique: !unique_indexes.is_empty(),
+                key_param: decimal_cast(key_column_type).unwrap_or_else(plain_param),
                 column_types,
             },
             kind,
@@ -319,7 +342,7 @@ impl MysqlSource {
         );
         let mut params = Vec::new();
         if let Some(a) = after {
-            sql.push_str(&format!(" WHERE {key} > ?"));
+            sql.push_str(&format!(" WHERE {key} > {}", plan.key_param));
             params.push(param(a));
         }
         let row: Option<Row> = conn
@@ -415,6 +438,7 @@ impl MysqlSource {
                     select: self.config.query.clone().unwrap_or_default(),
                     key: String::new(),
                     key_unique: false,
+                    key_param: plain_param(),
                     column_types: HashMap::new(),
                 };
                 vec![Partition {
@@ -639,6 +663,7 @@ impl Reader {
         tx: &mpsc::Sender<Message>,
     ) -> Result<()> {
         let key = ident(&self.plan.key);
+        let p = &self.plan.key_param;
         let mut cursor: Option<Value> = None;
         let mut sent_any = false;
         loop {
@@ -648,22 +673,22 @@ impl Reader {
             let mut params = Vec::new();
             match &cursor {
                 Some(c) => {
-                    conditions.push(format!("{key} > ?"));
+                    conditions.push(format!("{key} > {p}"));
                     params.push(c.clone());
                 }
                 None => {
                     if let Some(a) = &range.after {
-                        conditions.push(format!("{key} > ?"));
+                        conditions.push(format!("{key} > {p}"));
                         params.push(param(a));
                     }
                     if let Some(f) = &range.from {
-                        conditions.push(format!("{key} >= ?"));
+                        conditions.push(format!("{key} >= {p}"));
                         params.push(param(f));
                     }
                 }
             }
             if let Some(b) = &range.below {
-                conditions.push(format!("{key} < ?"));
+                conditions.push(format!("{key} < {p}"));
                 params.push(param(b));
             }
             let mut sql = self.plan.select.clone();
@@ -690,7 +715,7 @@ impl Reader {
                     return Ok(());
                 }
                 let mut sql = self.plan.select.clone();
-                sql.push_str(&format!(" WHERE {key} = ?"));
+                sql.push_str(&format!(" WHERE {key} = {p}"));
                 let ties = self.page(session, &sql, vec![last.clone()]).await?;
                 if tx.send(Ok(Some(ties.batch))).await.is_err() {
                     return Ok(());

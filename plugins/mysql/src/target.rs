@@ -118,7 +118,7 @@ fn offset_json(v: Value) -> Option<Json> {
         Value::UInt(u) => Some(json!(u)),
         Value::Float(f) => Some(json!(f)),
         Value::Double(d) => Some(json!(d)),
-        Value::Bytes(b) => Some(Json::String(String::from_utf8_lossy(&b).into_owned())),
+        Value::Bytes(b) => Some(Json::String(String::from_utf8(b).ok()?)),
         Value::Date(y, m, d, h, mi, s, us) => Some(Json::String(format!(
             "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
         ))),
@@ -278,15 +278,25 @@ impl MysqlTarget {
                 run.control
                     .execute(format!("DROP TABLE IF EXISTS {old}"), "preparing the swap")
                     .await?;
+                // Not retried: a swap whose answer was lost may have happened.
+                let swap = format!("RENAME TABLE {table} TO {old}, {staging} TO {table}");
                 run.control
-                    .execute(
-                        format!("RENAME TABLE {table} TO {old}, {staging} TO {table}"),
-                        "swapping in the new table",
-                    )
+                    .run_retrying(false, |conn| {
+                        let swap = swap.clone();
+                        Box::pin(async move {
+                            conn.query_drop(swap)
+                                .await
+                                .what(|| "swapping in the new table".to_owned())
+                        })
+                    })
                     .await?;
-                run.control
+                if let Err(e) = run
+                    .control
                     .execute(format!("DROP TABLE {old}"), "dropping the replaced table")
-                    .await?;
+                    .await
+                {
+                    log::warn!("the new table is published, but {e}; the next run drops it");
+                }
             }
             (ReplicationMode::Incremental, true) => {
                 let names: Vec<String> = staged.written.iter().map(|c| ident(c)).collect();
@@ -314,12 +324,16 @@ impl MysqlTarget {
                 tx.commit()
                     .await
                     .what(|| format!("committing the upsert into {table}"))?;
-                run.control
+                if let Err(e) = run
+                    .control
                     .execute(
                         format!("DROP TABLE {staging}"),
                         "dropping the staging table",
                     )
-                    .await?;
+                    .await
+                {
+                    log::warn!("the rows are published, but {e}; the next run drops it");
+                }
             }
         }
         Ok(())
@@ -379,7 +393,15 @@ impl Target for MysqlTarget {
                 .await
                 .what(|| format!("reading the largest `{key}` of {table}"))?;
             session.close().await;
-            Ok(max.and_then(offset_json))
+            match max {
+                Some(Value::Bytes(b)) if std::str::from_utf8(&b).is_err() => {
+                    Err(Error::Config(format!(
+                        "the largest `{key}` of {table} is binary data, which cannot be an \
+                         INCREMENTAL offset; use a numeric, date or text key"
+                    )))
+                }
+                other => Ok(other.and_then(offset_json)),
+            }
         });
         Ok(out?)
     }
@@ -575,24 +597,35 @@ impl MysqlWriter {
                 }
             }
         }
-        let mut sql = format!(
-            "LOAD DATA LOCAL INFILE 'fastlane-{}' {} INTO TABLE {} CHARACTER SET utf8mb4 \
-             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
-            self.index,
-            // A batch sent again after a lost connection replaces its own rows.
-            if keyed { "REPLACE" } else { "" },
-            qualified(&self.shared.config.db, &self.shared.staging_name),
-            targets.join(", ")
-        );
-        if !sets.is_empty() {
-            sql.push_str(" SET ");
-            sql.push_str(&sets.join(", "));
-        }
+        // The first attempt adds rows (a duplicate key is a warning, so an error); a batch sent
+        // again after a lost connection replaces the rows it may already have stored.
+        let statement = |keyword: &str| {
+            let mut sql = format!(
+                "LOAD DATA LOCAL INFILE 'fastlane-{}' {keyword} INTO TABLE {} CHARACTER SET \
+                 utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY \
+                 '\\n' ({})",
+                self.index,
+                qualified(&self.shared.config.db, &self.shared.staging_name),
+                targets.join(", ")
+            );
+            if !sets.is_empty() {
+                sql.push_str(" SET ");
+                sql.push_str(&sets.join(", "));
+            }
+            sql
+        };
+        let (first, again) = (statement(""), statement("REPLACE"));
+        let mut attempts = 0;
         let table = self.shared.config.table.clone();
         let session = self.session().await?;
         let attempt = session
             .run_retrying(keyed, |conn| {
-                let sql = sql.clone();
+                attempts += 1;
+                let sql = if attempts == 1 {
+                    first.clone()
+                } else {
+                    again.clone()
+                };
                 let data = data.clone();
                 let table = table.clone();
                 Box::pin(async move {
@@ -660,15 +693,19 @@ impl MysqlWriter {
             let end = range.end.min(start + per_statement);
             let mut params = Vec::with_capacity((end - start) * names.len());
             encoder.write_params(start..end, &mut params);
-            let sql = format!(
-                "{} INTO {table} ({columns}) VALUES {}",
-                if keyed { "REPLACE" } else { "INSERT" },
-                vec![row_marks.as_str(); end - start].join(", ")
-            );
+            let values = vec![row_marks.as_str(); end - start].join(", ");
+            let first = format!("INSERT INTO {table} ({columns}) VALUES {values}");
+            let again = format!("REPLACE INTO {table} ({columns}) VALUES {values}");
+            let mut attempts = 0;
             let session = self.session().await?;
             session
                 .run_retrying(keyed, |conn| {
-                    let sql = sql.clone();
+                    attempts += 1;
+                    let sql = if attempts == 1 {
+                        first.clone()
+                    } else {
+                        again.clone()
+                    };
                     let params = params.clone();
                     let name = name.clone();
                     Box::pin(async move {
