@@ -55,6 +55,9 @@ struct Plan {
     /// would otherwise be compared as doubles and lose digits.
     #[serde(default = "plain_param")]
     key_param: String,
+    /// Whether the key is text, compared by its collation.
+    #[serde(default)]
+    key_text: bool,
     column_types: HashMap<String, String>,
 }
 
@@ -302,6 +305,7 @@ impl MysqlSource {
                 key,
                 key_unique: !unique_indexes.is_empty(),
                 key_param: decimal_cast(key_column_type).unwrap_or_else(plain_param),
+                key_text: kind == KeyKind::Text,
                 column_types,
             },
             kind,
@@ -439,6 +443,7 @@ impl MysqlSource {
                     key: String::new(),
                     key_unique: false,
                     key_param: plain_param(),
+                    key_text: false,
                     column_types: HashMap::new(),
                 };
                 vec![Partition {
@@ -696,8 +701,9 @@ impl Reader {
                 sql.push_str(" WHERE ");
                 sql.push_str(&conditions.join(" AND "));
             }
+            let page_sql = sql.clone();
             sql.push_str(&format!(" ORDER BY {key} LIMIT {}", self.batch_size));
-            let page = self.page(session, &sql, params).await?;
+            let page = self.page(session, &sql, params.clone()).await?;
             let full = page.rows >= self.batch_size;
             let Some(last) = page.last.clone() else {
                 // An empty page ends the partition; send one empty batch if nothing was sent,
@@ -709,8 +715,22 @@ impl Reader {
             };
             if full && !self.plan.key_unique {
                 // The last key's rows may continue past the page: keep the rows before them and
-                // read that key's rows whole.
-                let head = page.batch.slice(0, page.tie_start);
+                // read that key's rows whole. Text keys are equal by their collation (`a` = `A`,
+                // trailing spaces), which bytes cannot tell: the server picks the rows before.
+                let head = if self.plan.key_text {
+                    let mut sql = page_sql.clone();
+                    sql.push_str(if conditions.is_empty() {
+                        " WHERE "
+                    } else {
+                        " AND "
+                    });
+                    sql.push_str(&format!("{key} < {p} ORDER BY {key}"));
+                    let mut params = params;
+                    params.push(last.clone());
+                    self.page(session, &sql, params).await?.batch
+                } else {
+                    page.batch.slice(0, page.tie_start)
+                };
                 if head.num_rows() > 0 && tx.send(Ok(Some(head))).await.is_err() {
                     return Ok(());
                 }

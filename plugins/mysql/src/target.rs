@@ -53,8 +53,8 @@ struct StagedColumn {
 #[derive(Debug, Clone)]
 struct Staging {
     columns: Vec<StagedColumn>,
-    /// Whether it has a primary or unique key, so that a batch sent twice replaces itself.
-    keyed: bool,
+    /// The columns of its primary and unique indexes.
+    unique: Vec<Vec<String>>,
     /// The columns the data brings (an upsert updates only these).
     written: Vec<String>,
 }
@@ -108,6 +108,67 @@ async fn has_unique_key(conn: &mut Conn, db: &str, table: &str) -> Result<bool> 
         .await
         .what(|| format!("reading the keys of `{db}`.`{table}`"))?;
     Ok(n.unwrap_or(0) > 0)
+}
+
+/// Checks that this run still holds the target's lock before publishing. A control connection
+/// lost during the load (an idle timeout, a server restart) took the lock with it: take it
+/// again, or fail when another run holds it now.
+async fn keep_lock(control: &mut Session, lock: &str, table: &str) -> Result<()> {
+    let name = lock.to_owned();
+    let held: Option<Option<i64>> = control
+        .run(move |conn| {
+            let name = name.clone();
+            Box::pin(async move {
+                conn.exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (name,))
+                    .await
+                    .what(|| "checking the target's lock".to_owned())
+            })
+        })
+        .await?;
+    if held.flatten() == Some(1) {
+        return Ok(());
+    }
+    let name = lock.to_owned();
+    let taken: Option<Option<i64>> = control
+        .run(move |conn| {
+            let name = name.clone();
+            Box::pin(async move {
+                conn.exec_first("SELECT GET_LOCK(?, 0)", (name,))
+                    .await
+                    .what(|| "taking the target's lock again".to_owned())
+            })
+        })
+        .await?;
+    if taken.flatten() == Some(1) {
+        log::warn!("the connection holding the lock on {table} was lost; took the lock again");
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "this run lost its lock on {table} with its connection, and another run holds it \
+             now; nothing was published"
+        )))
+    }
+}
+
+/// The columns of each primary or unique index of a table.
+async fn unique_indexes(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<Vec<String>>> {
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+             ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (db, table),
+        )
+        .await
+        .what(|| format!("reading the keys of `{db}`.`{table}`"))?;
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, column) in rows {
+        match out.last_mut() {
+            Some((name, columns)) if *name == index => columns.push(column),
+            _ => out.push((index, vec![column])),
+        }
+    }
+    Ok(out.into_iter().map(|(_, c)| c).collect())
 }
 
 /// The largest value of `key` as JSON: numbers stay numbers, anything else is text.
@@ -240,12 +301,39 @@ impl MysqlTarget {
     async fn commit_async(&mut self) -> Result<()> {
         let table = self.table();
         let old_name = format!("{}old", self.staging_prefix());
+        let lock = self.lock_name();
         let Some(run) = self.run.as_mut() else {
             return Ok(());
         };
         let db = run.shared.config.db.clone();
         let staging = qualified(&db, &run.shared.staging_name);
         let staged = run.shared.staging.lock().await.clone();
+        keep_lock(&mut run.control, &lock, &table).await?;
+        if staged.is_some() {
+            let name = run.shared.staging_name.clone();
+            let db2 = db.clone();
+            let present: Option<u32> = run
+                .control
+                .run(move |conn| {
+                    let (db, name) = (db2.clone(), name.clone());
+                    Box::pin(async move {
+                        conn.exec_first(
+                            "SELECT COUNT(*) FROM information_schema.TABLES \
+                             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                            (db, name),
+                        )
+                        .await
+                        .what(|| "checking the staging table".to_owned())
+                    })
+                })
+                .await?;
+            if present != Some(1) {
+                return Err(Error::Data(format!(
+                    "the staging table {staging} disappeared during the run, so nothing was \
+                     published to {table}"
+                )));
+            }
+        }
         let staged = match staged {
             Some(s) => s,
             // No rows: FULL_TABLE still replaces the table's contents (with none).
@@ -258,7 +346,7 @@ impl MysqlTarget {
                     .await?;
                 Staging {
                     columns: vec![],
-                    keyed: true,
+                    unique: vec![],
                     written: vec![],
                 }
             }
@@ -505,7 +593,7 @@ impl MysqlWriter {
         session.execute(ddl, "creating the staging table").await?;
         let conn = session.conn().await?;
         let columns = describe(conn, &db, &shared.staging_name).await?;
-        let keyed = has_unique_key(conn, &db, &shared.staging_name).await?;
+        let unique = unique_indexes(conn, &db, &shared.staging_name).await?;
         let staging = Staging {
             columns: columns
                 .into_iter()
@@ -514,7 +602,7 @@ impl MysqlWriter {
                     name,
                 })
                 .collect(),
-            keyed,
+            unique,
             written: schema.fields().iter().map(|f| f.name().clone()).collect(),
         };
         *slot = Some(staging.clone());
@@ -552,6 +640,13 @@ impl MysqlWriter {
             .map(|f| by_name[f.name().as_str()].slot)
             .collect();
         let encoder = Encoder::new(&batch, &slots)?;
+        // A batch can be sent again safely only when a unique index is made of columns the
+        // data fills (not an AUTO_INCREMENT key the server assigns anew).
+        let keyed = staging.unique.iter().any(|index| {
+            index
+                .iter()
+                .all(|c| schema.fields().iter().any(|f| f.name() == c))
+        });
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let rows = encoder.rows();
         let per_statement = self.shared.config.batch_size.max(1);
@@ -559,10 +654,10 @@ impl MysqlWriter {
         while start < rows {
             let end = rows.min(start + per_statement);
             if self.shared.insert_only.load(Ordering::Relaxed) {
-                self.insert(&encoder, &names, &slots, staging.keyed, start..end)
+                self.insert(&encoder, &names, &slots, keyed, start..end)
                     .await?;
             } else {
-                self.load_data(&encoder, &names, &slots, staging.keyed, start..end)
+                self.load_data(&encoder, &names, &slots, keyed, start..end)
                     .await?;
             }
             start = end;

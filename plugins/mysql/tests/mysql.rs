@@ -1013,3 +1013,62 @@ fn descending_partition_bounds_are_refused() {
         .expect("refused");
     assert!(err.to_string().contains("strictly ascending"), "{err}");
 }
+
+#[test]
+fn a_run_that_lost_its_lock_to_another_publishes_nothing() {
+    let db = Db::new("lost_lock");
+    let mut target = common::plugin("mysql")
+        .create_target("mysql", &db.config(json!({"table": "dst", "key": "id"})))
+        .expect("target");
+    target
+        .open(&WriteContext {
+            mode: ReplicationMode::FullTable,
+            run_id: "r".into(),
+            concurrency: 1,
+        })
+        .expect("open");
+    let mut writer = target.writer(0).expect("writer");
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])
+        .expect("batch");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+    // The control connection dies, and another run takes the lock meanwhile.
+    assert!(db.kill_plugin_connections() >= 1);
+    db.exec(&format!("SELECT GET_LOCK('fastlane:{}.dst', 0)", db.name));
+    let err = target
+        .commit()
+        .expect_err("must not publish without the lock");
+    assert!(err.to_string().contains("lost its lock"), "{err}");
+    db.exec(&format!("SELECT RELEASE_LOCK('fastlane:{}.dst')", db.name));
+    assert!(
+        db.tables().is_empty(),
+        "nothing published, staging dropped: {:?}",
+        db.tables()
+    );
+}
+
+#[test]
+fn text_keys_equal_by_collation_are_paged_exactly() {
+    let db = Db::new("collation_ties");
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY, k VARCHAR(10) COLLATE utf8mb4_general_ci NOT NULL, \
+         KEY (k))",
+    );
+    // `a`, `A` and `a ` are one key for this collation; so are `b`/`B`.
+    db.exec(
+        "INSERT INTO t SELECT seq, ELT(1 + seq % 5, 'a', 'A', 'a ', 'b', 'B') FROM seq_1_to_400",
+    );
+    for batch_size in [3, 7, 50, 1000] {
+        let got = ids_of(&read_all(
+            &db,
+            json!({"table": "t", "key": "k", "batch_size": batch_size}),
+            ReadContext::default(),
+        ));
+        assert_eq!(got.len(), 400, "batch_size {batch_size}");
+        assert!(
+            got == (1..=400).collect::<Vec<i64>>(),
+            "batch_size {batch_size}"
+        );
+    }
+}
