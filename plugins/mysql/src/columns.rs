@@ -530,7 +530,16 @@ fn push_value(column: &mut ColumnBuilder, v: &Value, options: ReadOptions) -> Re
     match column {
         ColumnBuilder::Bool(b) => match v {
             Value::Bytes(bits) => b.append_value(bits.iter().any(|&x| x != 0)),
-            _ => b.append_value(int(v)? != 0),
+            _ => match int(v)? {
+                0 => b.append_value(false),
+                1 => b.append_value(true),
+                other => {
+                    return Err(Bad::Value(format!(
+                        "{other} is not a boolean (0 or 1); set `tinyint1_as_bool: false` to \
+                         read TINYINT(1) as numbers"
+                    )));
+                }
+            },
         },
         ColumnBuilder::I8(b) => b.append_value(fits(v)?),
         ColumnBuilder::I16(b) => b.append_value(fits(v)?),

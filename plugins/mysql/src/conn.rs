@@ -325,6 +325,22 @@ impl Session {
         }
     }
 
+    /// Connects for a worker in the middle of a run: a lost or refused connection is retried
+    /// with backoff within the retry budget, like any later reconnect.
+    pub async fn open_retrying(connector: Connector) -> Result<Self> {
+        let conn = match connector.connect().await {
+            Ok(conn) => conn,
+            Err(e) if is_lost_error(&e) => {
+                connector.reconnect(Instant::now(), &e.to_string()).await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            connector,
+            conn: Some(conn),
+        })
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) {
         if let Some(conn) = self.conn.take() {

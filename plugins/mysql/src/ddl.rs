@@ -34,7 +34,10 @@ pub fn is_plain_type(t: &str) -> bool {
     }
     while let Some(c) = chars.next() {
         match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | ' ' | ',' => {}
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | ' ' => {}
+            // A comma outside parentheses would add a table element (`int, check (…)`).
+            ',' if depth == 0 => return false,
+            ',' => {}
             '(' => depth += 1,
             ')' => {
                 depth -= 1;
@@ -176,6 +179,7 @@ mod tests {
             "enum('a'",
             "",
             "int)",
+            "int, check (1)",
         ] {
             assert!(!is_plain_type(bad), "{bad}");
         }

@@ -584,7 +584,7 @@ struct Page {
 
 impl Reader {
     async fn run(self, tx: mpsc::Sender<Message>) -> Result<()> {
-        let mut session = Session::open(self.connector.clone()).await?;
+        let mut session = Session::open_retrying(self.connector.clone()).await?;
         match &self.range {
             None => self.run_query(&mut session, &tx).await?,
             Some(range) => self.run_pages(&mut session, range, &tx).await?,
@@ -596,10 +596,15 @@ impl Reader {
     /// A custom query, in one pass; a lost connection is retried only before the first batch.
     async fn run_query(&self, session: &mut Session, tx: &mpsc::Sender<Message>) -> Result<()> {
         let mut sent = false;
+        let mut since: Option<std::time::Instant> = None;
         loop {
             let result = self.query_pass(session, tx, &mut sent).await;
             match result {
                 Err(e) if is_lost_error(&e) && !sent => {
+                    let started = *since.get_or_insert_with(std::time::Instant::now);
+                    if started.elapsed() >= self.connector.retry_budget() {
+                        return Err(e);
+                    }
                     log::warn!("lost the connection before the first batch ({e}); retrying");
                     session.drop_connection();
                     session.conn().await?;
@@ -622,6 +627,11 @@ impl Reader {
         sent: &mut bool,
     ) -> Result<()> {
         let conn = session.conn().await?;
+        // The result is read as the host takes batches; a slow target must not make the server
+        // give up writing it (net_write_timeout defaults to 60 s).
+        conn.query_drop("SET SESSION net_write_timeout = 86400")
+            .await
+            .what(|| "preparing the session".to_owned())?;
         let mut result = conn
             .exec_iter(self.plan.select.as_str(), ())
             .await

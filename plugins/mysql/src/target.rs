@@ -17,7 +17,6 @@
 //! again on a new connection. Warnings (a value truncated or changed) fail the run.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -81,10 +80,17 @@ struct Run {
     shared: Arc<Shared>,
 }
 
+/// A stable 32-bit FNV-1a hash in hex: staging names must stay the same across builds, so
+/// that a later run recognises the tables an earlier one left.
 fn short_hash(parts: &[&str]) -> String {
-    let mut h = DefaultHasher::new();
-    parts.hash(&mut h);
-    format!("{:08x}", h.finish() as u32)
+    let mut h: u32 = 0x811c_9dc5;
+    for part in parts {
+        for &b in part.as_bytes().iter().chain(std::iter::once(&0u8)) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    format!("{h:08x}")
 }
 
 /// `information_schema` columns of a table: names and data types, in order.
@@ -209,7 +215,16 @@ impl MysqlTarget {
     }
 
     fn lock_name(&self) -> String {
-        format!("fastlane:{}.{}", self.config.db, self.config.table)
+        let name = format!("fastlane:{}.{}", self.config.db, self.config.table);
+        // Lock names are limited to 64 characters.
+        if name.chars().count() <= 64 {
+            name
+        } else {
+            format!(
+                "fastlane:{}",
+                short_hash(&[&self.config.db, &self.config.table])
+            )
+        }
     }
 
     /// Staging tables of this target start with this prefix.
@@ -540,7 +555,7 @@ struct MysqlWriter {
 impl MysqlWriter {
     async fn session(&mut self) -> Result<&mut Session> {
         if self.session.is_none() {
-            self.session = Some(Session::open(self.shared.connector.clone()).await?);
+            self.session = Some(Session::open_retrying(self.shared.connector.clone()).await?);
         }
         Ok(self.session.as_mut().expect("session"))
     }
@@ -562,7 +577,7 @@ impl MysqlWriter {
             Some(existing) => schema
                 .fields()
                 .iter()
-                .filter(|f| !existing.contains(f.name()))
+                .filter(|f| !existing.iter().any(|e| e.eq_ignore_ascii_case(f.name())))
                 .map(|f| format!("`{}`", f.name()))
                 .collect(),
             None => vec![],
@@ -611,16 +626,17 @@ impl MysqlWriter {
 
     async fn write_async(&mut self, batch: RecordBatch) -> Result<()> {
         let staging = self.staging(&batch).await?;
-        let by_name: HashMap<&str, &StagedColumn> = staging
+        // MySQL column names are case-insensitive.
+        let by_name: HashMap<String, &StagedColumn> = staging
             .columns
             .iter()
-            .map(|c| (c.name.as_str(), c))
+            .map(|c| (c.name.to_lowercase(), c))
             .collect();
         let schema = batch.schema();
         let missing: Vec<String> = schema
             .fields()
             .iter()
-            .filter(|f| !by_name.contains_key(f.name().as_str()))
+            .filter(|f| !by_name.contains_key(&f.name().to_lowercase()))
             .map(|f| format!("`{}`", f.name()))
             .collect();
         if !missing.is_empty() {
@@ -637,15 +653,18 @@ impl MysqlWriter {
         let slots: Vec<Slot> = schema
             .fields()
             .iter()
-            .map(|f| by_name[f.name().as_str()].slot)
+            .map(|f| by_name[&f.name().to_lowercase()].slot)
             .collect();
         let encoder = Encoder::new(&batch, &slots)?;
         // A batch can be sent again safely only when a unique index is made of columns the
         // data fills (not an AUTO_INCREMENT key the server assigns anew).
         let keyed = staging.unique.iter().any(|index| {
-            index
-                .iter()
-                .all(|c| schema.fields().iter().any(|f| f.name() == c))
+            index.iter().all(|c| {
+                schema
+                    .fields()
+                    .iter()
+                    .any(|f| f.name().eq_ignore_ascii_case(c))
+            })
         });
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let rows = encoder.rows();

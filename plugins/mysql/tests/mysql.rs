@@ -1072,3 +1072,23 @@ fn text_keys_equal_by_collation_are_paged_exactly() {
         );
     }
 }
+
+#[test]
+fn a_tinyint1_holding_other_numbers_is_not_read_as_a_boolean() {
+    let db = Db::new("tinyint1");
+    db.exec("CREATE TABLE b (id INT PRIMARY KEY, f TINYINT(1))");
+    db.exec("INSERT INTO b VALUES (1, 0), (2, 1), (3, 2)");
+    let err = common::plugin("mysql")
+        .create_source("mysql", &db.config(json!({"table": "b"})))
+        .expect("source");
+    let partitions = err.partitions(&ReadContext::default()).expect("partitions");
+    let mut stream = err.read(&partitions[0]).expect("read");
+    let e = stream.next_batch().expect_err("2 is no boolean");
+    assert!(e.to_string().contains("tinyint1_as_bool"), "{e}");
+    let got = read_all(
+        &db,
+        json!({"table": "b", "tinyint1_as_bool": false}),
+        ReadContext::default(),
+    );
+    assert_eq!(got[0].schema().field(1).data_type(), &DataType::Int8);
+}
