@@ -387,6 +387,11 @@ impl MysqlTarget {
                     .run_retrying(false, |conn| {
                         let swap = swap.clone();
                         Box::pin(async move {
+                            // Wait at most 5 minutes behind other sessions' transactions on
+                            // the table (the server's default is a year), then fail cleanly.
+                            conn.query_drop(LOCK_WAIT)
+                                .await
+                                .what(|| "preparing the swap".to_owned())?;
                             conn.query_drop(swap)
                                 .await
                                 .what(|| "swapping in the new table".to_owned())
@@ -417,6 +422,9 @@ impl MysqlTarget {
                 // COMMIT was sent could apply it twice only as an idempotent upsert anyway,
                 // but a clear failure is better than guessing.
                 let conn = run.control.conn().await?;
+                conn.query_drop(LOCK_WAIT)
+                    .await
+                    .what(|| "preparing the upsert".to_owned())?;
                 let mut tx = conn
                     .start_transaction(mysql_async::TxOpts::default())
                     .await
@@ -835,6 +843,9 @@ impl MysqlWriter {
         Ok(())
     }
 }
+
+/// How long publishing waits behind other sessions' locks on the target.
+const LOCK_WAIT: &str = "SET SESSION lock_wait_timeout = 300";
 
 /// Bytes per piece of LOAD DATA LOCAL INFILE data.
 const INFILE_PIECE: usize = 64 * 1024;
