@@ -348,6 +348,27 @@ impl Session {
         }
     }
 
+    /// The first row of a query with bound parameters, retried like [`Session::run`].
+    pub async fn first<T>(
+        &mut self,
+        sql: &str,
+        params: Vec<mysql_async::Value>,
+        what: &str,
+    ) -> Result<Option<T>>
+    where
+        T: mysql_async::prelude::FromRow + Send + 'static,
+    {
+        self.run(|conn| {
+            let (sql, params, what) = (sql.to_owned(), params.clone(), what.to_owned());
+            Box::pin(async move {
+                conn.exec_first(sql, mysql_async::Params::Positional(params))
+                    .await
+                    .what(|| what)
+            })
+        })
+        .await
+    }
+
     /// Runs a statement that returns nothing.
     pub async fn execute(&mut self, sql: String, what: &str) -> Result<()> {
         self.run(|conn| {

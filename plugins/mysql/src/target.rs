@@ -120,30 +120,23 @@ async fn has_unique_key(conn: &mut Conn, db: &str, table: &str) -> Result<bool> 
 /// lost during the load (an idle timeout, a server restart) took the lock with it: take it
 /// again, or fail when another run holds it now.
 async fn keep_lock(control: &mut Session, lock: &str, table: &str) -> Result<()> {
-    let name = lock.to_owned();
+    let name = || vec![Value::from(lock)];
     let held: Option<Option<i64>> = control
-        .run(move |conn| {
-            let name = name.clone();
-            Box::pin(async move {
-                conn.exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (name,))
-                    .await
-                    .what(|| "checking the target's lock".to_owned())
-            })
-        })
+        .first(
+            "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+            name(),
+            "checking the target's lock",
+        )
         .await?;
     if held.flatten() == Some(1) {
         return Ok(());
     }
-    let name = lock.to_owned();
     let taken: Option<Option<i64>> = control
-        .run(move |conn| {
-            let name = name.clone();
-            Box::pin(async move {
-                conn.exec_first("SELECT GET_LOCK(?, 0)", (name,))
-                    .await
-                    .what(|| "taking the target's lock again".to_owned())
-            })
-        })
+        .first(
+            "SELECT GET_LOCK(?, 0)",
+            name(),
+            "taking the target's lock again",
+        )
         .await?;
     if taken.flatten() == Some(1) {
         log::warn!("the connection holding the lock on {table} was lost; took the lock again");
@@ -325,22 +318,14 @@ impl MysqlTarget {
         let staged = run.shared.staging.lock().await.clone();
         keep_lock(&mut run.control, &lock, &table).await?;
         if staged.is_some() {
-            let name = run.shared.staging_name.clone();
-            let db2 = db.clone();
             let present: Option<u32> = run
                 .control
-                .run(move |conn| {
-                    let (db, name) = (db2.clone(), name.clone());
-                    Box::pin(async move {
-                        conn.exec_first(
-                            "SELECT COUNT(*) FROM information_schema.TABLES \
-                             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                            (db, name),
-                        )
-                        .await
-                        .what(|| "checking the staging table".to_owned())
-                    })
-                })
+                .first(
+                    "SELECT COUNT(*) FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    vec![Value::from(&db), Value::from(&run.shared.staging_name)],
+                    "checking the staging table",
+                )
                 .await?;
             if present != Some(1) {
                 return Err(Error::Data(format!(

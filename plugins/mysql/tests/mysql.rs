@@ -13,6 +13,19 @@ use common::{Db, run};
 use fastlane_plugin_api::{ReadContext, ReplicationMode, Source, Target, WriteContext};
 use serde_json::json;
 
+/// Runs the `mysql` source with `source` (plus the connection) into Parquet files under `out`.
+fn to_parquet(
+    db: &Db,
+    source: serde_json::Value,
+    out: &std::path::Path,
+) -> Result<fastlane_host::engine::RunSummary, String> {
+    run(
+        ("mysql", "mysql", db.config(source)),
+        ("file", "file", json!({"path": out, "format": "parquet"})),
+        ReplicationMode::FullTable,
+    )
+}
+
 const ALL_TYPES: &str = "CREATE TABLE typed (
   id BIGINT PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED,
   mi MEDIUMINT, mu MEDIUMINT UNSIGNED, ii INT, iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED,
@@ -72,18 +85,10 @@ fn every_mysql_type_maps_to_its_arrow_type() {
     let db = Db::new("type_mapping");
     fill_typed(&db);
     let out = tempfile::tempdir().expect("temp dir");
-    run(
-        (
-            "mysql",
-            "mysql",
-            db.config(json!({"table": "typed", "batch_size": 500})),
-        ),
-        (
-            "file",
-            "file",
-            json!({"path": out.path(), "format": "parquet"}),
-        ),
-        ReplicationMode::FullTable,
+    to_parquet(
+        &db,
+        json!({"table": "typed", "batch_size": 500}),
+        out.path(),
     )
     .expect("mysql → parquet");
     let batches = common::read_parquet(out.path());
@@ -182,18 +187,10 @@ fn round_trip_mysql_parquet_mysql_keeps_every_value() {
     let db = Db::new("round_trip");
     fill_typed(&db);
     let out = tempfile::tempdir().expect("temp dir");
-    run(
-        (
-            "mysql",
-            "mysql",
-            db.config(json!({"table": "typed", "batch_size": 700})),
-        ),
-        (
-            "file",
-            "file",
-            json!({"path": out.path(), "format": "parquet"}),
-        ),
-        ReplicationMode::FullTable,
+    to_parquet(
+        &db,
+        json!({"table": "typed", "batch_size": 700}),
+        out.path(),
     )
     .expect("mysql → parquet");
     for (table, method) in [("back_load", "load_data"), ("back_insert", "insert")] {
@@ -251,34 +248,15 @@ fn zero_dates_fail_clearly_or_read_as_null() {
     db.exec("CREATE TABLE z (id INT PRIMARY KEY, d DATE, t DATETIME)");
     db.exec("INSERT INTO z VALUES (1, '2020-01-01', '2020-01-01 10:00:00'), (2, '0000-00-00', '0000-00-00 00:00:00'), (3, '2021-02-00', NULL)");
     let out = tempfile::tempdir().expect("temp dir");
-    let file = || {
-        (
-            "file",
-            "file",
-            json!({"path": out.path(), "format": "parquet"}),
-        )
-    };
-    let err = run(
-        ("mysql", "mysql", db.config(json!({"table": "z"}))),
-        file(),
-        ReplicationMode::FullTable,
-    )
-    .expect_err("zero dates are refused by default");
+    let err = to_parquet(&db, json!({"table": "z"}), out.path())
+        .expect_err("zero dates are refused by default");
     assert!(
         err.contains("column `d` holds a zero date `0000-00-00` in the row with key 2"),
         "{err}"
     );
     assert!(err.contains("zero_dates: \"null\""), "{err}");
-    run(
-        (
-            "mysql",
-            "mysql",
-            db.config(json!({"table": "z", "zero_dates": "null"})),
-        ),
-        file(),
-        ReplicationMode::FullTable,
-    )
-    .expect("zero dates as NULL");
+    to_parquet(&db, json!({"table": "z", "zero_dates": "null"}), out.path())
+        .expect("zero dates as NULL");
     let batches = common::read_parquet(out.path());
     let text = fastlane_tests::conformance::rows_as_text(&batches, &["d", "t"]);
     assert_eq!(
@@ -301,28 +279,13 @@ fn time_beyond_a_day_needs_durations() {
     db.exec("CREATE TABLE tm (id INT PRIMARY KEY, t TIME(6))");
     db.exec("INSERT INTO tm VALUES (1, '-01:30:00'), (2, '838:59:59.000001'), (3, '12:00:00')");
     let out = tempfile::tempdir().expect("temp dir");
-    let file = || {
-        (
-            "file",
-            "file",
-            json!({"path": out.path(), "format": "parquet"}),
-        )
-    };
-    let err = run(
-        ("mysql", "mysql", db.config(json!({"table": "tm"}))),
-        file(),
-        ReplicationMode::FullTable,
-    )
-    .expect_err("a negative TIME is no time of day");
+    let err = to_parquet(&db, json!({"table": "tm"}), out.path())
+        .expect_err("a negative TIME is no time of day");
     assert!(err.contains("time_as: \"duration\""), "{err}");
-    run(
-        (
-            "mysql",
-            "mysql",
-            db.config(json!({"table": "tm", "time_as": "duration"})),
-        ),
-        file(),
-        ReplicationMode::FullTable,
+    to_parquet(
+        &db,
+        json!({"table": "tm", "time_as": "duration"}),
+        out.path(),
     )
     .expect("durations");
     let batches = common::read_parquet(out.path());
@@ -418,18 +381,10 @@ fn partitioned_reads_give_the_same_rows() {
     }
     // The same through the engine, into Parquet, with two partitions read at once.
     let out = tempfile::tempdir().expect("temp dir");
-    run(
-        (
-            "mysql",
-            "mysql",
-            db.config(json!({"table": "p", "partitions": 2, "batch_size": 600})),
-        ),
-        (
-            "file",
-            "file",
-            json!({"path": out.path(), "format": "parquet"}),
-        ),
-        ReplicationMode::FullTable,
+    to_parquet(
+        &db,
+        json!({"table": "p", "partitions": 2, "batch_size": 600}),
+        out.path(),
     )
     .expect("partitioned run");
     assert!(ids_of(&common::read_parquet(out.path())) == all);
