@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of fastlane: formatting and lints, then the Rust unit, doc, conformance and
-# end-to-end tests, the live ones against real servers on loopback (tests/services.sh). The
+# end-to-end tests, the Python package's tests (tests/python), the live ones against real servers on loopback (tests/services.sh). The
 # end-to-end tests run the built `fastlane` binary and plugins, so the whole workspace is built
 # first. Prints how long each step took.
 set -euo pipefail
@@ -25,6 +25,18 @@ step "build" cargo build --workspace --all-targets
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "tests" cargo test --workspace --no-fail-fast
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
+# The Python package, installed the way a user installs it (pip install .) into a fresh virtual
+# environment, with the dev profile so that it reuses the build above; then pytest.
+python_tests() {
+  local venv=target/python-venv
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  FASTLANE_BUILD_PROFILE=dev "$venv/bin/python" -m pip install -q ".[test]"
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+}
+step "python" python_tests
 
 printf '\n== timings\n'
 printf '%s\n' "${timings[@]}"

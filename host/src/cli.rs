@@ -141,15 +141,20 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    ExitCode::from(exit_code(args))
+}
+
+/// Runs the command line with `args` (including the program name) and returns the exit code.
+pub fn exit_code<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { EXIT_USAGE } else { 0 };
         }
     };
     logging::init(cli.global.verbose as i8 - cli.global.quiet as i8);
@@ -166,7 +171,7 @@ where
         {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
-            ExitCode::from(EXIT_USAGE)
+            EXIT_USAGE
         }
         None => run(&cli.run, &cli.global),
     }
@@ -194,18 +199,18 @@ fn print_error(error: &dyn std::error::Error) {
     }
 }
 
-fn run(args: &RunArgs, global: &GlobalArgs) -> ExitCode {
+fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
     let Some(config_path) = &args.config else {
         eprintln!(
             "error: no configuration given\n  hint: fastlane --source=<id> --target=<id> --config=pipeline.json"
         );
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     if let Some(path) = &args.logs_to_file
         && let Err(e) = logging::log_to_file(path)
     {
         eprintln!("error: cannot open the log file `{}`: {e}", path.display());
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     }
     let registry = registry(global);
     report_registry(&registry);
@@ -218,26 +223,26 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return EXIT_USAGE;
         }
     };
     if let Some(path) = &config.logs.log_file
         && let Err(e) = logging::log_to_file(std::path::Path::new(path))
     {
         eprintln!("error: cannot open the log file `{path}` (logs.log_file): {e}");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     }
     if config.logs.log_to_cloudwatch == Some(true) || config.logs.error_log_to_slack == Some(true) {
         eprintln!(
             "error: logs.log_to_cloudwatch and logs.error_log_to_slack need the AWS log sinks, which this build does not include"
         );
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     }
     let (pipeline, options) = match runner::build(&config, &registry) {
         Ok(p) => p,
         Err(e) => {
             print_error(&e);
-            return ExitCode::from(EXIT_RUN_FAILED);
+            return EXIT_RUN_FAILED;
         }
     };
     tracing::info!(
@@ -261,8 +266,8 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> ExitCode {
     let result = engine::run(pipeline, &options, &mut progress);
     progress.finish();
     let (summary, code) = match &result {
-        Ok(s) => (s, ExitCode::SUCCESS),
-        Err(f) => (f.summary.as_ref(), ExitCode::from(EXIT_RUN_FAILED)),
+        Ok(s) => (s, 0),
+        Err(f) => (f.summary.as_ref(), EXIT_RUN_FAILED),
     };
     out(format_args!("{}", render_summary(summary)));
     if let Some(path) = &args.summary_json {
@@ -332,7 +337,7 @@ pub fn render_summary(s: &RunSummary) -> String {
     out
 }
 
-fn validate(args: &ValidateArgs, global: &GlobalArgs) -> ExitCode {
+fn validate(args: &ValidateArgs, global: &GlobalArgs) -> u8 {
     let registry = registry(global);
     report_registry(&registry);
     let selection = Selection {
@@ -350,16 +355,16 @@ fn validate(args: &ValidateArgs, global: &GlobalArgs) -> ExitCode {
                 c.target.id,
                 c.replication_mode
             ));
-            ExitCode::SUCCESS
+            0
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_USAGE)
+            EXIT_USAGE
         }
     }
 }
 
-fn plugins_list(json: bool, global: &GlobalArgs) -> ExitCode {
+fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
     let registry = registry(global);
     if json {
         let value = serde_json::json!({
@@ -419,16 +424,16 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> ExitCode {
         }
     }
     if registry.failures.is_empty() {
-        ExitCode::SUCCESS
+        0
     } else {
-        ExitCode::from(EXIT_PLUGINS)
+        EXIT_PLUGINS
     }
 }
 
-fn plugins_schema(kind: &str, id: &str, global: &GlobalArgs) -> ExitCode {
+fn plugins_schema(kind: &str, id: &str, global: &GlobalArgs) -> u8 {
     let Some(kind) = ComponentKind::parse(kind) else {
         eprintln!("error: unknown kind `{kind}`; expected source, transform or target");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     let registry = registry(global);
     report_registry(&registry);
@@ -438,12 +443,12 @@ fn plugins_schema(kind: &str, id: &str, global: &GlobalArgs) -> ExitCode {
                 "{}\n",
                 serde_json::to_string_pretty(&c.info.schema).unwrap_or_default()
             ));
-            ExitCode::SUCCESS
+            0
         }
         None => {
             let p = config::unknown_component(kind, id, &registry, "");
             eprintln!("error: {}", p.message);
-            ExitCode::from(EXIT_USAGE)
+            EXIT_USAGE
         }
     }
 }

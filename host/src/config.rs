@@ -233,6 +233,24 @@ pub fn load_str(
     selection: &Selection,
     registry: &Registry,
 ) -> Result<PipelineConfig, ConfigError> {
+    load_str_with(text, file, selection, registry, &|_, _, _, _| None)
+}
+
+/// Validates a chosen section in place of its JSON Schema: given the kind, the id, the section
+/// (after interpolation) and its path, returns `Some(problems)` when it validated the section,
+/// `None` to use the schema.
+pub type ExternalValidator<'a> =
+    dyn Fn(ComponentKind, &str, &Value, &str) -> Option<Vec<Problem>> + 'a;
+
+/// [`load_str`], with `external` validating the sections of components that are not described
+/// by a JSON Schema (Python classes with a marshmallow schema).
+pub fn load_str_with(
+    text: &str,
+    file: &str,
+    selection: &Selection,
+    registry: &Registry,
+    external: &ExternalValidator<'_>,
+) -> Result<PipelineConfig, ConfigError> {
     let err = |problems| ConfigError {
         file: file.to_owned(),
         problems,
@@ -275,18 +293,20 @@ pub fn load_str(
         if let Some(s) = section
             && let Some(c) = registry.find(kind, &s.id)
         {
-            validate(
-                &c.info.schema,
-                &s.config,
-                &format!("{base}{}", escape(&s.id)),
-                &mut problems,
-            );
+            let base = format!("{base}{}", escape(&s.id));
+            match external(kind, &s.id, &s.config, &base) {
+                Some(found) => problems.extend(found),
+                None => validate(&c.info.schema, &s.config, &base, &mut problems),
+            }
         }
     }
     if let Some((section, base)) = &transform
         && let Some(c) = registry.find(ComponentKind::Transform, &section.id)
     {
-        validate(&c.info.schema, &section.config, base, &mut problems);
+        match external(ComponentKind::Transform, &section.id, &section.config, base) {
+            Some(found) => problems.extend(found),
+            None => validate(&c.info.schema, &section.config, base, &mut problems),
+        }
     }
 
     if !problems.is_empty() {

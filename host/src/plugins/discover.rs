@@ -2,9 +2,11 @@
 //!
 //! 1. `--plugin-dir` folders, in the order given;
 //! 2. folders listed in `FASTLANE_PLUGIN_PATH` (colon-separated);
-//! 3. the folder of the running executable (so `target/release/fastlane` finds the plugins
+//! 3. the `plugins` folder of the installed Python package, when fastlane runs from Python
+//!    ([`set_package_dir`]);
+//! 4. the folder of the running executable (so `target/release/fastlane` finds the plugins
 //!    built beside it);
-//! 4. the user folder, `$XDG_DATA_HOME/fastlane/plugins` or `~/.local/share/fastlane/plugins`.
+//! 5. the user folder, `$XDG_DATA_HOME/fastlane/plugins` or `~/.local/share/fastlane/plugins`.
 //!
 //! Only files named `libfastlane_plugin_*.so` are considered. When two plugins provide a
 //! component with the same kind and id, the one found first in this order wins and a warning
@@ -12,6 +14,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+static PACKAGE_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the plugin folder of the Python package (once per process; later calls are ignored).
+pub fn set_package_dir(dir: PathBuf) {
+    let _ = PACKAGE_DIR.set(dir);
+}
 
 /// Why a folder is searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -21,6 +31,8 @@ pub enum Origin {
     Flag,
     /// Listed in `FASTLANE_PLUGIN_PATH`.
     Env,
+    /// The `plugins` folder of the installed Python package.
+    Package,
     /// The folder of the running executable.
     Executable,
     /// The user's plugin folder.
@@ -32,6 +44,7 @@ impl fmt::Display for Origin {
         f.write_str(match self {
             Self::Flag => "--plugin-dir",
             Self::Env => "FASTLANE_PLUGIN_PATH",
+            Self::Package => "Python package",
             Self::Executable => "executable folder",
             Self::User => "user folder",
         })
@@ -65,6 +78,12 @@ pub fn search_dirs(flag_dirs: &[PathBuf], include_defaults: bool) -> Vec<SearchD
         }
     }
     if include_defaults {
+        if let Some(dir) = PACKAGE_DIR.get() {
+            dirs.push(SearchDir {
+                path: dir.clone(),
+                origin: Origin::Package,
+            });
+        }
         if let Some(dir) = std::env::current_exe()
             .ok()
             .and_then(|e| e.canonicalize().ok())

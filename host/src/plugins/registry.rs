@@ -28,7 +28,7 @@ impl ComponentRef {
 }
 
 /// The plugins found on the search path, the failures, and the component index.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Registry {
     /// The folders searched, in precedence order.
     pub dirs: Vec<SearchDir>,
@@ -107,6 +107,15 @@ impl Registry {
             );
         }
         self.plugins.push(plugin);
+    }
+
+    /// Adds a component provided by the embedding program (a Python class, say), replacing any
+    /// component of the same kind and id.
+    pub fn insert_external(&mut self, info: ComponentInfo) {
+        self.index.insert(
+            (info.kind, info.id.clone()),
+            ComponentRef { plugin: None, info },
+        );
     }
 
     /// The component `id` of `kind`, if any.
