@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of fastlane: formatting and lints, then the Rust unit, doc, conformance and
-# end-to-end tests, the Python package's tests (tests/python), the live ones against real servers on loopback (tests/services.sh). The
-# end-to-end tests run the built `fastlane` binary and plugins, so the whole workspace is built
-# first. Prints how long each step took.
+# end-to-end tests, the live ones against real servers on loopback (tests/services.sh), and the
+# Python package's tests (tests/python, in a fresh virtual environment). The end-to-end tests
+# run the built `fastlane` binary and plugins, so the whole workspace is built first. Prints how
+# long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -166,6 +166,9 @@ pub struct MysqlSourceConfig {
     /// How many partitions are read at once (host setting).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+    /// Read only rows whose key is above this value (the original's starting key, exclusive).
+    /// In INCREMENTAL runs the target's offset takes precedence when it has one.
+    pub offset: Option<Value>,
 }
 
 fn yes() -> bool {
@@ -254,6 +257,11 @@ impl MysqlSourceConfig {
             (None, Some(q)) => {
                 if q.trim().is_empty() {
                     problems.push("`query` must not be empty".to_owned());
+                }
+                if self.offset.as_ref().is_some_and(|o| !o.is_null()) {
+                    problems.push(
+                        "`offset` needs `table` and `key`; a `query` is read whole".to_owned(),
+                    );
                 }
                 if self.partitions > 1 || self.partition_bounds.is_some() {
                     problems.push(

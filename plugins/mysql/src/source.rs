@@ -427,9 +427,10 @@ impl MysqlSource {
     async fn partitions_async(&self, context: &ReadContext) -> Result<Vec<Partition>> {
         let mut session = Session::open(self.connector.clone()).await?;
         let conn = session.conn().await?;
+        let configured = self.config.offset.clone().filter(|o| !o.is_null());
         let after = match context.mode {
-            ReplicationMode::Incremental => context.start_offset.clone(),
-            ReplicationMode::FullTable => None,
+            ReplicationMode::Incremental => context.start_offset.clone().or(configured),
+            ReplicationMode::FullTable => configured,
         };
         let partitions = match &self.config.table {
             None => {

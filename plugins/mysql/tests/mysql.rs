@@ -1047,3 +1047,33 @@ fn a_tinyint1_holding_other_numbers_is_not_read_as_a_boolean() {
     );
     assert_eq!(got[0].schema().field(1).data_type(), &DataType::Int8);
 }
+
+#[test]
+fn offset_starts_after_the_configured_key() {
+    let db = Db::new("offset");
+    db.exec("CREATE TABLE o (id INT PRIMARY KEY, v VARCHAR(5))");
+    db.exec("INSERT INTO o SELECT seq, 'x' FROM seq_0_to_99");
+    let from_minus_one = ids_of(&read_all(
+        &db,
+        json!({"table": "o", "key": "id", "batch_size": 30, "offset": -1}),
+        ReadContext::default(),
+    ));
+    assert_eq!(from_minus_one, (0..100).collect::<Vec<_>>());
+    let after_89 = ids_of(&read_all(
+        &db,
+        json!({"table": "o", "key": "id", "batch_size": 30, "offset": 89}),
+        ReadContext::default(),
+    ));
+    assert_eq!(after_89, (90..100).collect::<Vec<_>>());
+    // In INCREMENTAL runs the target's offset wins over the configured one.
+    let incremental = ids_of(&read_all(
+        &db,
+        json!({"table": "o", "key": "id", "batch_size": 30, "offset": 10}),
+        ReadContext {
+            mode: ReplicationMode::Incremental,
+            start_offset: Some(json!(95)),
+            parallelism: 1,
+        },
+    ));
+    assert_eq!(incremental, vec![96, 97, 98, 99]);
+}
