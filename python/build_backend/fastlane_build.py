@@ -4,6 +4,9 @@ maturin builds the extension module ``fastlane._native``; the connectors are sep
 libraries (``libfastlane_plugin_*.so``) that the package ships in ``fastlane/plugins``. This
 backend builds them with cargo, copies them into the package, then hands over to maturin.
 
+To build a wheel with ``maturin build`` directly, first place the plugins with
+``python python/build_backend/fastlane_build.py [--profile release]``.
+
 The cargo profile is ``release`` unless ``FASTLANE_BUILD_PROFILE`` (or the config setting
 ``profile``) says otherwise; ``dev`` shares the build of ``cargo build``, which the test
 command uses.
@@ -18,19 +21,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import maturin
-
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ("file", "sqlite", "mysql")
 
-get_requires_for_build_wheel = maturin.get_requires_for_build_wheel
-get_requires_for_build_sdist = maturin.get_requires_for_build_sdist
-prepare_metadata_for_build_wheel = maturin.prepare_metadata_for_build_wheel
-build_sdist = maturin.build_sdist
-if hasattr(maturin, "get_requires_for_build_editable"):
-    get_requires_for_build_editable = maturin.get_requires_for_build_editable
-if hasattr(maturin, "prepare_metadata_for_build_editable"):
-    prepare_metadata_for_build_editable = maturin.prepare_metadata_for_build_editable
+if __name__ != "__main__":
+    import maturin
+
+    get_requires_for_build_wheel = maturin.get_requires_for_build_wheel
+    get_requires_for_build_sdist = maturin.get_requires_for_build_sdist
+    prepare_metadata_for_build_wheel = maturin.prepare_metadata_for_build_wheel
+    build_sdist = maturin.build_sdist
+    if hasattr(maturin, "get_requires_for_build_editable"):
+        get_requires_for_build_editable = maturin.get_requires_for_build_editable
+    if hasattr(maturin, "prepare_metadata_for_build_editable"):
+        prepare_metadata_for_build_editable = maturin.prepare_metadata_for_build_editable
 
 
 def _profile(config_settings: dict[str, Any] | None) -> str:
@@ -74,3 +78,11 @@ def build_wheel(wheel_directory: str, config_settings: dict[str, Any] | None = N
 def build_editable(wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None) -> str:
     _prepare(config_settings)
     return maturin.build_editable(wheel_directory, config_settings, metadata_directory)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the plugins and place them in python/fastlane/plugins.")
+    parser.add_argument("--profile", default=None, help="cargo profile (default: release)")
+    _build_plugins(_profile({"profile": parser.parse_args().profile}))
