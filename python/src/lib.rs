@@ -1,9 +1,9 @@
 //! `fastlane._native`: the fastlane engine inside Python.
 //!
 //! The pure-Python package (`python/fastlane`) holds the public API; this module gives it
-//! the command line ([`cli_main`]), configuration loading against the plugins' schemas
-//! ([`load_config`]), and [`Config::run`], which runs a pipeline on the Rust engine with the
-//! GIL released, mixing plugin connectors with Python `Source`/`Transform`/`Target` objects.
+//! the command line (`cli_main`), configuration loading against the plugins' schemas
+//! (`load_config`), and `Config.run`, which runs a pipeline on the Rust engine with the GIL
+//! released, mixing plugin connectors with Python `Source`/`Transform`/`Target` objects.
 
 mod arrow_py;
 mod components;
