@@ -99,7 +99,7 @@ def case_fastlane(rows: int, out: str, transform: bool) -> dict:
     return {
         "wall": wall,
         "rows": rows,
-        "source_busy": source.get("busy_secs"),
+        "source_busy": source.get("busy"),
     }
 
 
