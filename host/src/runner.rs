@@ -125,7 +125,13 @@ pub fn build(
             .unwrap_or_default(),
         target: Named::new(config.target.id.clone(), target),
     };
-    let options = EngineOptions {
+    Ok((pipeline, engine_options(config)))
+}
+
+/// The engine options a configuration asks for (queue limits, workers, stall timeout), with a
+/// new run id.
+pub fn engine_options(config: &PipelineConfig) -> EngineOptions {
+    EngineOptions {
         run_id: new_run_id(),
         mode: config.replication_mode,
         max_buffered_batches: config.max_buffered_batches,
@@ -137,6 +143,5 @@ pub fn build(
             .stall_timeout_secs
             .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
         ..EngineOptions::default()
-    };
-    Ok((pipeline, options))
+    }
 }

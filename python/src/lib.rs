@@ -305,17 +305,8 @@ impl Config {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let options = EngineOptions {
-            mode: c.replication_mode,
-            max_buffered_batches: c.max_buffered_batches,
-            max_buffered_bytes: c.max_buffered_bytes,
-            source_concurrency: c.source.concurrency(),
-            transform_concurrency: c.transform.concurrency().unwrap_or(1),
-            target_concurrency: c.target.concurrency().unwrap_or(1),
-            stall_timeout: c
-                .stall_timeout_secs
-                .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
             stop: Some(stop.clone()),
-            ..EngineOptions::default()
+            ..runner::engine_options(c)
         };
         let (tx, rx) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
