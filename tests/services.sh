@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the servers the tests talk to, on loopback, when they are not running already:
-#   MariaDB on 127.0.0.1:3306 (user root, empty password), for the mysql plugin.
+#   MariaDB on 127.0.0.1:3306 (user root, empty password), for the mysql plugin;
+#   PostgreSQL on 127.0.0.1:5432 (user postgres, trust), for the monitoring store.
 # `tests/services.sh start` prints `started=<names>` for the servers it started itself;
 # `tests/services.sh stop <names>` stops exactly those.
 set -euo pipefail
@@ -42,11 +43,42 @@ check_mariadb() {
   fi
 }
 
+start_postgres() {
+  if answers 5432; then return 1; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "installing postgresql" >&2
+    "${sudo_cmd[@]}" apt-get update -qq >&2
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! "${sudo_cmd[@]}" grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    # Loopback connections without a password, for the tests (first match wins).
+    "${sudo_cmd[@]}" sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  "${sudo_cmd[@]}" pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2
+  if ! wait_for 5432 60; then
+    echo "PostgreSQL did not start on 127.0.0.1:5432 within 60 s" >&2
+    exit 1
+  fi
+  return 0
+}
+
+check_postgres() {
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+    echo "PostgreSQL on 127.0.0.1:5432 refuses user postgres without a password; the tests need it" >&2
+    exit 1
+  fi
+}
+
 case "${1:-}" in
   start)
     started=()
     if start_mariadb; then started+=(mariadb); fi
     check_mariadb
+    if start_postgres; then started+=(postgres); fi
+    check_postgres
     echo "started=${started[*]:-}"
     ;;
   stop)
@@ -54,6 +86,8 @@ case "${1:-}" in
     for name in "$@"; do
       case "$name" in
         mariadb) mariadb-admin -uroot -h127.0.0.1 shutdown >/dev/null 2>&1 || true ;;
+        postgres)
+          "${sudo_cmd[@]}" pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main stop >/dev/null 2>&1 || true ;;
       esac
     done
     ;;

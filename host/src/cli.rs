@@ -7,10 +7,12 @@
 //! fastlane validate --config=pipeline.json                        check a configuration, run nothing
 //! fastlane plugins list [--json]                                  plugins found, and those that failed
 //! fastlane plugins schema <source|transform|target> <id>          a component's configuration schema
+//! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] the monitoring API and web UI
 //! ```
 //!
 //! Exit codes: 0 success, 1 the run failed, 2 bad usage or configuration, 3 plugins failed to
-//! load (`plugins list`).
+//! load (`plugins list`), 4 the run was stopped (SIGINT, SIGTERM or a stop request), 5 the
+//! service could not start.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,7 +26,7 @@ use crate::config::{self, Selection};
 use crate::engine::{self, RunSummary};
 use crate::plugins::{Registry, search_dirs};
 use crate::progress::{self, Progress, ProgressMode};
-use crate::{logging, runner, transforms};
+use crate::{logging, monitoring, runner, transforms};
 
 /// Move data from a source through a transform into a target.
 #[derive(Debug, Parser)]
@@ -85,6 +87,39 @@ struct RunArgs {
     /// Write the run summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
+    /// Report the run to this monitoring service (default: the local store, or
+    /// `monitoring` in the configuration, or FASTLANE_MONITOR_URL).
+    #[arg(long, value_name = "URL")]
+    monitor_url: Option<String>,
+    /// Do not report the run to the monitor.
+    #[arg(long)]
+    no_monitor: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8001",
+        env = "FASTLANE_BIND"
+    )]
+    bind: std::net::SocketAddr,
+    /// The store: a SQLite file or a postgres:// URL [default: the local store, as runs use].
+    #[arg(long, value_name = "URL", env = "FASTLANE_STORE")]
+    store: Option<String>,
+    /// Bearer token that write requests must carry.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FASTLANE_API_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// The largest request body accepted, bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    body_limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +147,8 @@ enum Command {
     /// Inspect plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Serve the monitoring API, Prometheus metrics and web UI.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +171,8 @@ enum PluginsCommand {
 const EXIT_RUN_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_PLUGINS: u8 = 3;
+const EXIT_STOPPED: u8 = 4;
+const EXIT_SERVICE: u8 = 5;
 
 /// Runs the command line with `args` (including the program name).
 pub fn main<I, T>(args: I) -> ExitCode
@@ -165,6 +204,7 @@ where
         Some(Command::Plugins(PluginsCommand::Schema { kind, id })) => {
             plugins_schema(&kind, &id, &cli.global)
         }
+        Some(Command::Serve(args)) => serve(&args),
         None if cli.run.config.is_none()
             && cli.run.source.is_none()
             && cli.run.target.is_none() =>
@@ -238,10 +278,26 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
         );
         return EXIT_USAGE;
     }
-    let (pipeline, options) = match runner::build(&config, &registry) {
-        Ok(p) => p,
+    let mut options = runner::engine_options(&config);
+    let stop = stop_flag();
+    options.stop = Some(stop.clone());
+    let overrides = monitoring::Overrides {
+        url: args.monitor_url.clone(),
+        disabled: args.no_monitor,
+    };
+    let mut monitor =
+        monitoring::destination(&config.monitoring, &overrides).and_then(|(dest, interval)| {
+            tracing::debug!("reporting to the {dest}");
+            monitoring::RunMonitor::start(&config, &options.run_id, dest, interval, stop.clone())
+        });
+    // Components connect when they are built: a failure here is a failed run, and recorded.
+    let pipeline = match runner::build(&config, &registry) {
+        Ok((p, _)) => p,
         Err(e) => {
             print_error(&e);
+            if let Some(m) = monitor {
+                m.fail(&crate::error::chain(&e));
+            }
             return EXIT_RUN_FAILED;
         }
     };
@@ -263,12 +319,23 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
         args.progress,
         Duration::from_secs_f64(args.progress_interval.max(0.1)),
     );
-    let result = engine::run(pipeline, &options, &mut progress);
+    let result = match monitor.as_mut() {
+        Some(m) => engine::run(pipeline, &options, &mut monitoring::Tee(&mut progress, m)),
+        None => engine::run(pipeline, &options, &mut progress),
+    };
     progress.finish();
     let (summary, code) = match &result {
         Ok(s) => (s, 0),
+        Err(f) if f.summary.status == engine::RunStatus::Stopped => {
+            (f.summary.as_ref(), EXIT_STOPPED)
+        }
         Err(f) => (f.summary.as_ref(), EXIT_RUN_FAILED),
     };
+    if let Some(m) = monitor
+        && let Some(n) = m.finish(summary)
+    {
+        tracing::info!(run_id = %options.run_id, "recorded as run {n} of `{}`", monitoring::pipeline_id(&config));
+    }
     out(format_args!("{}", render_summary(summary)));
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();
@@ -295,6 +362,7 @@ pub fn render_summary(s: &RunSummary) -> String {
     let status = match s.status {
         engine::RunStatus::Succeeded => "succeeded",
         engine::RunStatus::Failed => "failed",
+        engine::RunStatus::Stopped => "stopped",
     };
     let _ = writeln!(
         out,
@@ -464,5 +532,112 @@ fn out(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("error: cannot write to standard output: {e}");
         std::process::exit(1);
+    }
+}
+
+/// The stop flag of runs in this process, set by SIGINT or SIGTERM (a second signal quits at
+/// once). Reset for each run.
+fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                eprintln!("\nstopping now");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\nstopping: finishing in-flight batches (press Ctrl-C again to quit at once)"
+            );
+        });
+        if let Err(e) = installed {
+            tracing::debug!("no signal handler: {e}");
+        }
+        flag
+    });
+    flag.store(false, Ordering::SeqCst);
+    flag.clone()
+}
+
+fn serve(args: &ServeArgs) -> u8 {
+    let url = args
+        .store
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(fastlane_monitor::store::default_url);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the service's runtime: {e}");
+            return EXIT_SERVICE;
+        }
+    };
+    runtime.block_on(async {
+        let store = match fastlane_monitor::Store::open(&url).await {
+            Ok(s) => s,
+            Err(e) => {
+                print_error(&e);
+                eprintln!("  hint: the store is `{}`", fastlane_monitor::store::display_url(&url));
+                return EXIT_SERVICE;
+            }
+        };
+        let token = args.token.clone().filter(|t| !t.is_empty());
+        if token.is_none() && !args.bind.ip().is_loopback() {
+            tracing::warn!(
+                "SERVING WITHOUT A TOKEN ON {}: anyone who can reach this address can change and delete pipelines and runs; set --token or FASTLANE_API_TOKEN",
+                args.bind
+            );
+        }
+        let opts = fastlane_monitor::server::ServeOptions {
+            bind: args.bind,
+            token,
+            body_limit: args.body_limit,
+        };
+        let (addr, stop) = match fastlane_monitor::server::spawn(store.clone(), opts).await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.bind);
+                return EXIT_SERVICE;
+            }
+        };
+        tracing::info!(
+            "serving the monitoring API and web UI on http://{addr} (store: {})",
+            fastlane_monitor::store::display_url(&url)
+        );
+        out(format_args!("listening on http://{addr}\n"));
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store.close().await;
+        0
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

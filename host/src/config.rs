@@ -86,6 +86,22 @@ pub struct LogsConfig {
     pub error_log_to_slack: Option<bool>,
 }
 
+/// The optional `monitoring` section: where the run reports itself.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// `false` turns reporting off for this pipeline.
+    pub enabled: Option<bool>,
+    /// A monitoring service to report to (`http://host:8001`).
+    pub url: Option<String>,
+    /// The service's bearer token.
+    pub token: Option<String>,
+    /// A store to write to directly (a SQLite file or a PostgreSQL URL), when no `url`.
+    pub store: Option<String>,
+    /// Seconds between reports.
+    pub interval_secs: Option<f64>,
+}
+
 /// The top level of a pipeline configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +123,8 @@ struct TopLevel {
     target: Map<String, Value>,
     #[serde(default)]
     logs: Option<LogsConfig>,
+    #[serde(default)]
+    monitoring: Option<MonitoringConfig>,
     #[serde(default)]
     #[allow(dead_code)]
     ssm: Option<Value>,
@@ -151,7 +169,19 @@ pub fn top_level_schema() -> Value {
                     "error_log_to_slack": {"type": "boolean"}
                 }
             },
-            "ssm": {"type": "object", "properties": {"region": {"type": "string"}}}
+            "ssm": {"type": "object", "properties": {"region": {"type": "string"}}},
+            "monitoring": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Where the run reports itself: a monitoring service (url), or a store written directly (store); the local SQLite store by default.",
+                "properties": {
+                    "enabled": {"type": "boolean", "description": "false turns reporting off."},
+                    "url": {"type": "string", "pattern": "^https?://", "description": "A monitoring service, such as http://127.0.0.1:8001."},
+                    "token": {"type": "string", "description": "The service's bearer token."},
+                    "store": {"type": "string", "minLength": 1, "description": "A SQLite file or a postgres:// URL."},
+                    "interval_secs": {"type": "number", "minimum": 0.1, "maximum": 3600, "description": "Seconds between reports (default 2)."}
+                }
+            }
         }
     })
 }
@@ -196,6 +226,11 @@ pub struct PipelineConfig {
     pub target: Section,
     /// The logs section.
     pub logs: LogsConfig,
+    /// The monitoring section.
+    pub monitoring: MonitoringConfig,
+    /// The document as written, before `${VAR}` interpolation (for monitoring, which stores it
+    /// with secrets redacted).
+    pub document: Value,
 }
 
 /// Which components to use, as given on the command line.
@@ -261,6 +296,7 @@ pub fn load_str_with(
             message: format!("not valid JSON: {e}"),
         }])
     })?;
+    let document = doc.clone();
     let mut problems = Vec::new();
     interpolate(&mut doc, &mut String::new(), &mut problems);
     validate(&top_level_schema(), &doc, "", &mut problems);
@@ -340,6 +376,8 @@ pub fn load_str_with(
         transform,
         target,
         logs: top.logs.unwrap_or_default(),
+        monitoring: top.monitoring.unwrap_or_default(),
+        document,
     })
 }
 

@@ -7,13 +7,15 @@
 //!
 //! The same [`engine::run`] serves the `fastlane` command ([`cli`]) and the language
 //! bindings: build a [`engine::Pipeline`] from components, pick [`engine::EngineOptions`],
-//! and run it with an [`engine::Observer`].
+//! and run it with an [`engine::Observer`]. Every run reports itself to the monitor
+//! ([`monitoring`]); `fastlane serve` serves the monitoring API and web UI.
 
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod logging;
+pub mod monitoring;
 pub mod plugins;
 pub mod progress;
 pub mod runner;

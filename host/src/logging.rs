@@ -64,7 +64,57 @@ pub fn init(verbosity: i8) {
         .with(filter)
         .with(stderr)
         .with(file)
+        .with(Forward)
         .try_init();
+}
+
+/// Hands each log line to the running run's reporter ([`crate::monitoring::forward_log`]).
+struct Forward;
+
+#[derive(Default)]
+struct Text {
+    message: String,
+    fields: String,
+    /// The `log` crate's target, for lines bridged from `log` (plugins log that way).
+    log_target: Option<String>,
+}
+
+impl tracing::field::Visit for Text {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else if field.name() == "log.target" {
+            self.log_target = Some(value.to_owned());
+        } else if field.name().starts_with("log.") {
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else if field.name().starts_with("log.") {
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Forward {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let meta = event.metadata();
+        let mut text = Text::default();
+        event.record(&mut text);
+        text.message.push_str(&text.fields);
+        let target = text.log_target.as_deref().unwrap_or(meta.target());
+        crate::monitoring::forward_log(meta.level().as_str(), target, text.message);
+    }
 }
 
 /// Starts appending log lines to `path` (once per process; later calls are ignored).

@@ -19,7 +19,7 @@ use fastlane_host::config::{self, PipelineConfig, Problem, Selection};
 use fastlane_host::engine::{self, EngineOptions, Named, Pipeline, RunFailed, RunSummary};
 use fastlane_host::plugins::{ComponentInfo, Registry, SearchDir, set_package_dir};
 use fastlane_host::progress::{Progress, ProgressMode};
-use fastlane_host::{logging, runner, transforms};
+use fastlane_host::{logging, monitoring, runner, transforms};
 use fastlane_plugin_api::{ComponentKind, Source, Target, Transform};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -308,13 +308,30 @@ impl Config {
             stop: Some(stop.clone()),
             ..runner::engine_options(c)
         };
+        let mut monitor = monitoring::destination(&c.monitoring, &Default::default()).and_then(
+            |(dest, interval)| {
+                monitoring::RunMonitor::start(c, &options.run_id, dest, interval, stop.clone())
+            },
+        );
         let (tx, rx) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
             .name("fastlane-run".into())
             .spawn(move || {
                 let mut progress = Progress::new(mode, Duration::from_secs(5));
-                let result = engine::run(pipeline, &options, &mut progress);
+                let result = match monitor.as_mut() {
+                    Some(m) => {
+                        engine::run(pipeline, &options, &mut monitoring::Tee(&mut progress, m))
+                    }
+                    None => engine::run(pipeline, &options, &mut progress),
+                };
                 progress.finish();
+                if let Some(m) = monitor {
+                    let summary = match &result {
+                        Ok(s) => s,
+                        Err(f) => f.summary.as_ref(),
+                    };
+                    m.finish(summary);
+                }
                 let _ = tx.send(result);
             })
             .map_err(|e| PyValueError::new_err(format!("cannot start the run: {e}")))?;

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Runs report into a store of the test session's own, not the user's.
+_STORE_DIR = tempfile.mkdtemp(prefix="fastlane-monitor-")
+os.environ["FASTLANE_STORE"] = os.path.join(_STORE_DIR, "monitor.db")
+os.environ.pop("FASTLANE_MONITOR_URL", None)
 
 
 def mariadb_available() -> bool:

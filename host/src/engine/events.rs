@@ -129,6 +129,8 @@ pub struct Totals {
     pub rss: Rss,
     /// Queue depths at the last sample (source→transform, transform→target).
     pub queues: Vec<QueueDepth>,
+    /// The names of the queues, in the order of `queues`.
+    pub queue_names: Vec<String>,
     /// Partitions finished.
     pub partitions_done: usize,
     /// Partitions planned.
@@ -228,6 +230,9 @@ pub enum RunStatus {
     Succeeded,
     /// A stage failed; the target was aborted.
     Failed,
+    /// The run was stopped on request (a signal, or the monitoring service); the target was
+    /// aborted.
+    Stopped,
 }
 
 /// The summary of a finished run.

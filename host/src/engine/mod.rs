@@ -759,6 +759,9 @@ struct FinishArgs<'a> {
     _pool: Option<rayon::ThreadPool>,
 }
 
+/// The error of a run stopped on request.
+const STOPPED: &str = "the run was stopped";
+
 /// Waits for the workers (watching for stalls and stop requests), then commits or aborts.
 fn finish(args: FinishArgs<'_>) -> Result<RunSummary, Box<RunFailed>> {
     let FinishArgs {
@@ -779,6 +782,7 @@ fn finish(args: FinishArgs<'_>) -> Result<RunSummary, Box<RunFailed>> {
     } = args;
     let mut next_sample = Instant::now();
     let mut cancel_deadline: Option<Instant> = None;
+    let mut stop_requested = false;
     while live_workers > 0 {
         match rx.recv_timeout(options.sample_interval.min(Duration::from_millis(100))) {
             Ok(Msg::WorkerExited) => live_workers -= 1,
@@ -795,17 +799,21 @@ fn finish(args: FinishArgs<'_>) -> Result<RunSummary, Box<RunFailed>> {
             totals.elapsed = clock.0.elapsed();
             totals.rss = memory::rss();
             totals.queues = queues.iter().map(|(_, q, _)| q.depth()).collect();
+            if totals.queue_names.len() != queues.len() {
+                totals.queue_names = queues.iter().map(|(n, _, _)| n.clone()).collect();
+            }
             observer.tick(&totals);
         }
         if let Some(stop) = &options.stop
             && stop.load(Ordering::SeqCst)
             && !control.is_failed()
         {
+            stop_requested = true;
             control.fail(StageError {
                 stage: Stage::Source,
                 component: stage_ids[0].clone(),
                 during: "reading".into(),
-                cause: PluginError::new(ErrorCode::CANCELLED, "the run was stopped"),
+                cause: PluginError::new(ErrorCode::CANCELLED, STOPPED),
             });
         }
         if let Some(limit) = options.stall_timeout
@@ -879,7 +887,15 @@ fn finish(args: FinishArgs<'_>) -> Result<RunSummary, Box<RunFailed>> {
         Some(err) => {
             let abort_error = target.abort().err();
             observer.event(&Event::Aborted, &totals);
-            (RunStatus::Failed, Some(err), abort_error)
+            let stopped = stop_requested
+                && err.cause.code() == ErrorCode::CANCELLED
+                && err.cause.message() == STOPPED;
+            let status = if stopped {
+                RunStatus::Stopped
+            } else {
+                RunStatus::Failed
+            };
+            (status, Some(err), abort_error)
         }
     };
     let summary = summarize(SummaryInput {

@@ -1,0 +1,1327 @@
+//! The monitoring store: pipelines, runs, samples and log lines, in SQLite (the embedded
+//! default, one file) or PostgreSQL (by URL), through sqlx.
+//!
+//! The same SQL runs on both (numbered `$n` parameters, `RETURNING`, `ON CONFLICT`); only the
+//! migrations differ, under `migrations/sqlite` and `migrations/postgres`, and are applied
+//! when the store opens. SQLite writes are serialised inside the process (one writer at a
+//! time, readers alongside in WAL mode); other processes writing the same file wait on
+//! SQLite's busy timeout.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use crate::model::*;
+use crate::time::{iso, now_ms, parse};
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such pipeline, run, …
+    #[error("{0}")]
+    NotFound(String),
+    /// The record exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// A value the store cannot take.
+    #[error("{0}")]
+    Invalid(String),
+    /// The URL names no store fastlane knows.
+    #[error("unsupported store url `{0}`: use a file path, sqlite://PATH or postgres://…")]
+    Url(String),
+    /// The database failed.
+    #[error("store query failed")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("cannot migrate the store")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store's folder could not be created.
+    #[error("cannot create `{path}`")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The store's `Result`.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// The default store: `$FASTLANE_STORE`, else `fastlane/monitor.db` under the user's data
+/// folder (`$XDG_DATA_HOME`, or `~/.local/share`), else `./fastlane-monitor.db`.
+pub fn default_url() -> String {
+    if let Some(url) = std::env::var_os("FASTLANE_STORE").filter(|v| !v.is_empty()) {
+        return url.to_string_lossy().into_owned();
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        });
+    match base {
+        Some(b) => b.join("fastlane/monitor.db").display().to_string(),
+        None => "fastlane-monitor.db".into(),
+    }
+}
+
+/// Say where a store is without its password (`postgres://user:***@host/db`).
+pub fn display_url(url: &str) -> String {
+    redact_url(url).unwrap_or_else(|| url.to_owned())
+}
+
+fn migrations(backend: Backend) -> Migrator {
+    let (version, description, sql) = match backend {
+        Backend::Sqlite => (
+            1,
+            "monitoring store",
+            include_str!("../../migrations/sqlite/0001_monitoring_store.sql"),
+        ),
+        Backend::Postgres => (
+            1,
+            "monitoring store",
+            include_str!("../../migrations/postgres/0001_monitoring_store.sql"),
+        ),
+    };
+    Migrator::with_migrations(vec![Migration::new(
+        version,
+        Cow::Borrowed(description),
+        MigrationType::Simple,
+        AssertSqlSafe(sql).into_sql_str(),
+        false,
+    )])
+}
+
+use sqlx::SqlSafeStr;
+
+/// A value bound to a query.
+#[derive(Debug, Clone)]
+enum Arg {
+    I(i64),
+    OptI(Option<i64>),
+    F(Option<f64>),
+    S(String),
+    OptS(Option<String>),
+}
+
+/// The monitoring store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+const RUN_COLUMNS: &str = "r.id, r.pipeline_id, r.run_key, r.status, r.cloudwatch_log_stream, \
+    r.started, r.finished, r.rows_loaded, r.rows_extracted, r.bytes_loaded, r.peak_memory_bytes, \
+    r.start_offset, r.end_offset, r.error, r.stages, r.stop_requested, r.last_report_at, \
+    r.created_at, r.updated_at";
+
+impl Store {
+    /// Opens (creating it when it is a new SQLite file) and migrates the store at `url`: a file
+    /// path, `sqlite://PATH`, `sqlite::memory:` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, conn) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
+        {
+            (Backend::Postgres, url.to_owned())
+        } else if url == "sqlite::memory:" {
+            (Backend::Sqlite, url.to_owned())
+        } else if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or(url.strip_prefix("sqlite:"))
+        {
+            (Backend::Sqlite, sqlite_url(Path::new(rest))?)
+        } else if url.contains("://") {
+            return Err(StoreError::Url(display_url(url)));
+        } else {
+            (Backend::Sqlite, sqlite_url(Path::new(url))?)
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&conn)
+            .await?;
+        if backend == Backend::Sqlite {
+            query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        migrations(backend).run(&pool).await?;
+        Ok(Self {
+            pool,
+            backend,
+            write: Default::default(),
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    async fn fetch(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AnyRow>> {
+        let mut q = query(AssertSqlSafe(sql));
+        for a in args {
+            q = bind(q, a);
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    async fn exec(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
+        let _w = self.writer().await;
+        let mut q = query(AssertSqlSafe(sql));
+        for a in args {
+            q = bind(q, a);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    // ----- pipelines -----
+
+    /// Registers a pipeline; its config is stored redacted.
+    pub async fn create_pipeline(&self, p: &NewPipeline) -> Result<Pipeline> {
+        check_id(&p.pipeline_id, "pipeline_id")?;
+        check_name(&p.source_type, "source_type")?;
+        check_name(&p.target_type, "target_type")?;
+        let mut config = Value::Object(p.config.clone());
+        redact(&mut config);
+        let now = now_ms();
+        let done = self
+            .exec(
+                "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING"
+                    .into(),
+                vec![
+                    Arg::S(p.pipeline_id.clone()),
+                    Arg::S(p.source_type.clone()),
+                    Arg::S(p.target_type.clone()),
+                    Arg::S(p.pipeline_type.as_str().into()),
+                    Arg::S(config.to_string()),
+                    Arg::I(now),
+                ],
+            )
+            .await?;
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "pipeline `{}` already exists",
+                p.pipeline_id
+            )));
+        }
+        self.pipeline(&p.pipeline_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("pipeline `{}`", p.pipeline_id)))
+    }
+
+    /// A pipeline, with its latest run.
+    pub async fn pipeline(&self, id: &str) -> Result<Option<Pipeline>> {
+        let rows = self
+            .fetch(
+                format!("{} WHERE p.id = $1", *PIPELINE_SELECT),
+                vec![Arg::S(id.into())],
+            )
+            .await?;
+        rows.first().map(pipeline_from_row).transpose()
+    }
+
+    /// Changes the fields given.
+    pub async fn update_pipeline(&self, u: &PipelineUpdate) -> Result<Pipeline> {
+        let mut sets = Vec::new();
+        let mut args = vec![Arg::S(u.pipeline_id.clone()), Arg::I(now_ms())];
+        let mut push = |col: &str, a: Arg| {
+            args.push(a);
+            sets.push(format!("{col} = ${}", args.len()));
+        };
+        if let Some(s) = &u.source_type {
+            check_name(s, "source_type")?;
+            push("source_type", Arg::S(s.clone()));
+        }
+        if let Some(s) = &u.target_type {
+            check_name(s, "target_type")?;
+            push("target_type", Arg::S(s.clone()));
+        }
+        if let Some(t) = u.pipeline_type {
+            push("pipeline_type", Arg::S(t.as_str().into()));
+        }
+        if let Some(c) = &u.config {
+            let mut config = Value::Object(c.clone());
+            redact(&mut config);
+            push("config", Arg::S(config.to_string()));
+        }
+        sets.push("updated_at = $2".into());
+        let n = self
+            .exec(
+                format!("UPDATE pipeline SET {} WHERE id = $1", sets.join(", ")),
+                args,
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "pipeline `{}` does not exist",
+                u.pipeline_id
+            )));
+        }
+        self.pipeline(&u.pipeline_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("pipeline `{}`", u.pipeline_id)))
+    }
+
+    /// Deletes a pipeline and its runs; `false` when there was none.
+    pub async fn delete_pipeline(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM pipeline WHERE id = $1".into(),
+                vec![Arg::S(id.into())],
+            )
+            .await?
+            > 0)
+    }
+
+    /// Pipelines matching `f`, newest activity first, and how many match in all.
+    pub async fn pipelines(&self, f: &PipelineFilter) -> Result<(Vec<Pipeline>, i64)> {
+        let mut wh = Vec::new();
+        let mut args = Vec::new();
+        let mut add = |cond: &str, a: Arg| {
+            args.push(a);
+            wh.push(cond.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(s) = f.pipeline_status {
+            add("r.status = ?", Arg::S(s.as_str().into()));
+        }
+        if let Some(t) = &f.pipeline_type {
+            let t = PipelineType::parse(t).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "pipeline_type must be FULL_TABLE or INCREMENTAL, not `{t}`"
+                ))
+            })?;
+            add("p.pipeline_type = ?", Arg::S(t.as_str().into()));
+        }
+        if let Some(s) = &f.source_type {
+            add("p.source_type = ?", Arg::S(s.clone()));
+        }
+        if let Some(s) = &f.target_type {
+            add("p.target_type = ?", Arg::S(s.clone()));
+        }
+        if let Some(q) = &f.q {
+            add(
+                "LOWER(p.id) LIKE ? ESCAPE '\\'",
+                Arg::S(format!("%{}%", like_escape(&q.to_lowercase()))),
+            );
+        }
+        let (limit, offset) = page(f.limit, f.offset)?;
+        let wh = if wh.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", wh.join(" AND "))
+        };
+        let total = self
+            .fetch(
+                format!("SELECT COUNT(*) AS n FROM pipeline p {PIPELINE_JOIN}{wh}"),
+                args.clone(),
+            )
+            .await?
+            .first()
+            .map(|r| r.try_get::<i64, _>("n"))
+            .transpose()?
+            .unwrap_or(0);
+        let n = args.len();
+        args.push(Arg::I(limit));
+        args.push(Arg::I(offset));
+        let rows = self
+            .fetch(
+                format!(
+                    "{}{wh} ORDER BY COALESCE(r.created_at, p.updated_at) DESC, p.id \
+                     LIMIT ${} OFFSET ${}",
+                    *PIPELINE_SELECT,
+                    n + 1,
+                    n + 2
+                ),
+                args,
+            )
+            .await?;
+        let items = rows.iter().map(pipeline_from_row).collect::<Result<_>>()?;
+        Ok((items, total))
+    }
+
+    // ----- runs -----
+
+    /// Creates a run of an existing pipeline.
+    pub async fn create_run(&self, r: &NewRun) -> Result<PipelineRun> {
+        if self.pipeline(&r.pipeline_id).await?.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "pipeline `{}` does not exist",
+                r.pipeline_id
+            )));
+        }
+        let now = now_ms();
+        let started = opt_time(r.started.as_deref(), "started")?.unwrap_or(now);
+        let finished = opt_time(r.finished.as_deref(), "finished")?;
+        let rows = non_negative(r.rows_loaded.unwrap_or(0), "rows_loaded")?;
+        let stream = r.cloudwatch_log_stream.clone().unwrap_or_default();
+        check_len(&stream, 512, "cloudwatch_log_stream")?;
+        let sql = "INSERT INTO pipeline_run (pipeline_id, status, cloudwatch_log_stream, started, finished, \
+                   rows_loaded, start_offset, end_offset, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id";
+        let id = {
+            let _w = self.writer().await;
+            query(sql)
+                .bind(r.pipeline_id.clone())
+                .bind(r.status.unwrap_or(RunStatus::Running).as_str())
+                .bind(stream)
+                .bind(started)
+                .bind(finished)
+                .bind(rows)
+                .bind(offset_text(r.start_offset.as_ref()))
+                .bind(offset_text(r.end_offset.as_ref()))
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<i64, _>("id")?
+        };
+        self.run(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    /// A run.
+    pub async fn run(&self, id: i64) -> Result<Option<PipelineRun>> {
+        let rows = self
+            .fetch(
+                format!("SELECT {RUN_COLUMNS} FROM pipeline_run r WHERE r.id = $1"),
+                vec![Arg::I(id)],
+            )
+            .await?;
+        rows.first().map(run_from_row).transpose()
+    }
+
+    /// The latest run of a pipeline.
+    pub async fn latest_run(&self, pipeline_id: &str) -> Result<Option<PipelineRun>> {
+        let rows = self
+            .fetch(
+                format!(
+                    "SELECT {RUN_COLUMNS} FROM pipeline_run r WHERE r.pipeline_id = $1 \
+                     ORDER BY r.created_at DESC, r.id DESC LIMIT 1"
+                ),
+                vec![Arg::S(pipeline_id.into())],
+            )
+            .await?;
+        rows.first().map(run_from_row).transpose()
+    }
+
+    /// Changes the fields given.
+    pub async fn update_run(&self, u: &RunUpdate) -> Result<PipelineRun> {
+        let mut sets = Vec::new();
+        let mut args = vec![Arg::I(u.pipeline_run_id), Arg::I(now_ms())];
+        let mut push = |col: &str, a: Arg| {
+            args.push(a);
+            sets.push(format!("{col} = ${}", args.len()));
+        };
+        if let Some(s) = u.status {
+            push("status", Arg::S(s.as_str().into()));
+        }
+        if let Some(s) = &u.cloudwatch_log_stream {
+            check_len(s, 512, "cloudwatch_log_stream")?;
+            push("cloudwatch_log_stream", Arg::S(s.clone()));
+        }
+        if let Some(t) = opt_time(u.started.as_deref(), "started")? {
+            push("started", Arg::I(t));
+        }
+        if let Some(t) = opt_time(u.finished.as_deref(), "finished")? {
+            push("finished", Arg::I(t));
+        }
+        if let Some(n) = u.rows_loaded {
+            push("rows_loaded", Arg::I(non_negative(n, "rows_loaded")?));
+        }
+        if u.start_offset.is_some() {
+            push(
+                "start_offset",
+                Arg::OptS(offset_text(u.start_offset.as_ref())),
+            );
+        }
+        if u.end_offset.is_some() {
+            push("end_offset", Arg::OptS(offset_text(u.end_offset.as_ref())));
+        }
+        if let Some(e) = &u.error {
+            push("error", Arg::S(e.clone()));
+        }
+        sets.push("updated_at = $2".into());
+        let n = self
+            .exec(
+                format!("UPDATE pipeline_run SET {} WHERE id = $1", sets.join(", ")),
+                args,
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "run {} does not exist",
+                u.pipeline_run_id
+            )));
+        }
+        self.run(u.pipeline_run_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {}", u.pipeline_run_id)))
+    }
+
+    /// Deletes a run with its samples and logs; `false` when there was none.
+    pub async fn delete_run(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM pipeline_run WHERE id = $1".into(),
+                vec![Arg::I(id)],
+            )
+            .await?
+            > 0)
+    }
+
+    /// Asks a running run to stop (it sees the request with its next report).
+    pub async fn request_stop(&self, id: i64) -> Result<PipelineRun> {
+        let run = self
+            .run(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id} does not exist")))?;
+        if run.status != RunStatus::Running {
+            return Err(StoreError::Conflict(format!(
+                "run {id} is not running (it is {})",
+                run.status.as_str()
+            )));
+        }
+        self.exec(
+            "UPDATE pipeline_run SET stop_requested = 1, updated_at = $2 WHERE id = $1".into(),
+            vec![Arg::I(id), Arg::I(now_ms())],
+        )
+        .await?;
+        self.run(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    /// Runs matching `f`, newest first, and how many match in all.
+    pub async fn runs(&self, f: &RunFilter) -> Result<(Vec<PipelineRun>, i64)> {
+        let mut wh = Vec::new();
+        let mut args = Vec::new();
+        let mut add = |cond: &str, a: Arg| {
+            args.push(a);
+            wh.push(cond.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(p) = &f.pipeline_id {
+            add("r.pipeline_id = ?", Arg::S(p.clone()));
+        }
+        if let Some(s) = f.status {
+            add("r.status = ?", Arg::S(s.as_str().into()));
+        }
+        if let Some(t) = opt_time(f.start_date.as_deref(), "start_date")? {
+            add("r.started >= ?", Arg::I(t));
+        }
+        if let Some(t) = opt_time(f.end_date.as_deref(), "end_date")? {
+            add("r.started < ?", Arg::I(t));
+        }
+        let (limit, offset) = page(f.limit, f.offset)?;
+        let wh = if wh.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", wh.join(" AND "))
+        };
+        let total: i64 = self
+            .fetch(
+                format!("SELECT COUNT(*) AS n FROM pipeline_run r{wh}"),
+                args.clone(),
+            )
+            .await?
+            .first()
+            .map(|r| r.try_get::<i64, _>("n"))
+            .transpose()?
+            .unwrap_or(0);
+        let n = args.len();
+        args.push(Arg::I(limit));
+        args.push(Arg::I(offset));
+        let rows = self
+            .fetch(
+                format!(
+                    "SELECT {RUN_COLUMNS} FROM pipeline_run r{wh} ORDER BY r.created_at DESC, r.id DESC \
+                     LIMIT ${} OFFSET ${}",
+                    n + 1,
+                    n + 2
+                ),
+                args,
+            )
+            .await?;
+        let items = rows.iter().map(run_from_row).collect::<Result<_>>()?;
+        Ok((items, total))
+    }
+
+    // ----- samples and logs -----
+
+    async fn require_run(&self, id: i64) -> Result<()> {
+        let rows = self
+            .fetch(
+                "SELECT id FROM pipeline_run WHERE id = $1".into(),
+                vec![Arg::I(id)],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(format!("run {id} does not exist")));
+        }
+        Ok(())
+    }
+
+    /// Adds one sample to a run.
+    pub async fn add_sample(&self, run_id: i64, s: &Sample) -> Result<()> {
+        self.require_run(run_id).await?;
+        let _w = self.writer().await;
+        insert_sample(&self.pool, run_id, s).await
+    }
+
+    /// Samples of a run between two times (`rps` or `memory_usage` only, when `only` names
+    /// one), oldest first.
+    pub async fn samples(
+        &self,
+        run_id: i64,
+        from: Option<i64>,
+        to: Option<i64>,
+        only: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Sample>> {
+        self.require_run(run_id).await?;
+        let mut sql =
+            "SELECT seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, bytes_loaded, \
+                       source_rows, transform_rows, source_rps, transform_rps, queues \
+                       FROM pipeline_run_sample WHERE pipeline_run_id = $1"
+                .to_owned();
+        let mut args = vec![Arg::I(run_id)];
+        if let Some(f) = from {
+            args.push(Arg::I(f));
+            sql.push_str(&format!(" AND created_at >= ${}", args.len()));
+        }
+        if let Some(t) = to {
+            args.push(Arg::I(t));
+            sql.push_str(&format!(" AND created_at <= ${}", args.len()));
+        }
+        match only {
+            Some("rps") => sql.push_str(" AND rps IS NOT NULL"),
+            Some("memory_usage") => sql.push_str(" AND memory_usage IS NOT NULL"),
+            _ => {}
+        }
+        args.push(Arg::I(limit));
+        sql.push_str(&format!(" ORDER BY created_at, id LIMIT ${}", args.len()));
+        let rows = self.fetch(sql, args).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Sample {
+                    seq: r.try_get("seq")?,
+                    created_at: Some(iso(r.try_get("created_at")?)),
+                    elapsed_secs: r.try_get("elapsed_secs")?,
+                    rps: r.try_get("rps")?,
+                    memory_usage: r.try_get("memory_usage")?,
+                    rows_loaded: r.try_get("rows_loaded")?,
+                    bytes_loaded: r.try_get("bytes_loaded")?,
+                    source_rows: r.try_get("source_rows")?,
+                    transform_rows: r.try_get("transform_rows")?,
+                    source_rps: r.try_get("source_rps")?,
+                    transform_rps: r.try_get("transform_rps")?,
+                    queues: r
+                        .try_get::<Option<String>, _>("queues")?
+                        .and_then(|q| serde_json::from_str(&q).ok()),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds log lines to a run.
+    pub async fn add_logs(&self, run_id: i64, lines: &[LogLine]) -> Result<()> {
+        self.require_run(run_id).await?;
+        for l in lines {
+            check_line(l)?;
+        }
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for l in lines {
+            insert_log(&mut tx, run_id, l).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Log lines of a run after the line `after` (oldest first), at most `limit`; `level`
+    /// keeps lines at that level or more severe.
+    pub async fn logs(
+        &self,
+        run_id: i64,
+        after: Option<i64>,
+        level: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LogEntry>> {
+        self.require_run(run_id).await?;
+        let mut sql = "SELECT id, created_at, level, target, message FROM pipeline_run_log \
+                       WHERE pipeline_run_id = $1 AND id > $2"
+            .to_owned();
+        let mut args = vec![Arg::I(run_id), Arg::I(after.unwrap_or(0))];
+        if let Some(level) = level {
+            let levels = levels_at_least(level).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "level must be ERROR, WARN, INFO, DEBUG or TRACE, not `{level}`"
+                ))
+            })?;
+            let mut marks = Vec::new();
+            for l in levels {
+                args.push(Arg::S((*l).to_owned()));
+                marks.push(format!("${}", args.len()));
+            }
+            sql.push_str(&format!(" AND level IN ({})", marks.join(", ")));
+        }
+        args.push(Arg::I(limit));
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
+        let rows = self.fetch(sql, args).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogEntry {
+                    id: r.try_get("id")?,
+                    created_at: iso(r.try_get("created_at")?),
+                    level: r.try_get("level")?,
+                    target: r.try_get("target")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    // ----- reports -----
+
+    /// Applies a run's report in one transaction: registers or updates the pipeline, creates or
+    /// updates the run (found by its key), and adds the samples and log lines not stored yet.
+    pub async fn apply_report(&self, rep: &Report) -> Result<ReportAck> {
+        check_id(&rep.run_key, "run_key")?;
+        let p = &rep.pipeline;
+        check_id(&p.pipeline_id, "pipeline.pipeline_id")?;
+        check_name(&p.source_type, "pipeline.source_type")?;
+        check_name(&p.target_type, "pipeline.target_type")?;
+        let r = &rep.run;
+        let started = parse(&r.started).ok_or_else(|| invalid_time("run.started", &r.started))?;
+        let finished = opt_time(r.finished.as_deref(), "run.finished")?;
+        for (n, name) in [
+            (r.rows_loaded, "run.rows_loaded"),
+            (r.rows_extracted, "run.rows_extracted"),
+            (r.bytes_loaded, "run.bytes_loaded"),
+        ] {
+            non_negative(n, name)?;
+        }
+        if !(r.peak_memory_usage.is_finite() && r.peak_memory_usage >= 0.0) {
+            return Err(StoreError::Invalid(
+                "run.peak_memory_usage must be a number ≥ 0".into(),
+            ));
+        }
+        for l in &rep.logs {
+            check_line(l)?;
+        }
+        for s in &rep.samples {
+            check_sample(s)?;
+        }
+        let mut config = Value::Object(p.config.clone());
+        redact(&mut config);
+        let now = now_ms();
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        query(
+            "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (id) DO UPDATE SET source_type = excluded.source_type, \
+             target_type = excluded.target_type, pipeline_type = excluded.pipeline_type, \
+             config = excluded.config, updated_at = excluded.updated_at",
+        )
+        .bind(p.pipeline_id.clone())
+        .bind(p.source_type.clone())
+        .bind(p.target_type.clone())
+        .bind(p.pipeline_type.as_str())
+        .bind(config.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let peak = (r.peak_memory_usage * 1e6) as i64;
+        let stages = r.stages.as_ref().map(Value::to_string);
+        let row = query(
+            "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, finished, \
+             rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, end_offset, error, \
+             stages, last_report_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, '', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) \
+             ON CONFLICT (run_key) DO UPDATE SET status = excluded.status, finished = excluded.finished, \
+             rows_loaded = excluded.rows_loaded, rows_extracted = excluded.rows_extracted, \
+             bytes_loaded = excluded.bytes_loaded, peak_memory_bytes = excluded.peak_memory_bytes, \
+             end_offset = excluded.end_offset, error = excluded.error, stages = excluded.stages, \
+             last_report_at = excluded.last_report_at, updated_at = excluded.updated_at \
+             RETURNING id, stop_requested",
+        )
+        .bind(p.pipeline_id.clone())
+        .bind(rep.run_key.clone())
+        .bind(r.status.as_str())
+        .bind(started)
+        .bind(finished)
+        .bind(r.rows_loaded)
+        .bind(r.rows_extracted)
+        .bind(r.bytes_loaded)
+        .bind(peak)
+        .bind(r.start_offset.clone())
+        .bind(r.end_offset.clone())
+        .bind(r.error.clone())
+        .bind(stages)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let run_id: i64 = row.try_get("id")?;
+        let stop: i64 = row.try_get("stop_requested")?;
+        for s in &rep.samples {
+            insert_sample(&mut *tx, run_id, s).await?;
+        }
+        for l in &rep.logs {
+            insert_log(&mut tx, run_id, l).await?;
+        }
+        tx.commit().await?;
+        Ok(ReportAck {
+            pipeline_run_id: run_id,
+            stop_requested: stop != 0,
+        })
+    }
+
+    // ----- metrics -----
+
+    /// Counts of runs by status, and of pipelines.
+    pub async fn counts(&self) -> Result<(i64, Vec<(RunStatus, i64)>)> {
+        let pipelines = self
+            .fetch("SELECT COUNT(*) AS n FROM pipeline".into(), vec![])
+            .await?
+            .first()
+            .map(|r| r.try_get::<i64, _>("n"))
+            .transpose()?
+            .unwrap_or(0);
+        let rows = self
+            .fetch(
+                "SELECT status, COUNT(*) AS n FROM pipeline_run GROUP BY status".into(),
+                vec![],
+            )
+            .await?;
+        let mut by = Vec::new();
+        for r in rows {
+            let s: String = r.try_get("status")?;
+            if let Some(s) = RunStatus::parse(&s) {
+                by.push((s, r.try_get::<i64, _>("n")?));
+            }
+        }
+        Ok((pipelines, by))
+    }
+
+    /// Running runs with their latest sample.
+    pub async fn running(&self) -> Result<Vec<(PipelineRun, Option<Sample>)>> {
+        let (runs, _) = self
+            .runs(&RunFilter {
+                status: Some(RunStatus::Running),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await?;
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            let rows = self
+                .fetch(
+                    "SELECT seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, bytes_loaded, \
+                     source_rows, transform_rows, source_rps, transform_rps, queues \
+                     FROM pipeline_run_sample WHERE pipeline_run_id = $1 AND seq IS NOT NULL \
+                     ORDER BY seq DESC LIMIT 1"
+                        .into(),
+                    vec![Arg::I(run.id)],
+                )
+                .await?;
+            let sample = rows
+                .first()
+                .map(|r| -> Result<Sample> {
+                    Ok(Sample {
+                        seq: r.try_get("seq")?,
+                        created_at: Some(iso(r.try_get("created_at")?)),
+                        elapsed_secs: r.try_get("elapsed_secs")?,
+                        rps: r.try_get("rps")?,
+                        memory_usage: r.try_get("memory_usage")?,
+                        rows_loaded: r.try_get("rows_loaded")?,
+                        bytes_loaded: r.try_get("bytes_loaded")?,
+                        source_rows: r.try_get("source_rows")?,
+                        transform_rows: r.try_get("transform_rows")?,
+                        source_rps: r.try_get("source_rps")?,
+                        transform_rps: r.try_get("transform_rps")?,
+                        queues: r
+                            .try_get::<Option<String>, _>("queues")?
+                            .and_then(|q| serde_json::from_str(&q).ok()),
+                    })
+                })
+                .transpose()?;
+            out.push((run, sample));
+        }
+        Ok(out)
+    }
+}
+
+const PIPELINE_JOIN: &str = "LEFT JOIN pipeline_run r ON r.id = \
+    (SELECT MAX(x.id) FROM pipeline_run x WHERE x.pipeline_id = p.id)";
+
+static PIPELINE_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT p.id AS p_id, p.source_type AS p_source_type, p.target_type AS p_target_type, \
+         p.pipeline_type AS p_pipeline_type, p.config AS p_config, p.created_at AS p_created_at, \
+         p.updated_at AS p_updated_at, {RUN_COLUMNS} FROM pipeline p {PIPELINE_JOIN}"
+    )
+});
+
+/// A query that is not kept prepared: the Any driver fixes a parameter's type when a statement
+/// is first prepared, so a statement first run with a NULL would refuse a value there later
+/// (PostgreSQL: "incorrect binary data format").
+fn query<'q>(
+    sql: impl sqlx::SqlSafeStr,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sql).persistent(false)
+}
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    a: Arg,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    match a {
+        Arg::I(v) => q.bind(v),
+        Arg::OptI(v) => q.bind(v),
+        Arg::F(v) => q.bind(v),
+        Arg::S(v) => q.bind(v),
+        Arg::OptS(v) => q.bind(v),
+    }
+}
+
+async fn insert_sample<'e, E>(ex: E, run_id: i64, s: &Sample) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let created = match &s.created_at {
+        Some(t) => parse(t).ok_or_else(|| invalid_time("created_at", t))?,
+        None => now_ms(),
+    };
+    let queues = s
+        .queues
+        .as_ref()
+        .map(|q| serde_json::to_string(q).unwrap_or_default());
+    let mut q = query(
+        "INSERT INTO pipeline_run_sample (pipeline_run_id, seq, created_at, elapsed_secs, rps, memory_usage, \
+         rows_loaded, bytes_loaded, source_rows, transform_rows, source_rps, transform_rps, queues) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (pipeline_run_id, seq) DO NOTHING",
+    );
+    for a in [
+        Arg::I(run_id),
+        Arg::OptI(s.seq),
+        Arg::I(created),
+        Arg::F(s.elapsed_secs),
+        Arg::F(s.rps),
+        Arg::F(s.memory_usage),
+        Arg::OptI(s.rows_loaded),
+        Arg::OptI(s.bytes_loaded),
+        Arg::OptI(s.source_rows),
+        Arg::OptI(s.transform_rows),
+        Arg::F(s.source_rps),
+        Arg::F(s.transform_rps),
+        Arg::OptS(queues),
+    ] {
+        q = bind(q, a);
+    }
+    q.execute(ex).await?;
+    Ok(())
+}
+
+async fn insert_log(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: i64,
+    l: &LogLine,
+) -> Result<()> {
+    let created = match &l.created_at {
+        Some(t) => parse(t).ok_or_else(|| invalid_time("created_at", t))?,
+        None => now_ms(),
+    };
+    query(
+        "INSERT INTO pipeline_run_log (pipeline_run_id, seq, created_at, level, target, message) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline_run_id, seq) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(l.seq)
+    .bind(created)
+    .bind(l.level.to_ascii_uppercase())
+    .bind(l.target.clone())
+    .bind(l.message.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn pipeline_from_row(r: &AnyRow) -> Result<Pipeline> {
+    let config: String = r.try_get("p_config")?;
+    let kind: String = r.try_get("p_pipeline_type")?;
+    let last_run = match r.try_get::<Option<i64>, _>("id")? {
+        Some(_) => Some(Box::new(run_from_row(r)?)),
+        None => None,
+    };
+    Ok(Pipeline {
+        id: r.try_get("p_id")?,
+        source_type: r.try_get("p_source_type")?,
+        target_type: r.try_get("p_target_type")?,
+        pipeline_type: PipelineType::parse(&kind).unwrap_or(PipelineType::FullTable),
+        config: serde_json::from_str(&config).unwrap_or(Value::Null),
+        created_at: iso(r.try_get("p_created_at")?),
+        updated_at: iso(r.try_get("p_updated_at")?),
+        last_run,
+    })
+}
+
+fn run_from_row(r: &AnyRow) -> Result<PipelineRun> {
+    let status: String = r.try_get("status")?;
+    let started: i64 = r.try_get("started")?;
+    let finished: Option<i64> = r.try_get("finished")?;
+    let last: Option<i64> = r.try_get("last_report_at")?;
+    let end = finished.or(last);
+    Ok(PipelineRun {
+        id: r.try_get("id")?,
+        pipeline_id: r.try_get("pipeline_id")?,
+        run_key: r.try_get("run_key")?,
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Exited),
+        cloudwatch_log_stream: r.try_get("cloudwatch_log_stream")?,
+        started: iso(started),
+        finished: finished.map(iso),
+        duration_secs: end.map(|e| (e - started).max(0) as f64 / 1000.0),
+        rows_loaded: r.try_get("rows_loaded")?,
+        rows_extracted: r.try_get("rows_extracted")?,
+        bytes_loaded: r.try_get("bytes_loaded")?,
+        peak_memory_usage: r.try_get::<i64, _>("peak_memory_bytes")? as f64 / 1e6,
+        start_offset: r.try_get("start_offset")?,
+        end_offset: r.try_get("end_offset")?,
+        error: r.try_get("error")?,
+        stages: r
+            .try_get::<Option<String>, _>("stages")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        stop_requested: r.try_get::<i64, _>("stop_requested")? != 0,
+        last_report_at: last.map(iso),
+        created_at: iso(r.try_get("created_at")?),
+        updated_at: iso(r.try_get("updated_at")?),
+    })
+}
+
+fn sqlite_url(path: &Path) -> Result<String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    let abs = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    };
+    let text = abs.display().to_string();
+    let mut enc = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => enc.push_str("%25"),
+            '?' => enc.push_str("%3F"),
+            '#' => enc.push_str("%23"),
+            ' ' => enc.push_str("%20"),
+            c => enc.push(c),
+        }
+    }
+    Ok(format!("sqlite://{enc}?mode=rwc"))
+}
+
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(StoreError::Invalid(format!(
+            "limit must be between 1 and 1000, not {limit}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(StoreError::Invalid(format!(
+            "offset must be 0 or more, not {offset}"
+        )));
+    }
+    Ok((limit, offset))
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn invalid_time(field: &str, text: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "{field} must be an ISO 8601 time such as 2026-11-24T01:46:26Z, not `{}`",
+        text.chars().take(64).collect::<String>()
+    ))
+}
+
+fn opt_time(text: Option<&str>, field: &str) -> Result<Option<i64>> {
+    text.map(|t| parse(t).ok_or_else(|| invalid_time(field, t)))
+        .transpose()
+}
+
+fn non_negative(n: i64, field: &str) -> Result<i64> {
+    if n < 0 {
+        return Err(StoreError::Invalid(format!(
+            "{field} must be 0 or more, not {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn check_len(s: &str, max: usize, field: &str) -> Result<()> {
+    if s.len() > max {
+        return Err(StoreError::Invalid(format!(
+            "{field} is longer than {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_id(s: &str, field: &str) -> Result<()> {
+    if s.trim().is_empty() {
+        return Err(StoreError::Invalid(format!("{field} must not be empty")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    check_len(s, 200, field)
+}
+
+fn check_name(s: &str, field: &str) -> Result<()> {
+    check_id(s, field)?;
+    check_len(s, 100, field)
+}
+
+fn check_line(l: &LogLine) -> Result<()> {
+    if levels_at_least(&l.level).is_none() {
+        return Err(StoreError::Invalid(format!(
+            "level must be ERROR, WARN, INFO, DEBUG or TRACE, not `{}`",
+            l.level.chars().take(32).collect::<String>()
+        )));
+    }
+    check_len(&l.target, 200, "target")?;
+    check_len(&l.message, 64 * 1024, "message")?;
+    if let Some(t) = &l.created_at {
+        parse(t).ok_or_else(|| invalid_time("created_at", t))?;
+    }
+    Ok(())
+}
+
+fn check_sample(s: &Sample) -> Result<()> {
+    for (v, name) in [
+        (s.elapsed_secs, "elapsed_secs"),
+        (s.rps, "rps"),
+        (s.memory_usage, "memory_usage"),
+        (s.source_rps, "source_rps"),
+        (s.transform_rps, "transform_rps"),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v >= 0.0)
+        {
+            return Err(StoreError::Invalid(format!("{name} must be a number ≥ 0")));
+        }
+    }
+    for (v, name) in [
+        (s.rows_loaded, "rows_loaded"),
+        (s.bytes_loaded, "bytes_loaded"),
+        (s.source_rows, "source_rows"),
+        (s.transform_rows, "transform_rows"),
+    ] {
+        if let Some(v) = v {
+            non_negative(v, name)?;
+        }
+    }
+    if let Some(q) = &s.queues {
+        if q.len() > 16 {
+            return Err(StoreError::Invalid("at most 16 queues per sample".into()));
+        }
+        for x in q {
+            check_len(&x.name, 100, "queues.name")?;
+            if x.batches > i64::MAX as u64 || x.bytes > i64::MAX as u64 {
+                return Err(StoreError::Invalid("queue depth out of range".into()));
+            }
+        }
+    }
+    if let Some(t) = &s.created_at {
+        parse(t).ok_or_else(|| invalid_time("created_at", t))?;
+    }
+    Ok(())
+}
+
+/// Checks a sample the way the store will (for the API, before it answers).
+pub fn validate_sample(s: &Sample) -> Result<()> {
+    check_sample(s)
+}
+
+fn levels_at_least(level: &str) -> Option<&'static [&'static str]> {
+    const ALL: [&str; 5] = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+    let i = match level.to_ascii_uppercase().as_str() {
+        "ERROR" => 0,
+        "WARN" | "WARNING" => 1,
+        "INFO" => 2,
+        "DEBUG" => 3,
+        "TRACE" => 4,
+        _ => return None,
+    };
+    Some(&ALL[..=i])
+}
+
+fn offset_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Names of configuration keys whose values are secrets.
+const SECRET_KEYS: [&str; 12] = [
+    "password",
+    "passwd",
+    "pwd",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "secret_key",
+    "private_key",
+    "credentials",
+    "service_account_json",
+    "webhook_url",
+];
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| k.contains(s)) || k == "secret_access_key" || k == "authorization"
+}
+
+/// The text that replaces a secret.
+pub const REDACTED: &str = "***";
+
+/// Replaces secrets in a configuration: the values of keys that name one (`password`,
+/// `token`, `secret_key`, …) and passwords inside URLs (`mysql://user:pw@host`).
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::Object(m) => redact_map(m),
+        Value::Array(a) => a.iter_mut().for_each(redact),
+        Value::String(s) => {
+            if let Some(r) = redact_url(s) {
+                *s = r;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn redact_map(m: &mut Map<String, Value>) {
+    for (k, v) in m.iter_mut() {
+        if is_secret_key(k) && !v.is_null() {
+            // `${VAR}` references name a secret without holding it.
+            let reference = v
+                .as_str()
+                .is_some_and(|s| s.starts_with("${") && s.ends_with('}'));
+            if !reference {
+                *v = Value::String(REDACTED.into());
+            }
+        } else {
+            redact(v);
+        }
+    }
+}
+
+fn redact_url(s: &str) -> Option<String> {
+    let scheme_end = s.find("://")?;
+    let rest = &s[scheme_end + 3..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..auth_end].rfind('@')?;
+    let userinfo = &rest[..at];
+    let colon = userinfo.find(':')?;
+    Some(format!(
+        "{}{}:{REDACTED}{}",
+        &s[..scheme_end + 3],
+        &userinfo[..colon],
+        &rest[at..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redacts_secret_keys_and_url_passwords_but_not_references() {
+        let mut v = json!({
+            "source": {"mysql": {"host": "db", "password": "hunter2", "user": "etl",
+                                  "secret": "prod/etl", "url": "mysql://etl:hunter2@db:3306/x"}},
+            "target": {"s3": {"aws_secret_access_key": "abc", "token": "${TOKEN}",
+                               "nested": [{"api_key": 12}]}},
+            "logs": {"slack": {"webhook_url": "https://hooks.slack.com/services/T/B/X"}}
+        });
+        redact(&mut v);
+        assert_eq!(v["source"]["mysql"]["password"], "***");
+        assert_eq!(v["source"]["mysql"]["host"], "db");
+        assert_eq!(
+            v["source"]["mysql"]["secret"], "prod/etl",
+            "a secret's name is kept"
+        );
+        assert_eq!(v["source"]["mysql"]["url"], "mysql://etl:***@db:3306/x");
+        assert_eq!(v["target"]["s3"]["aws_secret_access_key"], "***");
+        assert_eq!(v["target"]["s3"]["token"], "${TOKEN}");
+        assert_eq!(v["target"]["s3"]["nested"][0]["api_key"], "***");
+        assert_eq!(v["logs"]["slack"]["webhook_url"], "***");
+        assert!(!v.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn display_url_hides_the_password() {
+        assert_eq!(
+            display_url("postgres://fl:pw@127.0.0.1:5432/db"),
+            "postgres://fl:***@127.0.0.1:5432/db"
+        );
+        assert_eq!(display_url("/tmp/monitor.db"), "/tmp/monitor.db");
+    }
+}

@@ -1,0 +1,891 @@
+//! The monitoring service against a real store: the API over HTTP on loopback (SQLite file and
+//! PostgreSQL), bad requests, the token, reports and the reporter.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fastlane_monitor::Store;
+use fastlane_monitor::model::*;
+use fastlane_monitor::reporter::{Destination, Reporter, ReporterOptions};
+use fastlane_monitor::server::{ServeOptions, spawn};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Service {
+    base: String,
+    store: Store,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn service_on(store: Store, token: Option<&str>, dir: Option<tempfile::TempDir>) -> Service {
+    let opts = ServeOptions {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        token: token.map(str::to_owned),
+        body_limit: 64 * 1024,
+    };
+    let (addr, stop) = spawn(store.clone(), opts).await.unwrap();
+    Service {
+        base: format!("http://{addr}"),
+        store,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+async fn sqlite_service(token: Option<&str>) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("monitor.db").to_str().unwrap())
+        .await
+        .unwrap();
+    service_on(store, token, Some(dir)).await
+}
+
+/// A fresh PostgreSQL database on the local server (`FASTLANE_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`), dropped at the end by its name's prefix.
+async fn postgres_store(tag: &str) -> Store {
+    let admin = std::env::var("FASTLANE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is needed at {admin} (tests/services.sh starts it): {e}")
+    });
+    let name = format!("fastlane_test_{tag}_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let url = match admin.rfind('/') {
+        Some(i) => format!("{}/{name}", &admin[..i]),
+        None => unreachable!(),
+    };
+    Store::open(&url).await.unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
+    let s = r.status();
+    let text = r.text().await.unwrap();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({s}): {text}"))
+    };
+    (s, v)
+}
+
+fn error_kind(v: &Value) -> &str {
+    v["error"]["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error body: {v}"))
+}
+
+async fn original_resources(svc: &Service) {
+    let c = client();
+    let b = &svc.base;
+    let new = json!({
+        "pipeline_id": "planets.mysql.mysql", "source_type": "mysql", "target_type": "mysql",
+        "pipeline_type": "FULL_TABLE",
+        "config": {"source": {"mysql": {"host": "db", "password": "hunter2"}}}
+    });
+    let (s, p) = json_of(
+        c.post(format!("{b}/api/pipeline"))
+            .json(&new)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(p["id"], "planets.mysql.mysql");
+    assert_eq!(p["pipeline_type"], "FULL_TABLE");
+    assert_eq!(
+        p["config"]["source"]["mysql"]["password"], "***",
+        "stored redacted"
+    );
+    let (s, e) = json_of(
+        c.post(format!("{b}/api/pipeline"))
+            .json(&new)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(error_kind(&e), "conflict");
+
+    let (s, p) = json_of(
+        c.get(format!("{b}/api/pipeline?pipeline_id=planets.mysql.mysql"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(p.get("last_run").is_none());
+    assert!(p["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let (s, e) = json_of(
+        c.get(format!("{b}/api/pipeline?pipeline_id=nope"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(error_kind(&e), "not_found");
+
+    let (s, p) = json_of(
+        c.put(format!("{b}/api/pipeline"))
+            .json(&json!({"pipeline_id": "planets.mysql.mysql", "pipeline_type": "INCREMENTAL"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["pipeline_type"], "INCREMENTAL");
+
+    // A second pipeline, and runs.
+    let other = json!({"pipeline_id": "x.file.file", "source_type": "file", "target_type": "file",
+                       "pipeline_type": "FULL_TABLE", "config": {}});
+    assert_eq!(
+        c.post(format!("{b}/api/pipeline"))
+            .json(&other)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let (s, run) = json_of(
+        c.post(format!("{b}/api/pipeline/run"))
+            .json(
+                &json!({"pipeline_id": "planets.mysql.mysql", "status": "running",
+                          "cloudwatch_log_stream": "", "started": "2026-11-24T01:46:26.211",
+                          "start_offset": -1}),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    assert_eq!(run["started"], "2026-11-24T01:46:26.211Z");
+    assert_eq!(run["start_offset"], "-1");
+    assert_eq!(run["rows_loaded"], 0);
+    let (s, e) = json_of(
+        c.post(format!("{b}/api/pipeline/run"))
+            .json(&json!({"pipeline_id": "nope"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+
+    let (s, run) = json_of(
+        c.put(format!("{b}/api/pipeline/run"))
+            .json(&json!({"pipeline_run_id": id, "rows_loaded": 150000, "end_offset": "200000"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(run["rows_loaded"], 150000);
+    assert_eq!(run["end_offset"], "200000");
+
+    // Samples and logs.
+    for (path, body) in [
+        ("rps", json!({"pipeline_run_id": id, "rps": 6400.0})),
+        (
+            "memory_usage",
+            json!({"pipeline_run_id": id, "memory_usage": 274.5}),
+        ),
+        (
+            "memory",
+            json!({"pipeline_run_id": id, "memory_usage": 280.0}),
+        ),
+    ] {
+        let r = c
+            .post(format!("{b}/api/pipeline/run/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{path}");
+    }
+    let (_, rps) = json_of(
+        c.get(format!("{b}/api/pipeline/run/rps?pipeline_run_id={id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(rps.as_array().unwrap().len(), 1);
+    assert_eq!(rps[0]["rps"], 6400.0);
+    let (_, mem) = json_of(
+        c.get(format!(
+            "{b}/api/pipeline/run/memory_usage?pipeline_run_id={id}"
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let mem: Vec<f64> = mem
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["memory_usage"].as_f64().unwrap())
+        .collect();
+    assert_eq!(mem, [274.5, 280.0]);
+    let (s, _) = json_of(
+        c.get(format!("{b}/api/pipeline/run/rps?pipeline_run_id={id}&start_date=2000-01-01&end_date=2000-01-02"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, _) = json_of(
+        c.post(format!("{b}/api/pipeline/run/logs"))
+            .json(&json!({"pipeline_run_id": id, "logs": ["first", {"message": "second", "level": "ERROR", "target": "plugin::mysql"}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, logs) = json_of(
+        c.get(format!("{b}/api/pipeline/run/logs?pipeline_run_id={id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(logs["logs"], json!(["first", "second"]));
+    assert_eq!(logs["entries"][1]["level"], "ERROR");
+    let after = logs["entries"][0]["id"].as_i64().unwrap();
+    let (_, later) = json_of(
+        c.get(format!(
+            "{b}/api/pipeline/run/logs?pipeline_run_id={id}&after={after}"
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(later["logs"], json!(["second"]));
+    let (_, errors) = json_of(
+        c.get(format!(
+            "{b}/api/pipeline/run/logs?pipeline_run_id={id}&level=warn"
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(errors["logs"], json!(["second"]));
+
+    // Lists, filters and paging.
+    let r = c.get(format!("{b}/api/pipelines")).send().await.unwrap();
+    assert_eq!(r.headers()["x-total-count"], "2");
+    let (_, all) = json_of(r).await;
+    assert_eq!(
+        all[0]["id"], "planets.mysql.mysql",
+        "the one with a run first"
+    );
+    assert_eq!(all[0]["last_run"]["id"], id);
+    for (q, expect) in [
+        ("pipeline_status=running", vec!["planets.mysql.mysql"]),
+        ("pipeline_status=failed", vec![]),
+        ("pipeline_type=FULL_TABLE", vec!["x.file.file"]),
+        ("pipeline_type=incremental", vec!["planets.mysql.mysql"]),
+        ("source_type=file", vec!["x.file.file"]),
+        ("q=PLANETS", vec!["planets.mysql.mysql"]),
+        ("limit=1&offset=1", vec!["x.file.file"]),
+    ] {
+        let (s, v) = json_of(
+            c.get(format!("{b}/api/pipelines?{q}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{q}: {v}");
+        let ids: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, expect, "{q}");
+    }
+    let (_, latest) = json_of(
+        c.get(format!(
+            "{b}/api/pipeline/run/latest?pipeline_id=planets.mysql.mysql"
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(latest["id"], id);
+    let (s, e) = json_of(
+        c.get(format!(
+            "{b}/api/pipeline/run/latest?pipeline_id=x.file.file"
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(e["error"]["message"].as_str().unwrap().contains("no runs"));
+    let (_, runs) = json_of(
+        c.get(format!("{b}/api/pipeline/runs?status=running"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+
+    // Stop requests, then deletes.
+    let (s, stopped) = json_of(
+        c.post(format!("{b}/api/pipeline/run/stop"))
+            .json(&json!({"pipeline_run_id": id}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(stopped["stop_requested"], true);
+    let r = c
+        .delete(format!("{b}/api/pipeline/run?pipeline_run_id={id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c
+        .delete(format!("{b}/api/pipeline/run?pipeline_run_id={id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (s, _) = json_of(
+        c.get(format!("{b}/api/pipeline/run/rps?pipeline_run_id={id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "samples went with the run");
+    let r = c
+        .delete(format!("{b}/api/pipeline?pipeline_id=planets.mysql.mysql"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, all) = json_of(c.get(format!("{b}/api/pipelines")).send().await.unwrap()).await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+}
+
+fn report(
+    key: &str,
+    status: RunStatus,
+    rows: i64,
+    samples: Vec<Sample>,
+    logs: Vec<LogLine>,
+) -> Report {
+    Report {
+        run_key: key.into(),
+        pipeline: ReportPipeline {
+            pipeline_id: "events.file.file".into(),
+            source_type: "file".into(),
+            target_type: "file".into(),
+            pipeline_type: PipelineType::FullTable,
+            config: serde_json::from_value(
+                json!({"target": {"file": {"path": "out", "token": "abc"}}}),
+            )
+            .unwrap(),
+        },
+        run: ReportRun {
+            status,
+            started: "2026-11-24T10:00:00Z".into(),
+            finished: (status != RunStatus::Running).then(|| "2026-11-24T10:00:05Z".into()),
+            rows_loaded: rows,
+            rows_extracted: rows,
+            bytes_loaded: rows * 10,
+            peak_memory_usage: 50.0,
+            start_offset: None,
+            end_offset: None,
+            error: None,
+            stages: None,
+        },
+        samples,
+        logs,
+    }
+}
+
+fn sample(seq: i64, rows: i64) -> Sample {
+    Sample {
+        seq: Some(seq),
+        elapsed_secs: Some(seq as f64),
+        rps: Some(100.0),
+        memory_usage: Some(42.0),
+        rows_loaded: Some(rows),
+        queues: Some(vec![QueueSample {
+            name: "source→target".into(),
+            batches: 2,
+            bytes: 4096,
+        }]),
+        ..Default::default()
+    }
+}
+
+fn line(seq: i64, msg: &str) -> LogLine {
+    LogLine {
+        seq: Some(seq),
+        created_at: None,
+        level: "INFO".into(),
+        target: "fastlane".into(),
+        message: msg.into(),
+    }
+}
+
+async fn reports_are_idempotent(store: &Store) {
+    let first = report(
+        "run-a",
+        RunStatus::Running,
+        10,
+        vec![sample(0, 10), sample(1, 20)],
+        vec![line(0, "a")],
+    );
+    let ack = store.apply_report(&first).await.unwrap();
+    // The same report again (a retry after a lost answer), then the next one.
+    let again = store.apply_report(&first).await.unwrap();
+    assert_eq!(ack.pipeline_run_id, again.pipeline_run_id);
+    let next = report(
+        "run-a",
+        RunStatus::Completed,
+        30,
+        vec![sample(1, 20), sample(2, 30)],
+        vec![line(1, "b")],
+    );
+    store.apply_report(&next).await.unwrap();
+    let run = store.run(ack.pipeline_run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.rows_loaded, 30);
+    assert_eq!(run.run_key.as_deref(), Some("run-a"));
+    assert_eq!(run.duration_secs, Some(5.0));
+    let samples = store.samples(run.id, None, None, None, 100).await.unwrap();
+    assert_eq!(
+        samples.iter().map(|s| s.seq.unwrap()).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(samples[0].queues.as_ref().unwrap()[0].bytes, 4096);
+    let logs = store.logs(run.id, None, None, 100).await.unwrap();
+    assert_eq!(
+        logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let p = store.pipeline("events.file.file").await.unwrap().unwrap();
+    assert_eq!(p.config["target"]["file"]["token"], "***");
+    assert_eq!(p.last_run.unwrap().id, run.id);
+}
+
+#[tokio::test]
+async fn the_original_resources_work_on_sqlite() {
+    let svc = sqlite_service(None).await;
+    original_resources(&svc).await;
+    reports_are_idempotent(&svc.store).await;
+}
+
+#[tokio::test]
+async fn the_original_resources_work_on_postgres() {
+    let store = postgres_store("api").await;
+    let svc = service_on(store, None, None).await;
+    original_resources(&svc).await;
+    reports_are_idempotent(&svc.store).await;
+}
+
+#[tokio::test]
+async fn migrations_apply_to_fresh_databases_and_again_without_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/folder/monitor.db");
+    let a = Store::open(path.to_str().unwrap()).await.unwrap();
+    a.apply_report(&report("k", RunStatus::Running, 1, vec![], vec![]))
+        .await
+        .unwrap();
+    a.close().await;
+    let b = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.runs(&RunFilter::default()).await.unwrap().1,
+        1,
+        "reopened, data kept"
+    );
+    let pg = postgres_store("migrate").await;
+    pg.ping().await.unwrap();
+    assert_eq!(pg.pipelines(&PipelineFilter::default()).await.unwrap().1, 0);
+    assert!(matches!(
+        Store::open("mysql://root@127.0.0.1/x").await,
+        Err(fastlane_monitor::store::StoreError::Url(_))
+    ));
+}
+
+#[tokio::test]
+async fn bad_requests_are_4xx_json_errors() {
+    let svc = sqlite_service(None).await;
+    let c = client();
+    let b = &svc.base;
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (c.post(format!("{b}/api/pipeline")).header("content-type", "application/json").body("{not json"), StatusCode::BAD_REQUEST, "invalid_body"),
+        (c.post(format!("{b}/api/pipeline")).json(&json!({"pipeline_id": 5})), StatusCode::BAD_REQUEST, "invalid_body"),
+        (c.post(format!("{b}/api/pipeline")).json(&json!({"pipeline_id": "a", "source_type": "x", "target_type": "y", "pipeline_type": "full_table", "config": {}})), StatusCode::BAD_REQUEST, "invalid_body"),
+        (c.post(format!("{b}/api/pipeline")).json(&json!({"pipeline_id": "a", "source_type": "x", "target_type": "y", "pipeline_type": "FULL_TABLE", "config": {}, "extra": 1})), StatusCode::BAD_REQUEST, "invalid_body"),
+        (c.post(format!("{b}/api/pipeline")).json(&json!({"pipeline_id": "", "source_type": "x", "target_type": "y", "pipeline_type": "FULL_TABLE", "config": {}})), StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+        (c.post(format!("{b}/api/pipeline")).header("content-type", "text/plain").body("{}"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (c.post(format!("{b}/api/pipeline")), StatusCode::BAD_REQUEST, "invalid_body"),
+        (c.post(format!("{b}/api/pipeline")).json(&json!({"pad": "x".repeat(100_000)})), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        (c.get(format!("{b}/api/pipeline")), StatusCode::BAD_REQUEST, "invalid_query"),
+        (c.get(format!("{b}/api/pipeline?pipeline_id=a&bogus=1")), StatusCode::BAD_REQUEST, "invalid_query"),
+        (c.get(format!("{b}/api/pipeline/run?pipeline_run_id=abc")), StatusCode::BAD_REQUEST, "invalid_query"),
+        (c.get(format!("{b}/api/pipeline/run?pipeline_run_id=99")), StatusCode::NOT_FOUND, "not_found"),
+        (c.get(format!("{b}/api/pipeline/run/rps?pipeline_run_id=99")), StatusCode::NOT_FOUND, "not_found"),
+        (c.get(format!("{b}/api/pipeline/run/logs?pipeline_run_id=99")), StatusCode::NOT_FOUND, "not_found"),
+        (c.get(format!("{b}/api/pipeline/run/rps?pipeline_run_id=1&start_date=yesterday")), StatusCode::BAD_REQUEST, "invalid_query"),
+        (c.get(format!("{b}/api/pipelines?limit=0")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+        (c.get(format!("{b}/api/pipelines?pipeline_status=done")), StatusCode::BAD_REQUEST, "invalid_query"),
+        (c.get(format!("{b}/api/pipelines?pipeline_type=weekly")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+        (c.put(format!("{b}/api/pipeline/run")).json(&json!({"pipeline_run_id": 99, "status": "failed"})), StatusCode::NOT_FOUND, "not_found"),
+        (c.put(format!("{b}/api/pipeline/run")).json(&json!({"pipeline_run_id": 1, "status": "weird"})), StatusCode::BAD_REQUEST, "invalid_body"),
+        (c.post(format!("{b}/api/pipeline/run/rps")).json(&json!({"pipeline_run_id": 1, "rps": -1})), StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+        (c.post(format!("{b}/api/pipeline/run/stop")).json(&json!({"pipeline_run_id": 99})), StatusCode::NOT_FOUND, "not_found"),
+        (c.patch(format!("{b}/api/pipeline")), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (c.get(format!("{b}/api/pipeline/run/report")), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (c.get(format!("{b}/api/nothing")), StatusCode::NOT_FOUND, "not_found"),
+        (c.get(format!("{b}/nothing")), StatusCode::NOT_FOUND, "not_found"),
+        (c.delete(format!("{b}/index.html")), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    for (i, (req, status, kind)) in cases.into_iter().enumerate() {
+        let (s, v) = json_of(req.send().await.unwrap()).await;
+        assert_eq!((s, error_kind(&v)), (status, kind), "case {i}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let r = c
+        .patch(format!("{b}/api/pipeline/run"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET, POST, PUT, DELETE");
+}
+
+#[tokio::test]
+async fn writes_need_the_token_when_one_is_set() {
+    let svc = sqlite_service(Some("s3cret")).await;
+    let c = client();
+    let b = &svc.base;
+    let body = json!({"pipeline_id": "p", "source_type": "file", "target_type": "file", "pipeline_type": "FULL_TABLE", "config": {}});
+    let (s, v) = json_of(
+        c.post(format!("{b}/api/pipeline"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, error_kind(&v)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let r = c
+        .post(format!("{b}/api/pipeline"))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = c
+        .post(format!("{b}/api/pipeline"))
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = c.get(format!("{b}/api/pipelines")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "reads stay open");
+    let r = c
+        .delete(format!("{b}/api/pipeline?pipeline_id=p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn health_metrics_openapi_and_ui_are_served() {
+    let svc = sqlite_service(None).await;
+    svc.store
+        .apply_report(&report(
+            "m",
+            RunStatus::Running,
+            7,
+            vec![sample(0, 7)],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let c = client();
+    let b = &svc.base;
+    let (s, h) = json_of(c.get(format!("{b}/healthz")).send().await.unwrap()).await;
+    assert_eq!((s, h["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (_, h) = json_of(
+        c.get(format!("{b}/api/healthcheck?echo=hi"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(h, json!({"status": "ok", "echo": "hi"}));
+    let r = c.get(format!("{b}/metrics")).send().await.unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    for needle in [
+        "fastlane_runs{status=\"running\"} 1",
+        "fastlane_pipelines 1",
+        "fastlane_run_rows{pipeline_id=\"events.file.file\",run=\"1\",stage=\"target\"} 7",
+        "fastlane_run_queue_batches{pipeline_id=\"events.file.file\",run=\"1\",queue=\"source→target\"} 2",
+        "fastlane_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    let (s, doc) = json_of(c.get(format!("{b}/api/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/api/pipeline",
+        "/api/pipelines",
+        "/api/pipeline/run",
+        "/api/pipeline/run/report",
+        "/api/pipeline/run/logs",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let page = c.get(format!("{b}/")).send().await.unwrap();
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("/ui/app.js"));
+    let js = c.get(format!("{b}/ui/app.js")).send().await.unwrap();
+    assert_eq!(js.status(), StatusCode::OK);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_state(status: RunStatus, rows: i64) -> ReportRun {
+    ReportRun {
+        status,
+        started: fastlane_monitor::time::iso(fastlane_monitor::time::now_ms()),
+        finished: None,
+        rows_loaded: rows,
+        rows_extracted: rows,
+        bytes_loaded: 0,
+        peak_memory_usage: 1.0,
+        start_offset: None,
+        end_offset: None,
+        error: None,
+        stages: None,
+    }
+}
+
+fn pipeline() -> ReportPipeline {
+    ReportPipeline {
+        pipeline_id: "r.file.file".into(),
+        source_type: "file".into(),
+        target_type: "file".into(),
+        pipeline_type: PipelineType::FullTable,
+        config: Default::default(),
+    }
+}
+
+#[test]
+fn the_reporter_writes_a_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("local.db").display().to_string();
+    let mut opts = ReporterOptions::new(Destination::Store(db.clone()));
+    opts.interval = Duration::from_millis(100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let r = Reporter::start(
+        opts,
+        "local-1".into(),
+        pipeline(),
+        run_state(RunStatus::Running, 0),
+        stop,
+    )
+    .unwrap();
+    for i in 0..5 {
+        r.sample(sample(0, i * 10));
+        r.log(line(0, &format!("line {i}")));
+    }
+    let n = r
+        .finish(run_state(RunStatus::Completed, 50))
+        .expect("reported");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        let run = store.run(n).await.unwrap().unwrap();
+        assert_eq!((run.status, run.rows_loaded), (RunStatus::Completed, 50));
+        let samples = store.samples(n, None, None, None, 100).await.unwrap();
+        assert_eq!(samples.len(), 5, "sequence numbers are the reporter's own");
+        let logs = store.logs(n, None, None, 100).await.unwrap();
+        assert_eq!(logs.len(), 5);
+        assert_eq!(logs[4].message, "line 4");
+    });
+}
+
+#[test]
+fn the_reporter_buffers_while_the_service_is_down_and_never_blocks_the_run() {
+    let port = free_port();
+    let mut opts = ReporterOptions::new(Destination::Service {
+        url: format!("http://127.0.0.1:{port}"),
+        token: Some("t".into()),
+    });
+    opts.interval = Duration::from_millis(100);
+    opts.final_timeout = Duration::from_secs(20);
+    let stop = Arc::new(AtomicBool::new(false));
+    let r = Reporter::start(
+        opts,
+        "buffered".into(),
+        pipeline(),
+        run_state(RunStatus::Running, 0),
+        stop.clone(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    for i in 0..200 {
+        r.sample(sample(0, i));
+        r.log(line(0, &format!("line {i}")));
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "queuing never waits on the service"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(r.run_number(), 0, "nothing listens yet");
+
+    // The service comes up on that port; the buffered reports arrive.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(Store::open(dir.path().join("svc.db").to_str().unwrap()))
+        .unwrap();
+    let opts = ServeOptions {
+        bind: SocketAddr::from(([127, 0, 0, 1], port)),
+        token: Some("t".into()),
+        body_limit: 8 << 20,
+    };
+    let (_addr, _guard) = rt.block_on(spawn(store.clone(), opts)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.run_number() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the reporter never reached the service"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A stop requested through the service reaches the run.
+    let id = r.run_number();
+    rt.block_on(store.request_stop(id)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stop.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the stop request never reached the run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = r.finish(run_state(RunStatus::Stopped, 199)).unwrap();
+    rt.block_on(async {
+        let run = store.run(n).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Stopped);
+        assert_eq!(
+            store
+                .samples(n, None, None, None, 1000)
+                .await
+                .unwrap()
+                .len(),
+            200,
+            "nothing lost"
+        );
+        assert_eq!(store.logs(n, None, None, 1000).await.unwrap().len(), 200);
+    });
+}
+
+#[test]
+fn a_final_report_to_a_dead_service_gives_up_in_time() {
+    let port = free_port();
+    let mut opts = ReporterOptions::new(Destination::Service {
+        url: format!("http://127.0.0.1:{port}"),
+        token: None,
+    });
+    opts.final_timeout = Duration::from_millis(800);
+    let r = Reporter::start(
+        opts,
+        "dead".into(),
+        pipeline(),
+        run_state(RunStatus::Running, 0),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    r.sample(sample(0, 1));
+    let t = Instant::now();
+    assert_eq!(r.finish(run_state(RunStatus::Completed, 1)), None);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+}
