@@ -17,6 +17,10 @@ step() {
   timings+=("$(printf '%-28s %5d s' "$name" $((SECONDS - start)))")
 }
 
+# Runs started by the tests report into a store of their own, not the user's.
+export FASTLANE_STORE="$PWD/target/test-monitor.db"
+unset FASTLANE_MONITOR_URL pipeline_api_host
+
 # Servers the live tests talk to; the ones started here are stopped on exit.
 services=$(bash tests/services.sh start | sed -n 's/^started=//p')
 trap 'bash tests/services.sh stop $services' EXIT
