@@ -76,7 +76,7 @@ function schedule(fn, ms) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.filter((x) => x !== null && x !== undefined));
 }
 
 function failure(e) {
@@ -123,7 +123,6 @@ function chart(title, unit, series) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", `${title}: ${series.map((s) => s.name).join(", ")}`);
-  svg.setAttribute("preserveAspectRatio", "none");
   const add = (tag, attrs, text) => {
     const e = document.createElementNS(ns, tag);
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
