@@ -202,6 +202,15 @@ impl Store {
         Ok(q.fetch_all(&self.pool).await?)
     }
 
+    async fn count(&self, sql: String, args: Vec<Arg>) -> Result<i64> {
+        let rows = self.fetch(sql, args).await?;
+        Ok(rows
+            .first()
+            .map(|r| r.try_get::<i64, _>("n"))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     async fn exec(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
         let _w = self.writer().await;
         let mut q = query(AssertSqlSafe(sql));
@@ -343,21 +352,13 @@ impl Store {
             );
         }
         let (limit, offset) = page(f.limit, f.offset)?;
-        let wh = if wh.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", wh.join(" AND "))
-        };
+        let wh = where_clause(&wh);
         let total = self
-            .fetch(
+            .count(
                 format!("SELECT COUNT(*) AS n FROM pipeline p {PIPELINE_JOIN}{wh}"),
                 args.clone(),
             )
-            .await?
-            .first()
-            .map(|r| r.try_get::<i64, _>("n"))
-            .transpose()?
-            .unwrap_or(0);
+            .await?;
         let n = args.len();
         args.push(Arg::I(limit));
         args.push(Arg::I(offset));
@@ -550,21 +551,13 @@ impl Store {
             add("r.started < ?", Arg::I(t));
         }
         let (limit, offset) = page(f.limit, f.offset)?;
-        let wh = if wh.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", wh.join(" AND "))
-        };
+        let wh = where_clause(&wh);
         let total: i64 = self
-            .fetch(
+            .count(
                 format!("SELECT COUNT(*) AS n FROM pipeline_run r{wh}"),
                 args.clone(),
             )
-            .await?
-            .first()
-            .map(|r| r.try_get::<i64, _>("n"))
-            .transpose()?
-            .unwrap_or(0);
+            .await?;
         let n = args.len();
         args.push(Arg::I(limit));
         args.push(Arg::I(offset));
@@ -617,10 +610,7 @@ impl Store {
     ) -> Result<Vec<Sample>> {
         self.require_run(run_id).await?;
         let mut sql =
-            "SELECT seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, bytes_loaded, \
-                       source_rows, transform_rows, source_rps, transform_rps, queues \
-                       FROM pipeline_run_sample WHERE pipeline_run_id = $1"
-                .to_owned();
+            format!("SELECT {SAMPLE_COLUMNS} FROM pipeline_run_sample WHERE pipeline_run_id = $1");
         let mut args = vec![Arg::I(run_id)];
         if let Some(f) = from {
             args.push(Arg::I(f));
@@ -638,26 +628,7 @@ impl Store {
         args.push(Arg::I(limit));
         sql.push_str(&format!(" ORDER BY created_at, id LIMIT ${}", args.len()));
         let rows = self.fetch(sql, args).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Sample {
-                    seq: r.try_get("seq")?,
-                    created_at: Some(iso(r.try_get("created_at")?)),
-                    elapsed_secs: r.try_get("elapsed_secs")?,
-                    rps: r.try_get("rps")?,
-                    memory_usage: r.try_get("memory_usage")?,
-                    rows_loaded: r.try_get("rows_loaded")?,
-                    bytes_loaded: r.try_get("bytes_loaded")?,
-                    source_rows: r.try_get("source_rows")?,
-                    transform_rows: r.try_get("transform_rows")?,
-                    source_rps: r.try_get("source_rps")?,
-                    transform_rps: r.try_get("transform_rps")?,
-                    queues: r
-                        .try_get::<Option<String>, _>("queues")?
-                        .and_then(|q| serde_json::from_str(&q).ok()),
-                })
-            })
-            .collect()
+        rows.iter().map(sample_from_row).collect()
     }
 
     /// Adds log lines to a run.
@@ -819,12 +790,8 @@ impl Store {
     /// Counts of runs by status, and of pipelines.
     pub async fn counts(&self) -> Result<(i64, Vec<(RunStatus, i64)>)> {
         let pipelines = self
-            .fetch("SELECT COUNT(*) AS n FROM pipeline".into(), vec![])
-            .await?
-            .first()
-            .map(|r| r.try_get::<i64, _>("n"))
-            .transpose()?
-            .unwrap_or(0);
+            .count("SELECT COUNT(*) AS n FROM pipeline".into(), vec![])
+            .await?;
         let rows = self
             .fetch(
                 "SELECT status, COUNT(*) AS n FROM pipeline_run GROUP BY status".into(),
@@ -854,35 +821,14 @@ impl Store {
         for run in runs {
             let rows = self
                 .fetch(
-                    "SELECT seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, bytes_loaded, \
-                     source_rows, transform_rows, source_rps, transform_rps, queues \
-                     FROM pipeline_run_sample WHERE pipeline_run_id = $1 AND seq IS NOT NULL \
-                     ORDER BY seq DESC LIMIT 1"
-                        .into(),
+                    format!(
+                        "SELECT {SAMPLE_COLUMNS} FROM pipeline_run_sample \
+                         WHERE pipeline_run_id = $1 AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+                    ),
                     vec![Arg::I(run.id)],
                 )
                 .await?;
-            let sample = rows
-                .first()
-                .map(|r| -> Result<Sample> {
-                    Ok(Sample {
-                        seq: r.try_get("seq")?,
-                        created_at: Some(iso(r.try_get("created_at")?)),
-                        elapsed_secs: r.try_get("elapsed_secs")?,
-                        rps: r.try_get("rps")?,
-                        memory_usage: r.try_get("memory_usage")?,
-                        rows_loaded: r.try_get("rows_loaded")?,
-                        bytes_loaded: r.try_get("bytes_loaded")?,
-                        source_rows: r.try_get("source_rows")?,
-                        transform_rows: r.try_get("transform_rows")?,
-                        source_rps: r.try_get("source_rps")?,
-                        transform_rps: r.try_get("transform_rps")?,
-                        queues: r
-                            .try_get::<Option<String>, _>("queues")?
-                            .and_then(|q| serde_json::from_str(&q).ok()),
-                    })
-                })
-                .transpose()?;
+            let sample = rows.first().map(sample_from_row).transpose()?;
             out.push((run, sample));
         }
         Ok(out)
@@ -985,6 +931,28 @@ async fn insert_log(
     Ok(())
 }
 
+const SAMPLE_COLUMNS: &str = "seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, \
+    bytes_loaded, source_rows, transform_rows, source_rps, transform_rps, queues";
+
+fn sample_from_row(r: &AnyRow) -> Result<Sample> {
+    Ok(Sample {
+        seq: r.try_get("seq")?,
+        created_at: Some(iso(r.try_get("created_at")?)),
+        elapsed_secs: r.try_get("elapsed_secs")?,
+        rps: r.try_get("rps")?,
+        memory_usage: r.try_get("memory_usage")?,
+        rows_loaded: r.try_get("rows_loaded")?,
+        bytes_loaded: r.try_get("bytes_loaded")?,
+        source_rows: r.try_get("source_rows")?,
+        transform_rows: r.try_get("transform_rows")?,
+        source_rps: r.try_get("source_rps")?,
+        transform_rps: r.try_get("transform_rps")?,
+        queues: r
+            .try_get::<Option<String>, _>("queues")?
+            .and_then(|q| serde_json::from_str(&q).ok()),
+    })
+}
+
 fn pipeline_from_row(r: &AnyRow) -> Result<Pipeline> {
     let config: String = r.try_get("p_config")?;
     let kind: String = r.try_get("p_pipeline_type")?;
@@ -1064,6 +1032,14 @@ fn sqlite_url(path: &Path) -> Result<String> {
         }
     }
     Ok(format!("sqlite://{enc}?mode=rwc"))
+}
+
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
 }
 
 fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)> {
