@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of fastlane: formatting and lints, then the Rust unit, doc, conformance and
-# end-to-end tests, the live ones against real servers on loopback (tests/services.sh), and the
-# Python package's tests (tests/python, in a fresh virtual environment). The end-to-end tests
-# run the built `fastlane` binary and plugins, so the whole workspace is built first. Prints how
-# long each step took.
+# end-to-end tests, the live ones against real servers on loopback (tests/services.sh), the
+# Python package's tests (tests/python, in a fresh virtual environment), the web UI's tests in
+# headless Chromium (tests/browser) and a fuzz of the monitoring API (tests/fuzz). The
+# end-to-end tests run the built `fastlane` binary and plugins, so the whole workspace is built
+# first. Prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,22 @@ python_tests() {
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 }
 step "python" python_tests
+
+# The web UI in real headless Chromium (Debian's package; installed here when missing), driven
+# by playwright-core from the committed lockfile; screenshots go to target/browser/.
+browser_tests() {
+  if [ ! -x /usr/bin/chromium ]; then
+    local sudo_cmd=()
+    if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  fi
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+}
+step "browser" browser_tests
+
+# The monitoring API fuzzed from its OpenAPI document (schemathesis).
+step "api fuzz" bash tests/fuzz/api.sh
 
 printf '\n== timings\n'
 printf '%s\n' "${timings[@]}"

@@ -155,12 +155,25 @@ impl Store {
         } else {
             (Backend::Sqlite, sqlite_url(Path::new(url))?)
         };
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // In WAL mode, NORMAL syncs at checkpoints rather than at every commit:
+                        // a crash of the process loses nothing, a power cut at most the last
+                        // few reports, and the file is never corrupted.
+                        sqlx::Executor::execute(&mut *conn, query("PRAGMA synchronous = NORMAL"))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&conn)
             .await?;
-        if backend == Backend::Sqlite {
+        if sqlite {
             query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
         migrations(backend).run(&pool).await?;
@@ -595,7 +608,8 @@ impl Store {
     pub async fn add_sample(&self, run_id: i64, s: &Sample) -> Result<()> {
         self.require_run(run_id).await?;
         let _w = self.writer().await;
-        insert_sample(&self.pool, run_id, s).await
+        let mut conn = self.pool.acquire().await?;
+        insert_samples(&mut conn, run_id, std::slice::from_ref(s)).await
     }
 
     /// Samples of a run between two times (`rps` or `memory_usage` only, when `only` names
@@ -639,9 +653,7 @@ impl Store {
         }
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        for l in lines {
-            insert_log(&mut tx, run_id, l).await?;
-        }
+        insert_logs(&mut tx, run_id, lines).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -772,12 +784,8 @@ impl Store {
         .await?;
         let run_id: i64 = row.try_get("id")?;
         let stop: i64 = row.try_get("stop_requested")?;
-        for s in &rep.samples {
-            insert_sample(&mut *tx, run_id, s).await?;
-        }
-        for l in &rep.logs {
-            insert_log(&mut tx, run_id, l).await?;
-        }
+        insert_samples(&mut *tx, run_id, &rep.samples).await?;
+        insert_logs(&mut tx, run_id, &rep.logs).await?;
         tx.commit().await?;
         Ok(ReportAck {
             pipeline_run_id: run_id,
@@ -868,66 +876,108 @@ fn bind<'q>(
     }
 }
 
-async fn insert_sample<'e, E>(ex: E, run_id: i64, s: &Sample) -> Result<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let created = match &s.created_at {
-        Some(t) => parse(t).ok_or_else(|| invalid_time("created_at", t))?,
-        None => now_ms(),
-    };
-    let queues = s
-        .queues
-        .as_ref()
-        .map(|q| serde_json::to_string(q).unwrap_or_default());
-    let mut q = query(
-        "INSERT INTO pipeline_run_sample (pipeline_run_id, seq, created_at, elapsed_secs, rps, memory_usage, \
-         rows_loaded, bytes_loaded, source_rows, transform_rows, source_rps, transform_rps, queues) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (pipeline_run_id, seq) DO NOTHING",
-    );
-    for a in [
-        Arg::I(run_id),
-        Arg::OptI(s.seq),
-        Arg::I(created),
-        Arg::F(s.elapsed_secs),
-        Arg::F(s.rps),
-        Arg::F(s.memory_usage),
-        Arg::OptI(s.rows_loaded),
-        Arg::OptI(s.bytes_loaded),
-        Arg::OptI(s.source_rows),
-        Arg::OptI(s.transform_rows),
-        Arg::F(s.source_rps),
-        Arg::F(s.transform_rps),
-        Arg::OptS(queues),
-    ] {
-        q = bind(q, a);
+/// Rows per multi-row INSERT: a report's lines go to the database in a few statements, well
+/// below the parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+const INSERT_CHUNK: usize = 500;
+
+/// `INSERT INTO table (columns) VALUES ($1, …), ($k+1, …), …` for `rows` rows; repeated rows
+/// (same run and `seq`) are skipped, so a resent report stores nothing twice.
+fn multi_insert(table: &str, columns: &str, rows: usize) -> String {
+    let width = columns.split(',').count();
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * width + c + 1));
+        }
+        sql.push(')');
     }
-    q.execute(ex).await?;
+    sql.push_str(" ON CONFLICT (pipeline_run_id, seq) DO NOTHING");
+    sql
+}
+
+async fn insert_samples(
+    conn: &mut sqlx::AnyConnection,
+    run_id: i64,
+    samples: &[Sample],
+) -> Result<()> {
+    for chunk in samples.chunks(INSERT_CHUNK) {
+        let mut args = Vec::with_capacity(chunk.len() * 13);
+        for s in chunk {
+            let created = match &s.created_at {
+                Some(t) => parse(t).ok_or_else(|| invalid_time("created_at", t))?,
+                None => now_ms(),
+            };
+            let queues = s
+                .queues
+                .as_ref()
+                .map(|q| serde_json::to_string(q).unwrap_or_default());
+            args.extend([
+                Arg::I(run_id),
+                Arg::OptI(s.seq),
+                Arg::I(created),
+                Arg::F(s.elapsed_secs),
+                Arg::F(s.rps),
+                Arg::F(s.memory_usage),
+                Arg::OptI(s.rows_loaded),
+                Arg::OptI(s.bytes_loaded),
+                Arg::OptI(s.source_rows),
+                Arg::OptI(s.transform_rows),
+                Arg::F(s.source_rps),
+                Arg::F(s.transform_rps),
+                Arg::OptS(queues),
+            ]);
+        }
+        let sql = multi_insert(
+            "pipeline_run_sample",
+            "pipeline_run_id, seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, \
+             bytes_loaded, source_rows, transform_rows, source_rps, transform_rps, queues",
+            chunk.len(),
+        );
+        let mut q = query(AssertSqlSafe(sql));
+        for a in args {
+            q = bind(q, a);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
-async fn insert_log(
+async fn insert_logs(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: i64,
-    l: &LogLine,
+    lines: &[LogLine],
 ) -> Result<()> {
-    let created = match &l.created_at {
-        Some(t) => parse(t).ok_or_else(|| invalid_time("created_at", t))?,
-        None => now_ms(),
-    };
-    query(
-        "INSERT INTO pipeline_run_log (pipeline_run_id, seq, created_at, level, target, message) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline_run_id, seq) DO NOTHING",
-    )
-    .bind(run_id)
-    .bind(l.seq)
-    .bind(created)
-    .bind(l.level.to_ascii_uppercase())
-    .bind(l.target.clone())
-    .bind(l.message.clone())
-    .execute(&mut **tx)
-    .await?;
+    for chunk in lines.chunks(INSERT_CHUNK) {
+        let mut args = Vec::with_capacity(chunk.len() * 6);
+        for l in chunk {
+            let created = match &l.created_at {
+                Some(t) => parse(t).ok_or_else(|| invalid_time("created_at", t))?,
+                None => now_ms(),
+            };
+            args.extend([
+                Arg::I(run_id),
+                Arg::OptI(l.seq),
+                Arg::I(created),
+                Arg::S(l.level.to_ascii_uppercase()),
+                Arg::S(l.target.clone()),
+                Arg::S(l.message.clone()),
+            ]);
+        }
+        let sql = multi_insert(
+            "pipeline_run_log",
+            "pipeline_run_id, seq, created_at, level, target, message",
+            chunk.len(),
+        );
+        let mut q = query(AssertSqlSafe(sql));
+        for a in args {
+            q = bind(q, a);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use super::ApiError;
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
+const ICON: &str = include_str!("../../ui/icon.svg");
 
 /// Answers a GET outside `/api`: the UI's files, or a JSON 404.
 pub fn serve(path: &str) -> Response {
@@ -16,6 +17,7 @@ pub fn serve(path: &str) -> Response {
         "/" | "/index.html" => (INDEX, "text/html; charset=utf-8"),
         "/ui/app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "/ui/app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "/ui/icon.svg" | "/favicon.ico" => (ICON, "image/svg+xml"),
         _ => {
             return ApiError::new(
                 StatusCode::NOT_FOUND,
