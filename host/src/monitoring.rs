@@ -240,12 +240,14 @@ impl RunMonitor {
             start_offset: summary.start_offset.as_ref().map(offset_text),
             end_offset: None,
             error: summary.error.clone(),
-            stages: Some(json!({
+            stages: json!({
                 "stages": stages,
                 "queues": summary.queues,
                 "duration_secs": summary.duration_secs,
                 "rows_per_sec": summary.rows_per_sec,
-            })),
+            })
+            .as_object()
+            .cloned(),
         };
         self.reporter.finish(run)
     }

@@ -12,6 +12,7 @@ pub mod model;
 pub mod reporter;
 pub mod server;
 pub mod store;
+mod strict;
 pub mod time;
 
 pub use store::Store;

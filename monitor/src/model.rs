@@ -180,36 +180,47 @@ pub struct Sample {
     pub seq: Option<i64>,
     /// When it was taken.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// Seconds since the run started.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub elapsed_secs: Option<f64>,
     /// Rows written per second since the previous sample.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub rps: Option<f64>,
     /// Resident memory, MB (10^6 bytes).
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub memory_usage: Option<f64>,
     /// Rows written so far.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub rows_loaded: Option<i64>,
     /// Bytes written so far.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub bytes_loaded: Option<i64>,
     /// Rows read so far.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub source_rows: Option<i64>,
     /// Rows transformed so far.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub transform_rows: Option<i64>,
     /// Rows read per second since the previous sample.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub source_rps: Option<f64>,
     /// Rows transformed per second since the previous sample.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub transform_rps: Option<f64>,
     /// Queue depths.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::optional_objects")]
+    #[schema(max_items = 16)]
     pub queues: Option<Vec<QueueSample>>,
 }
 
@@ -222,15 +233,35 @@ pub struct LogLine {
     pub seq: Option<i64>,
     /// When it was logged.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
     #[serde(default = "default_level")]
+    #[schema(value_type = LogLevel)]
     pub level: String,
     /// The module or plugin that logged it.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub target: String,
     /// The message.
+    #[schema(max_length = 65536)]
     pub message: String,
+}
+
+/// A log level, most severe first (any case is accepted).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    /// Errors.
+    Error,
+    /// Warnings.
+    Warn,
+    /// Progress.
+    Info,
+    /// Details.
+    Debug,
+    /// Everything.
+    Trace,
 }
 
 fn default_level() -> String {
@@ -242,10 +273,25 @@ fn default_level() -> String {
 #[serde(deny_unknown_fields)]
 pub struct NewPipeline {
     /// The pipeline id.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub pipeline_id: String,
     /// The source's type.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub source_type: String,
     /// The target's type.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub target_type: String,
     /// `FULL_TABLE` or `INCREMENTAL`.
     pub pipeline_type: PipelineType,
@@ -259,12 +305,27 @@ pub struct NewPipeline {
 #[serde(deny_unknown_fields)]
 pub struct PipelineUpdate {
     /// The pipeline id.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub pipeline_id: String,
     /// The source's type.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub source_type: Option<String>,
     /// The target's type.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub target_type: Option<String>,
     /// `FULL_TABLE` or `INCREMENTAL`.
     #[serde(default)]
@@ -280,6 +341,11 @@ pub struct PipelineUpdate {
 #[serde(deny_unknown_fields)]
 pub struct NewRun {
     /// The pipeline (it must exist).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub pipeline_id: String,
     /// The status [default: running].
     #[serde(default)]
@@ -289,9 +355,11 @@ pub struct NewRun {
     pub cloudwatch_log_stream: Option<String>,
     /// When it started [default: now].
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub started: Option<String>,
     /// When it ended.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub finished: Option<String>,
     /// Rows written [default: 0].
     #[serde(default)]
@@ -299,11 +367,11 @@ pub struct NewRun {
     pub rows_loaded: Option<i64>,
     /// Where it starts (a string, or any JSON value stored as its text).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Value)]
     pub start_offset: Option<Value>,
     /// Where it ended.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Value)]
     pub end_offset: Option<Value>,
 }
 
@@ -321,9 +389,11 @@ pub struct RunUpdate {
     pub cloudwatch_log_stream: Option<String>,
     /// When it started.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub started: Option<String>,
     /// When it ended.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub finished: Option<String>,
     /// Rows written.
     #[serde(default)]
@@ -331,11 +401,11 @@ pub struct RunUpdate {
     pub rows_loaded: Option<i64>,
     /// Where it started.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Value)]
     pub start_offset: Option<Value>,
     /// Where it ended.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Value)]
     pub end_offset: Option<Value>,
     /// The error of a failed run.
     #[serde(default)]
@@ -365,13 +435,29 @@ pub struct NewMemory {
 }
 
 /// A log line in `POST /api/pipeline/run/logs`: a bare message or a structured line.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum LogInput {
     /// A message logged at INFO, now.
     Message(String),
     /// A structured line.
     Line(LogLine),
+}
+
+impl<'de> Deserialize<'de> for LogInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(m) => Ok(Self::Message(m)),
+            v @ Value::Object(_) => crate::strict::from_object(v)
+                .map(Self::Line)
+                .map_err(|e| D::Error::custom(e.trim_start_matches(": "))),
+            v => Err(D::Error::custom(format!(
+                "invalid type: {}, expected a message or a log line object",
+                crate::strict::kind(&v)
+            ))),
+        }
+    }
 }
 
 /// The body of `POST /api/pipeline/run/logs`.
@@ -381,6 +467,7 @@ pub struct NewLogs {
     /// The run.
     pub pipeline_run_id: i64,
     /// The lines.
+    #[schema(max_items = 10000)]
     pub logs: Vec<LogInput>,
 }
 
@@ -437,10 +524,25 @@ pub struct LogEntry {
 #[serde(deny_unknown_fields)]
 pub struct ReportPipeline {
     /// The pipeline id.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub pipeline_id: String,
     /// The source's type.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub source_type: String,
     /// The target's type.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub target_type: String,
     /// `FULL_TABLE` or `INCREMENTAL`.
     pub pipeline_type: PipelineType,
@@ -456,9 +558,11 @@ pub struct ReportRun {
     /// Its status.
     pub status: RunStatus,
     /// When it started.
+    #[schema(format = DateTime)]
     pub started: String,
     /// When it ended.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub finished: Option<String>,
     /// Rows written so far.
     #[serde(default)]
@@ -485,10 +589,10 @@ pub struct ReportRun {
     /// The error of a failed run.
     #[serde(default)]
     pub error: Option<String>,
-    /// Per-stage totals.
+    /// Per-stage totals (an object).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub stages: Option<Value>,
+    pub stages: Option<Map<String, Value>>,
 }
 
 /// What a run sends every few seconds (`POST /api/pipeline/run/report`): it registers the
@@ -498,16 +602,23 @@ pub struct ReportRun {
 #[serde(deny_unknown_fields)]
 pub struct Report {
     /// The engine's run id.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub run_key: String,
     /// The pipeline.
+    #[serde(deserialize_with = "crate::strict::object")]
     pub pipeline: ReportPipeline,
     /// The run's state now.
+    #[serde(deserialize_with = "crate::strict::object")]
     pub run: ReportRun,
     /// Samples since the last report.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::objects")]
     pub samples: Vec<Sample>,
     /// Log lines since the last report.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::objects")]
     pub logs: Vec<LogLine>,
 }
 
@@ -528,6 +639,7 @@ pub struct PipelineFilter {
     /// Only pipelines whose latest run has this status.
     pub pipeline_status: Option<RunStatus>,
     /// Only pipelines of this type (`FULL_TABLE`, `INCREMENTAL`).
+    #[param(value_type = Option<PipelineType>)]
     pub pipeline_type: Option<String>,
     /// Only pipelines with this source type.
     pub source_type: Option<String>,
@@ -536,8 +648,12 @@ pub struct PipelineFilter {
     /// Only pipelines whose id contains this text.
     pub q: Option<String>,
     /// At most this many (1–1000) [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     pub limit: Option<i64>,
     /// Skip this many.
+    #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     pub offset: Option<i64>,
 }
 
@@ -551,11 +667,17 @@ pub struct RunFilter {
     /// Only runs with this status.
     pub status: Option<RunStatus>,
     /// Only runs started at or after this time.
+    #[param(format = DateTime)]
     pub start_date: Option<String>,
     /// Only runs started before this time.
+    #[param(format = DateTime)]
     pub end_date: Option<String>,
     /// At most this many (1–1000) [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     pub limit: Option<i64>,
     /// Skip this many.
+    #[param(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     pub offset: Option<i64>,
 }

@@ -753,7 +753,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let peak = (r.peak_memory_usage * 1e6) as i64;
-        let stages = r.stages.as_ref().map(Value::to_string);
+        let stages = r
+            .stages
+            .as_ref()
+            .map(|m| Value::Object(m.clone()).to_string());
         let row = query(
             "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, finished, \
              rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, end_offset, error, \
@@ -784,7 +787,7 @@ impl Store {
         .await?;
         let run_id: i64 = row.try_get("id")?;
         let stop: i64 = row.try_get("stop_requested")?;
-        insert_samples(&mut *tx, run_id, &rep.samples).await?;
+        insert_samples(&mut tx, run_id, &rep.samples).await?;
         insert_logs(&mut tx, run_id, &rep.logs).await?;
         tx.commit().await?;
         Ok(ReportAck {
@@ -1136,9 +1139,9 @@ fn non_negative(n: i64, field: &str) -> Result<i64> {
 }
 
 fn check_len(s: &str, max: usize, field: &str) -> Result<()> {
-    if s.len() > max {
+    if s.chars().count() > max {
         return Err(StoreError::Invalid(format!(
-            "{field} is longer than {max} bytes"
+            "{field} is longer than {max} characters"
         )));
     }
     Ok(())

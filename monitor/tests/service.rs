@@ -604,6 +604,148 @@ async fn bad_requests_are_4xx_json_errors() {
 }
 
 #[tokio::test]
+async fn bodies_and_queries_are_read_as_the_openapi_document_describes_them() {
+    let svc = sqlite_service(None).await;
+    let c = client();
+    let b = &svc.base;
+    // A creation answers 201 with where to read what was created.
+    let r = c
+        .post(format!("{b}/api/pipeline"))
+        .json(
+            &json!({"pipeline_id": "a b", "source_type": "x", "target_type": "y",
+                      "pipeline_type": "FULL_TABLE", "config": {}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "/api/pipeline?pipeline_id=a+b");
+    let (s, v) = json_of(c.get(format!("{b}{location}")).send().await.unwrap()).await;
+    assert_eq!((s, &v["id"]), (StatusCode::OK, &json!("a b")));
+
+    // JSON's integers may be written as integral floats (JSON Schema's `integer`).
+    let r = c
+        .post(format!("{b}/api/pipeline/run"))
+        .json(&json!({"pipeline_id": "a b", "rows_loaded": 5.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let (_, run) = json_of(r).await;
+    assert_eq!(run["rows_loaded"], 5);
+    assert_eq!(
+        location,
+        format!("/api/pipeline/run?pipeline_run_id={}", run["id"])
+    );
+    let id = run["id"].as_i64().unwrap();
+    for path in [
+        format!("/api/pipeline/run?pipeline_run_id={id}.0"),
+        format!("/api/pipeline/run/logs?pipeline_run_id={id}&limit=1e1"),
+        "/api/pipelines?limit=2.0&offset=0.0".to_owned(),
+    ] {
+        let (s, v) = json_of(c.get(format!("{b}{path}")).send().await.unwrap()).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+
+    // Anything else is a 400 naming the field.
+    let cases = [
+        (
+            json!({"pipeline_id": "a b", "rows_loaded": 5.5}),
+            "rows_loaded",
+        ),
+        (
+            json!({"pipeline_id": "a b", "rows_loaded": 1e300}),
+            "rows_loaded",
+        ),
+        (json!([1, 2]), "must be a JSON object"),
+    ];
+    for (body, needle) in cases {
+        let (s, v) = json_of(
+            c.post(format!("{b}/api/pipeline/run"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, error_kind(&v)),
+            (StatusCode::BAD_REQUEST, "invalid_body"),
+            "{body}: {v}"
+        );
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(needle), "{body}: {m}");
+    }
+    // Objects must be objects: serde would also take an array of the fields in order.
+    let report = |extra: Value| {
+        let mut r = json!({"run_key": "k1",
+            "pipeline": {"pipeline_id": "p", "source_type": "s", "target_type": "t",
+                         "pipeline_type": "FULL_TABLE", "config": {}},
+            "run": {"status": "running", "started": "2026-11-24T00:00:00Z"}});
+        r.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        r
+    };
+    let cases = [
+        (
+            report(json!({"samples": [[null, null]]})),
+            "samples[0]: invalid type: an array, expected an object",
+        ),
+        (
+            report(json!({"samples": [{"seq": 1, "queues": [["q", 1, 2]]}]})),
+            "samples[0].queues[0]: invalid type: an array",
+        ),
+        (
+            report(json!({"logs": [{"message": "m", "seq": "x"}]})),
+            "logs[0].seq: invalid type: string",
+        ),
+        (
+            report(json!({"run": ["running", "2026-11-24T00:00:00Z"]})),
+            "run: invalid type: an array, expected an object",
+        ),
+        (
+            report(
+                json!({"run": {"status": "running", "started": "2026-11-24T00:00:00Z", "stages": [1]}}),
+            ),
+            "run.stages: invalid type: sequence",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (s, v) = json_of(
+            c.post(format!("{b}/api/pipeline/run/report"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(needle), "{needle} in {m}");
+    }
+    let (s, v) = json_of(
+        c.post(format!("{b}/api/pipeline/run/logs"))
+            .json(&json!({"pipeline_run_id": id, "logs": ["plain", {"message": "m", "level": "warn"}, 5]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("logs[2]: invalid type: a number"),
+        "{v}"
+    );
+    assert_eq!(report(json!({}))["run_key"], "k1");
+}
+
+#[tokio::test]
 async fn writes_need_the_token_when_one_is_set() {
     let svc = sqlite_service(Some("s3cret")).await;
     let c = client();

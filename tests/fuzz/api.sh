@@ -53,12 +53,12 @@ base=$(sed -n 's/^listening on //p' "$work/serve.out")
 [ -n "$base" ] || { echo "error: fastlane serve did not start" >&2; exit 1; }
 
 mkdir -p target/fuzz
-"$venv/bin/schemathesis" run "$base/api/openapi.json" \
+"$venv/bin/schemathesis" --config-file tests/fuzz/schemathesis.toml run "$base/api/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \
   --max-examples "${FASTLANE_FUZZ_EXAMPLES:-40}" \
   --seed "${FASTLANE_FUZZ_SEED:-20261124}" \
-  --workers 2 \
+  --workers 1 \
   --request-timeout 10 \
   --report junit,pytest --report-dir target/fuzz
 

@@ -190,7 +190,7 @@ fn fifty_pipelines_report_at_once_while_the_ui_polls_and_nothing_is_lost() {
                         get(&format!("/api/pipeline/run/metrics?pipeline_run_id={run}&start_date=1970-01-01&limit=100000"));
                         get(&format!("/api/pipeline/run/logs?pipeline_run_id={run}&limit=10000"));
                     }
-                    if n % 10 == 0 {
+                    if n.is_multiple_of(10) {
                         get("/metrics");
                     }
                     n += 1;

@@ -29,6 +29,19 @@ fn with_status<T: serde::Serialize>(v: &T, status: StatusCode) -> Answer {
     Ok(warp::reply::with_status(warp::reply::json(v), status).into_response())
 }
 
+/// 201 Created with the body and a `Location` header naming where to read it.
+fn created<T: serde::Serialize>(v: &T, path: &str, query: &[(&str, &str)]) -> Answer {
+    let mut r = warp::reply::with_status(warp::reply::json(v), StatusCode::CREATED).into_response();
+    let location = format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(query).unwrap_or_default()
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(warp::http::header::LOCATION, v);
+    }
+    Ok(r)
+}
+
 fn no_content() -> Answer {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -63,7 +76,47 @@ fn body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             format!("the body must be application/json, not `{ct}`"),
         ));
     }
-    serde_json::from_slice(&req.body).map_err(|e| ApiError::body(format!("bad JSON body: {e}")))
+    let mut value: serde_json::Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::body(format!("bad JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::body(format!(
+            "the body must be a JSON object, not {}",
+            crate::strict::kind(&value)
+        )));
+    }
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        if path == "." {
+            ApiError::body(format!("bad JSON body: {inner}"))
+        } else {
+            ApiError::body(format!(
+                "bad JSON body: {}",
+                crate::strict::join(&path, &inner)
+            ))
+        }
+    })
+}
+
+/// JSON has one number type: `677.0` is the integer 677 (as JSON Schema has it), so integral
+/// numbers written with a fraction or an exponent are accepted where an integer is expected,
+/// up to 2^53, beyond which a float no longer says which integer it meant.
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match v {
+        serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < EXACT
+            {
+                *v = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn allowed(path: &str) -> Option<&'static [Method]> {
@@ -190,6 +243,7 @@ struct EchoQuery {
 #[serde(deny_unknown_fields)]
 struct PipelineIdQuery {
     /// The pipeline id.
+    #[param(required = true, min_length = 1)]
     pipeline_id: Option<String>,
 }
 
@@ -198,6 +252,7 @@ struct PipelineIdQuery {
 #[serde(deny_unknown_fields)]
 struct RunIdQuery {
     /// The run.
+    #[param(required = true, value_type = i64)]
     pipeline_run_id: Option<String>,
 }
 
@@ -206,12 +261,17 @@ struct RunIdQuery {
 #[serde(deny_unknown_fields)]
 struct RangeQuery {
     /// The run.
+    #[param(required = true, value_type = i64)]
     pipeline_run_id: Option<String>,
     /// From this time [default: 12 hours ago].
+    #[param(format = DateTime)]
     start_date: Option<String>,
     /// Until this time [default: now].
+    #[param(format = DateTime)]
     end_date: Option<String>,
     /// At most this many points (1–100000) [default: 10000].
+    #[param(minimum = 1, maximum = 100000)]
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     limit: Option<i64>,
 }
 
@@ -220,12 +280,17 @@ struct RangeQuery {
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
     /// The run.
+    #[param(required = true, value_type = i64)]
     pipeline_run_id: Option<String>,
     /// Only lines after this one (`next_after` of the previous answer).
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     after: Option<i64>,
     /// Only lines at this level or more severe (ERROR, WARN, INFO, DEBUG, TRACE).
+    #[param(value_type = Option<crate::model::LogLevel>)]
     level: Option<String>,
     /// At most this many lines (1–10000) [default: 1000].
+    #[param(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "crate::strict::query_int")]
     limit: Option<i64>,
 }
 
@@ -238,7 +303,7 @@ fn require_pipeline_id(q: PipelineIdQuery) -> Result<String, ApiError> {
 
 fn require_run_id(id: Option<String>) -> Result<i64, ApiError> {
     let id = id.ok_or_else(|| ApiError::query("pipeline_run_id is required"))?;
-    id.trim().parse::<i64>().map_err(|_| {
+    crate::strict::parse_int(&id).ok_or_else(|| {
         ApiError::query(format!(
             "pipeline_run_id must be an integer, not `{}`",
             id.chars().take(40).collect::<String>()
@@ -263,6 +328,7 @@ fn time_param(v: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
 /// The original's health check, with its bug fixed (a store failure is a 503, not 200 `500`).
 #[utoipa::path(get, path = "/api/healthcheck", params(EchoQuery),
     responses((status = 200, description = "The store answers", body = Object),
+              (status = 400, body = ErrorBody),
               (status = 503, description = "The store does not answer", body = ErrorBody)))]
 async fn healthcheck(state: &State, req: &Request) -> Answer {
     let q: EchoQuery = query(req)?;
@@ -289,13 +355,17 @@ async fn get_pipeline(state: &State, req: &Request) -> Answer {
 
 /// Registers a pipeline (its configuration is stored with secrets redacted).
 #[utoipa::path(post, path = "/api/pipeline", request_body = NewPipeline, security(("bearer" = [])),
-    responses((status = 201, body = Pipeline), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = Pipeline, headers(("location" = String, description = "Where to read it")),
+        links(("pipeline" = (operation_id = "get_pipeline", parameters(("pipeline_id" = "$response.body#/id")))), ("runs" = (operation_id = "get_runs", parameters(("pipeline_id" = "$response.body#/id")))), ("delete" = (operation_id = "delete_pipeline", parameters(("pipeline_id" = "$response.body#/id")))))),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, description = "It exists already", body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn post_pipeline(state: &State, req: &Request) -> Answer {
     let p: NewPipeline = body(req)?;
-    with_status(
-        &state.store().create_pipeline(&p).await?,
-        StatusCode::CREATED,
+    let created_pipeline = state.store().create_pipeline(&p).await?;
+    created(
+        &created_pipeline,
+        "/api/pipeline",
+        &[("pipeline_id", &created_pipeline.id)],
     )
 }
 
@@ -355,11 +425,18 @@ async fn get_run(state: &State, req: &Request) -> Answer {
 
 /// Creates a run of a registered pipeline.
 #[utoipa::path(post, path = "/api/pipeline/run", request_body = NewRun, security(("bearer" = [])),
-    responses((status = 201, body = PipelineRun), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = PipelineRun, headers(("location" = String, description = "Where to read it")),
+        links(("run" = (operation_id = "get_run", parameters(("pipeline_run_id" = "$response.body#/id")))), ("logs" = (operation_id = "get_logs", parameters(("pipeline_run_id" = "$response.body#/id")))), ("metrics" = (operation_id = "get_metrics", parameters(("pipeline_run_id" = "$response.body#/id")))), ("delete" = (operation_id = "delete_run", parameters(("pipeline_run_id" = "$response.body#/id")))))),
+    (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, description = "No such pipeline", body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn post_run(state: &State, req: &Request) -> Answer {
     let r: NewRun = body(req)?;
-    with_status(&state.store().create_run(&r).await?, StatusCode::CREATED)
+    let run = state.store().create_run(&r).await?;
+    created(
+        &run,
+        "/api/pipeline/run",
+        &[("pipeline_run_id", &run.id.to_string())],
+    )
 }
 
 /// Changes a run's fields.
@@ -564,6 +641,7 @@ struct NewSamples {
     /// The run.
     pipeline_run_id: i64,
     /// The samples.
+    #[serde(deserialize_with = "crate::strict::objects")]
     samples: Vec<Sample>,
 }
 
@@ -613,8 +691,9 @@ struct StopRequest {
 /// A run's report: registers the pipeline and the run on first contact, then updates them;
 /// safe to resend.
 #[utoipa::path(post, path = "/api/pipeline/run/report", request_body = Report, security(("bearer" = [])),
-    responses((status = 200, body = ReportAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ReportAck,
+        links(("run" = (operation_id = "get_run", parameters(("pipeline_run_id" = "$response.body#/pipeline_run_id")))), ("logs" = (operation_id = "get_logs", parameters(("pipeline_run_id" = "$response.body#/pipeline_run_id")))), ("metrics" = (operation_id = "get_metrics", parameters(("pipeline_run_id" = "$response.body#/pipeline_run_id")))))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn post_report(state: &State, req: &Request) -> Answer {
     let r: Report = body(req)?;
     if r.samples.len() > 10_000 || r.logs.len() > 10_000 {
@@ -668,7 +747,7 @@ impl utoipa::Modify for Security {
                        Sample, QueueSample, LogLine, LogEntry, Logs, NewPipeline, PipelineUpdate,
                        NewRun, RunUpdate, NewRps, NewMemory, NewLogs, LogInput, RpsPoint,
                        MemoryPoint, Report, ReportPipeline, ReportRun, ReportAck, NewSamples,
-                       StopRequest)),
+                       StopRequest, LogLevel)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
