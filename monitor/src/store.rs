@@ -413,14 +413,14 @@ impl Store {
         let id = {
             let _w = self.writer().await;
             query(sql)
-                .bind(r.pipeline_id.clone())
+                .bind(text(r.pipeline_id.clone()))
                 .bind(r.status.unwrap_or(RunStatus::Running).as_str())
-                .bind(stream)
+                .bind(text(stream))
                 .bind(started)
                 .bind(finished)
                 .bind(rows)
-                .bind(offset_text(r.start_offset.as_ref()))
-                .bind(offset_text(r.end_offset.as_ref()))
+                .bind(offset_text(r.start_offset.as_ref()).map(text))
+                .bind(offset_text(r.end_offset.as_ref()).map(text))
                 .bind(now)
                 .fetch_one(&self.pool)
                 .await?
@@ -778,9 +778,9 @@ impl Store {
         .bind(r.rows_extracted)
         .bind(r.bytes_loaded)
         .bind(peak)
-        .bind(r.start_offset.clone())
-        .bind(r.end_offset.clone())
-        .bind(r.error.clone())
+        .bind(r.start_offset.clone().map(text))
+        .bind(r.end_offset.clone().map(text))
+        .bind(r.error.clone().map(text))
         .bind(stages)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -874,8 +874,8 @@ fn bind<'q>(
         Arg::I(v) => q.bind(v),
         Arg::OptI(v) => q.bind(v),
         Arg::F(v) => q.bind(v),
-        Arg::S(v) => q.bind(v),
-        Arg::OptS(v) => q.bind(v),
+        Arg::S(v) => q.bind(text(v)),
+        Arg::OptS(v) => q.bind(v.map(text)),
     }
 }
 
@@ -1236,6 +1236,16 @@ fn levels_at_least(level: &str) -> Option<&'static [&'static str]> {
         _ => return None,
     };
     Some(&ALL[..=i])
+}
+
+/// Free text as stored: PostgreSQL's text cannot hold NUL, so a NUL in a message, an error or
+/// an offset becomes U+FFFD (on SQLite too, so both stores keep the same text).
+fn text(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
 }
 
 fn offset_text(v: Option<&Value>) -> Option<String> {

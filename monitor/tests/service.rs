@@ -509,6 +509,27 @@ async fn reports_are_idempotent(store: &Store) {
     let p = store.pipeline("events.file.file").await.unwrap().unwrap();
     assert_eq!(p.config["target"]["file"]["token"], "***");
     assert_eq!(p.last_run.unwrap().id, run.id);
+
+    // NUL, which PostgreSQL's text cannot hold, is kept as U+FFFD in free text, on both stores.
+    let mut nul = report(
+        "run-nul",
+        RunStatus::Failed,
+        1,
+        vec![],
+        vec![line(0, "bad\0byte")],
+    );
+    nul.run.error = Some("failed at \0".into());
+    nul.run.start_offset = Some("k\0".into());
+    nul.pipeline.config.insert("note".into(), json!("a\0b"));
+    let ack = store.apply_report(&nul).await.unwrap();
+    let run = store.run(ack.pipeline_run_id).await.unwrap().unwrap();
+    assert_eq!(run.error.as_deref(), Some("failed at \u{FFFD}"));
+    assert_eq!(run.start_offset.as_deref(), Some("k\u{FFFD}"));
+    let logs = store.logs(run.id, None, None, 10).await.unwrap();
+    assert_eq!(logs[0].message, "bad\u{FFFD}byte");
+    let p = store.pipeline("events.file.file").await.unwrap().unwrap();
+    assert_eq!(p.config["note"], "a\0b", "JSON keeps it escaped");
+    assert!(store.pipeline("a\0b").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -43,7 +43,8 @@ EOF
   "$bin" --config=p.json --progress off -q)
 
 token=fuzz-token
-"$bin" serve -q --bind 127.0.0.1:0 --store "$work/monitor.db" --token "$token" >"$work/serve.out" &
+# FASTLANE_FUZZ_STORE fuzzes the service over another store (an empty PostgreSQL database, say).
+"$bin" serve -q --bind 127.0.0.1:0 --store "${FASTLANE_FUZZ_STORE:-$work/monitor.db}" --token "$token" >"$work/serve.out" &
 pid=$!
 for _ in $(seq 100); do
   grep -q '^listening on ' "$work/serve.out" && break
