@@ -5,7 +5,8 @@
 //! migrations differ, under `migrations/sqlite` and `migrations/postgres`, and are applied
 //! when the store opens. SQLite writes are serialised inside the process (one writer at a
 //! time, readers alongside in WAL mode); other processes writing the same file wait on
-//! SQLite's busy timeout.
+//! SQLite's busy timeout. On PostgreSQL at most half the pool writes at once, so reads never
+//! wait behind a burst of reports.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -127,8 +128,15 @@ enum Arg {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    write: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Writers at a time: one on SQLite (its single writer), half the pool on PostgreSQL, so
+    /// that reads (the UI, the API) never queue behind a burst of reports.
+    write: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Connections to a SQLite file (one writer, readers beside it in WAL mode).
+const POOL_SQLITE: u32 = 4;
+/// Connections to PostgreSQL.
+const POOL_POSTGRES: u32 = 10;
 
 const RUN_COLUMNS: &str = "r.id, r.pipeline_id, r.run_key, r.status, r.cloudwatch_log_stream, \
     r.started, r.finished, r.rows_loaded, r.rows_extracted, r.bytes_loaded, r.peak_memory_bytes, \
@@ -157,7 +165,7 @@ impl Store {
         };
         let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
+            .max_connections(if sqlite { POOL_SQLITE } else { POOL_POSTGRES })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -180,7 +188,11 @@ impl Store {
         Ok(Self {
             pool,
             backend,
-            write: Default::default(),
+            write: std::sync::Arc::new(tokio::sync::Semaphore::new(if sqlite {
+                1
+            } else {
+                POOL_POSTGRES as usize / 2
+            })),
         })
     }
 
@@ -200,11 +212,9 @@ impl Store {
         self.pool.close().await;
     }
 
-    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.write.lock().await),
-            Backend::Postgres => None,
-        }
+    async fn writer(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed.
+        self.write.acquire().await.ok()
     }
 
     async fn fetch(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AnyRow>> {
