@@ -47,6 +47,10 @@ def _build_plugins(profile: str) -> None:
     cmd = [cargo, "build", "--profile", profile]
     for name in PLUGINS:
         cmd += ["-p", f"fastlane-plugin-{name}"]
+    # Built together with the extension module's crate, the plugins' dependencies (arrow,
+    # tokio, serde, ...) get the same features as the extension's, so maturin's build that
+    # follows reuses them instead of compiling them a second time.
+    cmd += ["-p", "fastlane-python"]
     print(f"fastlane: building the plugins: {' '.join(cmd)}", file=sys.stderr)
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=sys.stderr)
     target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
