@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Starts the servers the tests talk to, on loopback, when they are not running already:
 #   MariaDB on 127.0.0.1:3306 (user root, empty password), for the mysql plugin;
-#   PostgreSQL on 127.0.0.1:5432 (user postgres, trust), for the monitoring store.
+#   PostgreSQL on 127.0.0.1:5432 (user postgres, trust), for the monitoring store;
+#   moto's server on 127.0.0.1:5000 (S3, Firehose, CloudWatch Logs, Secrets Manager), for the
+#   aws plugin, installed from PyPI into target/services/venv.
 # `tests/services.sh start` prints `started=<names>` for the servers it started itself;
 # `tests/services.sh stop <names>` stops exactly those.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
@@ -72,6 +75,48 @@ check_postgres() {
   fi
 }
 
+state=target/services
+moto_port=5000
+
+start_moto() {
+  if answers "$moto_port"; then
+    if curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null; then return 1; fi
+    echo "something that is not moto listens on 127.0.0.1:$moto_port" >&2
+    exit 1
+  fi
+  mkdir -p "$state"
+  if [ ! -x "$state/venv/bin/moto_server" ]; then
+    echo "installing moto[server] into $state/venv" >&2
+    python3 -m venv "$state/venv" >&2
+    "$state/venv/bin/python" -m pip install -q --upgrade pip >&2
+    "$state/venv/bin/python" -m pip install -q -r tests/services-requirements.txt >&2
+  fi
+  nohup "$state/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  for _ in $(seq 1 600); do
+    if curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null; then return 0; fi
+    if ! kill -0 "$(cat "$state/moto.pid")" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "moto did not start on 127.0.0.1:$moto_port; its log:" >&2
+  tail -20 "$state/moto.log" >&2
+  exit 1
+}
+
+stop_pid() { # pid file
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    local stat
+    stat=$(ps -o stat= -p "$pid" 2>/dev/null || true)
+    if [ -z "$stat" ] || [[ "$stat" == Z* ]]; then break; fi
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$1"
+}
+
 case "${1:-}" in
   start)
     started=()
@@ -79,6 +124,7 @@ case "${1:-}" in
     check_mariadb
     if start_postgres; then started+=(postgres); fi
     check_postgres
+    if start_moto; then started+=(moto); fi
     echo "started=${started[*]:-}"
     ;;
   stop)
@@ -88,6 +134,7 @@ case "${1:-}" in
         mariadb) mariadb-admin -uroot -h127.0.0.1 shutdown >/dev/null 2>&1 || true ;;
         postgres)
           "${sudo_cmd[@]}" pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main stop >/dev/null 2>&1 || true ;;
+        moto) stop_pid "$state/moto.pid" ;;
       esac
     done
     ;;

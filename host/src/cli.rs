@@ -459,29 +459,58 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ));
     } else {
+        let rows: Vec<[String; 5]> = registry
+            .components()
+            .map(|c| {
+                let (plugin, version, from) = match &c.plugin {
+                    Some(p) => (
+                        p.name.clone(),
+                        p.version.clone(),
+                        p.path.display().to_string(),
+                    ),
+                    None => (
+                        "fastlane".into(),
+                        env!("CARGO_PKG_VERSION").into(),
+                        "built-in".into(),
+                    ),
+                };
+                [
+                    c.info.kind.as_str().to_owned(),
+                    c.info.id.clone(),
+                    plugin,
+                    version,
+                    from,
+                ]
+            })
+            .collect();
+        // Each column as wide as its longest entry (at least its heading).
+        let headings = ["KIND", "ID", "PLUGIN", "VERSION"];
+        let widths: Vec<usize> = (0..4)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([headings[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: [&str; 5]| {
+            let mut text = String::new();
+            for (cell, width) in cells.iter().zip(&widths) {
+                text.push_str(&format!("{cell:<width$} "));
+            }
+            text.push_str(cells[4]);
+            text.push('\n');
+            text
+        };
         out(format_args!(
-            "{:<10} {:<12} {:<12} {:<8} FROM\n",
-            "KIND", "ID", "PLUGIN", "VERSION"
+            "{}",
+            line(["KIND", "ID", "PLUGIN", "VERSION", "FROM"])
         ));
-        for c in registry.components() {
-            let (plugin, version, from) = match &c.plugin {
-                Some(p) => (
-                    p.name.clone(),
-                    p.version.clone(),
-                    p.path.display().to_string(),
-                ),
-                None => (
-                    "fastlane".into(),
-                    env!("CARGO_PKG_VERSION").into(),
-                    "built-in".into(),
-                ),
-            };
+        for r in &rows {
             out(format_args!(
-                "{:<10} {:<12} {:<12} {:<8} {from}\n",
-                c.info.kind.as_str(),
-                c.info.id,
-                plugin,
-                version
+                "{}",
+                line([&r[0], &r[1], &r[2], &r[3], &r[4]])
             ));
         }
         for w in &registry.warnings {

@@ -18,7 +18,9 @@
 //! object keyed by the transform id (`{"sql": {"query": "…"}}`).
 //!
 //! Any string may contain `${VAR}` (or `${VAR:-default}`), replaced by the environment variable
-//! before validation; `$${` stands for a literal `${`. Secrets belong there, not in the file.
+//! before validation; `$${` stands for a literal `${`. Secrets belong there, not in the file,
+//! or in AWS Secrets Manager: `secret` (and `secret_region`) in a source or target section fill
+//! its fields from the named secret before validation ([`crate::secrets`]).
 
 use std::fmt;
 
@@ -301,14 +303,14 @@ pub fn load_str_with(
     interpolate(&mut doc, &mut String::new(), &mut problems);
     validate(&top_level_schema(), &doc, "", &mut problems);
 
-    let source = choose(
+    let mut source = choose(
         &doc,
         ComponentKind::Source,
         selection.source.as_deref(),
         registry,
         &mut problems,
     );
-    let target = choose(
+    let mut target = choose(
         &doc,
         ComponentKind::Target,
         selection.target.as_deref(),
@@ -323,13 +325,20 @@ pub fn load_str_with(
     );
 
     for (kind, section, base) in [
-        (ComponentKind::Source, &source, "/source/"),
-        (ComponentKind::Target, &target, "/target/"),
+        (ComponentKind::Source, &mut source, "/source/"),
+        (ComponentKind::Target, &mut target, "/target/"),
     ] {
         if let Some(s) = section
             && let Some(c) = registry.find(kind, &s.id)
         {
             let base = format!("{base}{}", escape(&s.id));
+            crate::secrets::resolve(
+                &mut s.config,
+                &c.info.schema,
+                &pointer_to_path(&base),
+                registry,
+                &mut problems,
+            );
             match external(kind, &s.id, &s.config, &base) {
                 Some(found) => problems.extend(found),
                 None => validate(&c.info.schema, &s.config, &base, &mut problems),

@@ -19,6 +19,7 @@ pub mod monitoring;
 pub mod plugins;
 pub mod progress;
 pub mod runner;
+pub mod secrets;
 pub mod transforms;
 
 pub use fastlane_plugin_api as plugin_api;

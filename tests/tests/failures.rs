@@ -322,7 +322,7 @@ fn duplicate_ids_warn_and_the_first_folder_wins() {
     let source_line = out
         .stdout
         .lines()
-        .find(|l| l.starts_with("source     file"))
+        .find(|l| l.split_whitespace().take(2).eq(["source", "file"]))
         .unwrap();
     assert!(
         source_line.contains(copy.path().to_str().unwrap()),

@@ -14,7 +14,6 @@
 
 mod config;
 mod io;
-mod offset;
 mod source;
 mod target;
 

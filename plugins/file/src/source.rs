@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::config::{Compression, FileSourceConfig, Format, delimiter_byte, strip_compression};
 use crate::io::open_read;
-use crate::offset;
+use fastlane_plugin_support::keys as offset;
 
 /// The `file` source.
 pub struct FileSource {

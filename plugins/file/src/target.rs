@@ -26,7 +26,7 @@ use crate::config::{
     Compression, Dictionary, FileTargetConfig, Format, Statistics, delimiter_byte,
 };
 use crate::io::{Counting, Out, open_read};
-use crate::offset::{self, KeyMax};
+use fastlane_plugin_support::keys::{self as offset, KeyMax};
 
 /// The `file` target.
 pub struct FileTarget {

@@ -228,11 +228,13 @@ pub struct MysqlTargetConfig {
     pub concurrency: Option<u32>,
 }
 
-/// The error for a `secret` until an AWS Secrets Manager client is available to plugins.
+/// The error for a `secret` that reached the plugin unresolved: the fastlane host resolves it
+/// (through the `aws` plugin) before the configuration gets here.
 fn secret_unavailable(secret: &str) -> String {
     format!(
-        "`secret` `{secret}`: AWS Secrets Manager is not available in this build of fastlane; \
-         give `host`, `username` and `password` (use `${{VAR}}` for the password) instead"
+        "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the `aws` \
+         plugin installed, or give `host`, `username` and `password` (use `${{VAR}}` for the \
+         password) instead"
     )
 }
 

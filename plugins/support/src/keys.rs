@@ -36,6 +36,54 @@ impl KeyMax {
         }
     }
 
+    /// The key with its kind, for storing and reading back exactly (`{"int": 5}`,
+    /// `{"decimal": "1025", "scale": 2}`, `{"text": "a"}`…), unlike [`KeyMax::to_json`], which
+    /// gives the offset a source compares with.
+    pub fn to_tagged(&self) -> Value {
+        match self {
+            Self::Int(v) => serde_json::json!({ "int": v }),
+            Self::UInt(v) => serde_json::json!({ "uint": v }),
+            Self::Float(v) => serde_json::json!({ "float": v }),
+            Self::Decimal(v, scale) => {
+                serde_json::json!({ "decimal": v.to_string(), "scale": scale })
+            }
+            Self::Text(v) => serde_json::json!({ "text": v }),
+        }
+    }
+
+    /// Reads back what [`KeyMax::to_tagged`] wrote.
+    pub fn from_tagged(value: &Value) -> Result<Self> {
+        let bad = || PluginError::data(format!("`{value}` is not a stored replication key"));
+        let Some(object) = value.as_object() else {
+            return Err(bad());
+        };
+        if let Some(v) = object.get("int") {
+            return v.as_i64().map(Self::Int).ok_or_else(bad);
+        }
+        if let Some(v) = object.get("uint") {
+            return v.as_u64().map(Self::UInt).ok_or_else(bad);
+        }
+        if let Some(v) = object.get("float") {
+            return v.as_f64().map(Self::Float).ok_or_else(bad);
+        }
+        if let Some(v) = object.get("decimal") {
+            let unscaled = v
+                .as_str()
+                .and_then(|s| s.parse::<i128>().ok())
+                .ok_or_else(bad)?;
+            let scale = object
+                .get("scale")
+                .and_then(Value::as_i64)
+                .and_then(|s| i8::try_from(s).ok())
+                .ok_or_else(bad)?;
+            return Ok(Self::Decimal(unscaled, scale));
+        }
+        if let Some(v) = object.get("text") {
+            return v.as_str().map(|s| Self::Text(s.to_owned())).ok_or_else(bad);
+        }
+        Err(bad())
+    }
+
     fn merge(self, other: KeyMax) -> Result<KeyMax> {
         Ok(match (&self, &other) {
             (Self::Int(a), Self::Int(b)) => Self::Int(*a.max(b)),
@@ -184,6 +232,21 @@ mod tests {
         assert_eq!(format_decimal(-5, 3), "-0.005");
         let scalar = offset_scalar(&max.to_json(), batch.column(0).data_type()).unwrap();
         assert_eq!(keep_after(&batch, "k", &scalar).unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn tagged_keys_read_back_exactly() {
+        for key in [
+            KeyMax::Int(-3),
+            KeyMax::UInt(u64::MAX),
+            KeyMax::Float(1.5),
+            KeyMax::Decimal(-170_141_183_460_469_231_731_687_303_715_884_105_727, 4),
+            KeyMax::Text("2026-11-24T10:00:00".into()),
+        ] {
+            assert_eq!(KeyMax::from_tagged(&key.to_tagged()).unwrap(), key);
+        }
+        assert!(KeyMax::from_tagged(&json!({"int": "x"})).is_err());
+        assert!(KeyMax::from_tagged(&json!(5)).is_err());
     }
 
     #[test]

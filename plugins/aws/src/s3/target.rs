@@ -1,0 +1,499 @@
+//! The `s3` target: each worker streams its objects through multipart uploads; the commit
+//! publishes the run with its manifest, then (FULL_TABLE) removes the earlier runs' objects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use aws_sdk_s3::Client;
+use fastlane_plugin_api::{PluginError, ReplicationMode, Result, Target, WriteContext, Writer};
+use fastlane_plugin_support::keys::{self, KeyMax};
+use flate2::write::GzEncoder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as Codec, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::Value;
+
+use crate::connection::call_error;
+use crate::s3::config::{Compression, Format, S3TargetConfig, render_partition};
+use crate::s3::manifest::{self, Manifest, block_on};
+use crate::s3::upload::{Destination, ObjectInfo, RunState, Upload};
+
+/// The `s3` target.
+pub struct S3Target {
+    config: Arc<S3TargetConfig>,
+    client: Client,
+    run: Option<Run>,
+}
+
+struct Run {
+    id: String,
+    mode: ReplicationMode,
+    /// `<base>/<partition>/` with the run's start filled in.
+    folder: String,
+    state: Arc<RunState>,
+}
+
+impl S3Target {
+    /// Checks the configuration and prepares the client (no request is sent yet).
+    pub fn new(config: S3TargetConfig) -> Result<Self> {
+        config.validate()?;
+        let sdk = config.connection().sdk_config();
+        let path_style = config
+            .force_path_style
+            .unwrap_or(config.endpoint_url.is_some());
+        let client = Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(path_style)
+                .build(),
+        );
+        Ok(Self {
+            config: Arc::new(config),
+            client,
+            run: None,
+        })
+    }
+
+    fn bucket(&self) -> &str {
+        &self.config.bucket
+    }
+
+    /// Fails clearly when the bucket is missing or out of reach.
+    async fn check_bucket(&self) -> Result<()> {
+        match self.client.head_bucket().bucket(self.bucket()).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(aws_sdk_s3::operation::head_bucket::HeadBucketError::is_not_found)
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+                if not_found {
+                    Err(PluginError::not_found(format!(
+                        "the bucket `{}` does not exist",
+                        self.bucket()
+                    )))
+                } else {
+                    Err(call_error(
+                        &format!("cannot reach the bucket `{}`", self.bucket()),
+                        &e,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Commits the run: its manifest, then the removal of what FULL_TABLE replaced.
+    async fn publish(&self, run: &Run) -> Result<()> {
+        let base = self.config.base();
+        let earlier = manifest::all(&self.client, self.bucket(), &base).await?;
+        let mut objects = RunState::lock(&run.state.objects).clone();
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let key_max = RunState::lock(&run.state.key_max).clone();
+        let now = chrono::Utc::now();
+        let manifest = Manifest {
+            fastlane_manifest: manifest::MANIFEST_VERSION,
+            run_id: run.id.clone(),
+            mode: run.mode,
+            committed_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            format: self.config.format.extension().to_owned(),
+            compression: codec_name(self.config.codec()).to_owned(),
+            rows: objects.iter().map(|o| o.rows).sum(),
+            bytes: objects.iter().map(|o| o.bytes).sum(),
+            key: self.config.key.clone(),
+            key_max: key_max.map(|k| k.to_tagged()),
+            objects,
+        };
+        let mut key = manifest::manifest_key(&base, now, &run.id);
+        // Commit times order the manifests; never sort before one already published.
+        if let Some((last, _)) = earlier.last()
+            && key <= *last
+        {
+            let later = chrono::DateTime::parse_from_rfc3339(&earlier_time(last))
+                .map(|t| t.with_timezone(&chrono::Utc) + chrono::Duration::milliseconds(1))
+                .unwrap_or(now);
+            key = manifest::manifest_key(&base, later.max(now), &run.id);
+        }
+        manifest::write(&self.client, self.bucket(), &key, &manifest).await?;
+        log::info!(
+            "published run `{}`: {} rows in {} objects, manifest `s3://{}/{key}`",
+            run.id,
+            manifest.rows,
+            manifest.objects.len(),
+            self.bucket()
+        );
+        if run.mode == ReplicationMode::FullTable && !self.config.keep_previous {
+            // The new manifest already hides the older runs; removing them only saves space,
+            // so a failure here is a warning, not a failed run.
+            for (old_key, old) in &earlier {
+                let mut doomed: Vec<String> = vec![old_key.clone()];
+                doomed.extend(old.objects.iter().map(|o| o.key.clone()));
+                if let Err(e) = manifest::delete(&self.client, self.bucket(), &doomed).await {
+                    log::warn!("the run `{}` it replaces stays in place: {e}", old.run_id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes everything the run uploaded.
+    async fn discard(&self, state: &RunState) -> Result<()> {
+        let uploads: Vec<(String, String)> = RunState::lock(&state.uploads)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, upload_id) in uploads {
+            self.client
+                .abort_multipart_upload()
+                .bucket(self.bucket())
+                .key(&key)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|e| call_error(&format!("cannot abort the upload of `{key}`"), &e))?;
+            RunState::lock(&state.uploads).remove(&key);
+        }
+        let keys: Vec<String> = RunState::lock(&state.objects)
+            .iter()
+            .map(|o| o.key.clone())
+            .collect();
+        manifest::delete(&self.client, self.bucket(), &keys).await?;
+        RunState::lock(&state.objects).clear();
+        Ok(())
+    }
+}
+
+/// The commit time at the start of a manifest's file name, as RFC 3339.
+fn earlier_time(key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or("");
+    let stamp = name.get(..19).unwrap_or("");
+    // 20260102T030405123Z → 2026-01-02T03:04:05.123Z
+    if stamp.len() == 19 {
+        format!(
+            "{}-{}-{}T{}:{}:{}.{}Z",
+            &stamp[0..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[9..11],
+            &stamp[11..13],
+            &stamp[13..15],
+            &stamp[15..18]
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn codec_name(codec: Compression) -> &'static str {
+    match codec {
+        Compression::None => "none",
+        Compression::Snappy => "snappy",
+        Compression::Zstd => "zstd",
+        Compression::Gzip => "gzip",
+    }
+}
+
+impl Target for S3Target {
+    fn get_offset(&self) -> Result<Option<Value>> {
+        let Some(key) = &self.config.key else {
+            return Ok(None);
+        };
+        let manifests = block_on(manifest::all(
+            &self.client,
+            self.bucket(),
+            &self.config.base(),
+        ))?;
+        let mut max: Option<KeyMax> = None;
+        for (name, m) in manifest::current(&manifests) {
+            if m.key.as_deref() != Some(key.as_str()) {
+                if m.rows > 0 {
+                    return Err(PluginError::data(format!(
+                        "the run in `{name}` was written without the key `{key}`; \
+                         its largest key is unknown"
+                    )));
+                }
+                continue;
+            }
+            if let Some(stored) = &m.key_max {
+                max = keys::fold(max, Some(KeyMax::from_tagged(stored)?))?;
+            }
+        }
+        Ok(max.map(|k| k.to_json()))
+    }
+
+    fn open(&mut self, context: &WriteContext) -> Result<()> {
+        if context.mode == ReplicationMode::Incremental && self.config.key.is_none() {
+            return Err(PluginError::config(
+                "INCREMENTAL runs need `key`, the replication key column, so that a rerun \
+                 continues after the rows already published",
+            ));
+        }
+        block_on(self.check_bucket())?;
+        let start = chrono::Utc::now();
+        let partition = render_partition(&self.config.partition, start, &context.run_id)
+            .map_err(PluginError::config)?;
+        let base = self.config.base();
+        let folder = if partition.is_empty() {
+            format!("{base}/")
+        } else {
+            format!("{base}/{partition}/")
+        };
+        self.run = Some(Run {
+            id: context.run_id.clone(),
+            mode: context.mode,
+            folder,
+            state: Arc::new(RunState::default()),
+        });
+        Ok(())
+    }
+
+    fn writer(&self, index: usize) -> Result<Box<dyn Writer>> {
+        let Some(run) = &self.run else {
+            return Err(PluginError::internal("writer requested before open"));
+        };
+        let content_type = match self.config.format {
+            Format::Parquet => "application/vnd.apache.parquet",
+            Format::Jsonl => "application/x-ndjson",
+            Format::Csv => "text/csv",
+        };
+        Ok(Box::new(S3Writer {
+            config: self.config.clone(),
+            to: Destination {
+                client: self.client.clone(),
+                bucket: self.config.bucket.clone(),
+                part_size: self.config.part_size as usize,
+                concurrency: self.config.upload_concurrency,
+                content_type,
+            },
+            stem: format!("{}{}-{index:03}", run.folder, run.id),
+            seq: 0,
+            current: None,
+            state: run.state.clone(),
+        }))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some(run) = self.run.take() else {
+            return Err(PluginError::internal("commit without open"));
+        };
+        let published = block_on(self.publish(&run));
+        if published.is_err() {
+            // Nothing was published: remove what the run uploaded.
+            if let Err(e) = block_on(self.discard(&run.state)) {
+                log::warn!("objects of the failed run `{}` remain: {e}", run.id);
+            }
+        }
+        published
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        block_on(self.discard(&run.state))
+            .map_err(|e| e.context(format!("removing the objects of run `{}`", run.id)))
+    }
+}
+
+/// An encoder writing into an upload.
+enum Sink {
+    Parquet(Box<ArrowWriter<Upload>>),
+    Csv(Box<arrow_csv::Writer<Stream>>),
+    Jsonl(Box<arrow_json::LineDelimitedWriter<Stream>>),
+}
+
+/// The byte stream under CSV and JSON Lines: plain or gzip.
+enum Stream {
+    Plain(Upload),
+    Gzip(GzEncoder<Upload>),
+}
+
+impl std::io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(u) => u.write(buf),
+            Self::Gzip(g) => g.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(u) => u.flush(),
+            Self::Gzip(g) => g.flush(),
+        }
+    }
+}
+
+impl Stream {
+    fn into_upload(self) -> std::io::Result<Upload> {
+        match self {
+            Self::Plain(u) => Ok(u),
+            Self::Gzip(g) => g.finish(),
+        }
+    }
+}
+
+struct OpenObject {
+    sink: Sink,
+    key: String,
+    written: Arc<AtomicU64>,
+    rows: u64,
+}
+
+impl OpenObject {
+    /// Bytes so far, counting what the Parquet writer holds for its current row group.
+    fn bytes(&self) -> u64 {
+        match &self.sink {
+            Sink::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+            _ => self.written.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The writer of one target worker.
+struct S3Writer {
+    config: Arc<S3TargetConfig>,
+    to: Destination,
+    /// `<folder><run id>-<worker>`; objects are `<stem>-<sequence>.<ext>`.
+    stem: String,
+    seq: u32,
+    current: Option<OpenObject>,
+    state: Arc<RunState>,
+}
+
+impl S3Writer {
+    fn object_key(&self) -> String {
+        let suffix = match (self.config.format, self.config.codec()) {
+            (Format::Parquet, _) | (_, Compression::None) => "",
+            _ => ".gz",
+        };
+        format!(
+            "{}-{:05}.{}{suffix}",
+            self.stem,
+            self.seq,
+            self.config.format.extension()
+        )
+    }
+
+    fn open_object(&mut self, batch: &RecordBatch) -> Result<OpenObject> {
+        let key = self.object_key();
+        self.seq += 1;
+        let upload = Upload::new(self.to.clone(), key.clone(), self.state.clone());
+        let written = upload.counter();
+        let codec = self.config.codec();
+        let stream = |upload| match codec {
+            Compression::Gzip => {
+                Stream::Gzip(GzEncoder::new(upload, flate2::Compression::default()))
+            }
+            _ => Stream::Plain(upload),
+        };
+        let sink = match self.config.format {
+            Format::Parquet => {
+                let codec = match codec {
+                    Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
+                    Compression::None => Codec::UNCOMPRESSED,
+                    _ => Codec::SNAPPY,
+                };
+                let props = WriterProperties::builder()
+                    .set_compression(codec)
+                    .set_max_row_group_row_count(Some(self.config.row_group_rows))
+                    .build();
+                Sink::Parquet(Box::new(
+                    ArrowWriter::try_new(upload, batch.schema(), Some(props))
+                        .map_err(PluginError::data)?,
+                ))
+            }
+            Format::Csv => Sink::Csv(Box::new(
+                arrow_csv::WriterBuilder::new()
+                    .with_header(self.config.has_header)
+                    .with_delimiter(self.config.delimiter.as_bytes()[0])
+                    .build(stream(upload)),
+            )),
+            Format::Jsonl => Sink::Jsonl(Box::new(arrow_json::LineDelimitedWriter::new(stream(
+                upload,
+            )))),
+        };
+        Ok(OpenObject {
+            sink,
+            key,
+            written,
+            rows: 0,
+        })
+    }
+
+    fn finish_current(&mut self) -> Result<()> {
+        let Some(open) = self.current.take() else {
+            return Ok(());
+        };
+        let rows = open.rows;
+        let mut upload = match open.sink {
+            Sink::Parquet(w) => (*w).into_inner().map_err(PluginError::io)?,
+            Sink::Csv(w) => w.into_inner().into_upload().map_err(PluginError::io)?,
+            Sink::Jsonl(mut w) => {
+                w.finish().map_err(PluginError::io)?;
+                w.into_inner().into_upload().map_err(PluginError::io)?
+            }
+        };
+        let bytes = upload.finish()?;
+        RunState::lock(&self.state.objects).push(ObjectInfo {
+            key: upload.key().to_owned(),
+            rows,
+            bytes,
+        });
+        Ok(())
+    }
+
+    fn write_part(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if let Some(key) = &self.config.key {
+            let max = keys::column_max(batch, key)?;
+            let mut acc = RunState::lock(&self.state.key_max);
+            *acc = keys::fold(acc.take(), max)?;
+        }
+        if self.current.is_none() {
+            self.current = Some(self.open_object(batch)?);
+        }
+        let Some(open) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let result = match &mut open.sink {
+            Sink::Parquet(w) => w.write(batch).map_err(PluginError::data),
+            Sink::Csv(w) => w.write(batch).map_err(PluginError::data),
+            Sink::Jsonl(w) => w.write(batch).map_err(PluginError::data),
+        };
+        let key = open.key.clone();
+        result.map_err(|e| e.context(format!("writing `s3://{}/{key}`", self.config.bucket)))?;
+        open.rows += batch.num_rows() as u64;
+        let full_rows = self
+            .config
+            .max_rows_per_object
+            .is_some_and(|m| open.rows >= m);
+        let full_bytes = open.bytes() >= self.config.max_bytes_per_object;
+        if full_rows || full_bytes {
+            self.finish_current()?;
+        }
+        Ok(())
+    }
+}
+
+impl Writer for S3Writer {
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let Some(max_rows) = self.config.max_rows_per_object else {
+            return self.write_part(&batch);
+        };
+        let mut offset = 0usize;
+        while offset < batch.num_rows() {
+            let in_object = self.current.as_ref().map_or(0, |o| o.rows);
+            let room = (max_rows - in_object.min(max_rows)).max(1) as usize;
+            let len = room.min(batch.num_rows() - offset);
+            self.write_part(&batch.slice(offset, len))?;
+            offset += len;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.finish_current()
+    }
+}
