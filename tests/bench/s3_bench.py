@@ -179,6 +179,13 @@ def main():
                 if "seconds" in results[name]:
                     results[name]["seconds"].append(seconds)
                     results[name]["rss"].append(rss)
+                if name == "fastlane":
+                    # The run must have published every row.
+                    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="fastlane/_fastlane/manifests/")
+                    key = listed["Contents"][-1]["Key"]
+                    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+                    if manifest["rows"] != args.rows:
+                        sys.exit(f"fastlane published {manifest['rows']} rows, not {args.rows}")
                 # moto keeps every object in memory: empty the bucket between runs.
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
                     for o in page.get("Contents", []):
