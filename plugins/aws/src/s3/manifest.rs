@@ -125,18 +125,31 @@ pub async fn write(client: &Client, bucket: &str, key: &str, manifest: &Manifest
     Ok(())
 }
 
+/// The keys of the table's manifests, oldest first (without reading them).
+pub async fn keys(client: &Client, bucket: &str, base: &str) -> Result<Vec<String>> {
+    let prefix = format!("{base}/{MANIFEST_FOLDER}/");
+    let mut keys = list_keys(client, bucket, &prefix).await?;
+    keys.retain(|k| k.ends_with(".json"));
+    Ok(keys)
+}
+
 /// All manifests of the table at `base`, oldest first, with their keys.
 pub async fn all(client: &Client, bucket: &str, base: &str) -> Result<Vec<(String, Manifest)>> {
-    let prefix = format!("{base}/{MANIFEST_FOLDER}/");
     let mut out = Vec::new();
-    for key in list_keys(client, bucket, &prefix).await? {
-        if !key.ends_with(".json") {
-            continue;
-        }
+    for key in keys(client, bucket, base).await? {
         let manifest = read(client, bucket, &key).await?;
         out.push((key, manifest));
     }
     Ok(out)
+}
+
+/// The commit time a manifest's key starts with (see [`manifest_key`]).
+pub fn commit_time(key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let name = key.rsplit('/').next()?;
+    let stamp = name.get(..19)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%3fZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// The manifests that make up the table now: from the newest FULL_TABLE one on.
@@ -234,5 +247,7 @@ mod tests {
         let (ka, kb) = (manifest_key("t", a, "zz"), manifest_key("t", b, "aa"));
         assert_eq!(ka, "t/_fastlane/manifests/20260102T030405000Z-zz.json");
         assert!(ka < kb);
+        assert_eq!(commit_time(&kb), Some(b));
+        assert_eq!(commit_time("t/_fastlane/manifests/junk.json"), None);
     }
 }

@@ -85,7 +85,7 @@ impl S3Target {
     /// Commits the run: its manifest, then the removal of what FULL_TABLE replaced.
     async fn publish(&self, run: &Run) -> Result<()> {
         let base = self.config.base();
-        let earlier = manifest::all(&self.client, self.bucket(), &base).await?;
+        let earlier = manifest::keys(&self.client, self.bucket(), &base).await?;
         let mut objects = RunState::lock(&run.state.objects).clone();
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let key_max = RunState::lock(&run.state.key_max).clone();
@@ -105,12 +105,11 @@ impl S3Target {
         };
         let mut key = manifest::manifest_key(&base, now, &run.id);
         // Commit times order the manifests; never sort before one already published.
-        if let Some((last, _)) = earlier.last()
+        if let Some(last) = earlier.last()
             && key <= *last
         {
-            let later = chrono::DateTime::parse_from_rfc3339(&earlier_time(last))
-                .map(|t| t.with_timezone(&chrono::Utc) + chrono::Duration::milliseconds(1))
-                .unwrap_or(now);
+            let later =
+                manifest::commit_time(last).map_or(now, |t| t + chrono::Duration::milliseconds(1));
             key = manifest::manifest_key(&base, later.max(now), &run.id);
         }
         manifest::write(&self.client, self.bucket(), &key, &manifest).await?;
@@ -124,11 +123,15 @@ impl S3Target {
         if run.mode == ReplicationMode::FullTable && !self.config.keep_previous {
             // The new manifest already hides the older runs; removing them only saves space,
             // so a failure here is a warning, not a failed run.
-            for (old_key, old) in &earlier {
-                let mut doomed: Vec<String> = vec![old_key.clone()];
-                doomed.extend(old.objects.iter().map(|o| o.key.clone()));
-                if let Err(e) = manifest::delete(&self.client, self.bucket(), &doomed).await {
-                    log::warn!("the run `{}` it replaces stays in place: {e}", old.run_id);
+            for old_key in &earlier {
+                let removed = async {
+                    let old = manifest::read(&self.client, self.bucket(), old_key).await?;
+                    let mut doomed = vec![old_key.clone()];
+                    doomed.extend(old.objects.into_iter().map(|o| o.key));
+                    manifest::delete(&self.client, self.bucket(), &doomed).await
+                };
+                if let Err(e) = removed.await {
+                    log::warn!("the run of `{old_key}` it replaces stays in place: {e}");
                 }
             }
         }
@@ -159,27 +162,6 @@ impl S3Target {
         manifest::delete(&self.client, self.bucket(), &keys).await?;
         RunState::lock(&state.objects).clear();
         Ok(())
-    }
-}
-
-/// The commit time at the start of a manifest's file name, as RFC 3339.
-fn earlier_time(key: &str) -> String {
-    let name = key.rsplit('/').next().unwrap_or("");
-    let stamp = name.get(..19).unwrap_or("");
-    // 20260102T030405123Z → 2026-01-02T03:04:05.123Z
-    if stamp.len() == 19 {
-        format!(
-            "{}-{}-{}T{}:{}:{}.{}Z",
-            &stamp[0..4],
-            &stamp[4..6],
-            &stamp[6..8],
-            &stamp[9..11],
-            &stamp[11..13],
-            &stamp[13..15],
-            &stamp[15..18]
-        )
-    } else {
-        String::new()
     }
 }
 

@@ -161,22 +161,9 @@ impl S3 {
             .expect("put object");
     }
 
-    /// An object's size.
-    pub fn size(&self, key: &str) -> u64 {
-        let head = runtime()
-            .block_on(
-                self.client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send(),
-            )
-            .expect("head object");
-        head.content_length().unwrap_or(0) as u64
-    }
-
-    /// How many parts an object was uploaded in (1 for a single request), from its ETag.
-    pub fn parts_count(&self, key: &str) -> u32 {
+    /// An object's size, and how many parts it was uploaded in (1 for a single request, from
+    /// the `-N` suffix of a multipart upload's ETag).
+    pub fn size_and_parts(&self, key: &str) -> (u64, u32) {
         let head = runtime()
             .block_on(
                 self.client
@@ -187,9 +174,11 @@ impl S3 {
             )
             .expect("head object");
         let etag = head.e_tag().unwrap_or("").trim_matches('"');
-        etag.rsplit_once('-')
+        let parts = etag
+            .rsplit_once('-')
             .and_then(|(_, n)| n.parse().ok())
-            .unwrap_or(1)
+            .unwrap_or(1);
+        (head.content_length().unwrap_or(0) as u64, parts)
     }
 
     /// The manifests of the table at `base`, oldest first.
