@@ -26,7 +26,7 @@ use crate::config::{self, Selection};
 use crate::engine::{self, RunSummary};
 use crate::plugins::{Registry, search_dirs};
 use crate::progress::{self, Progress, ProgressMode};
-use crate::{logging, monitoring, runner, transforms};
+use crate::{log_sinks, logging, monitoring, runner, transforms};
 
 /// Move data from a source through a transform into a target.
 #[derive(Debug, Parser)]
@@ -78,6 +78,34 @@ struct RunArgs {
     /// Also append logs to this file.
     #[arg(long = "logs_to_file", alias = "logs-to-file", value_name = "PATH")]
     logs_to_file: Option<PathBuf>,
+    /// Also send logs to CloudWatch Logs (needs the aws plugin; `logs.cloudwatch` in the
+    /// configuration sets the group, stream, level and region).
+    #[arg(long = "logs_to_cloudwatch", alias = "logs-to-cloudwatch")]
+    logs_to_cloudwatch: bool,
+    /// The CloudWatch log group [default: the pipeline's id].
+    #[arg(
+        long = "cloudwatch_log_group",
+        alias = "cloudwatch-log-group",
+        value_name = "GROUP"
+    )]
+    cloudwatch_log_group: Option<String>,
+    /// The CloudWatch log stream [default: the run's start time and id].
+    #[arg(
+        long = "cloudwatch_log_stream",
+        alias = "cloudwatch-log-stream",
+        value_name = "STREAM"
+    )]
+    cloudwatch_log_stream: Option<String>,
+    /// Also send error logs and the run summary to a Slack incoming webhook: the URL given
+    /// here, or `logs.slack.webhook_url`, or FASTLANE_SLACK_WEBHOOK_URL.
+    #[arg(
+        long = "logs_to_slack",
+        alias = "logs-to-slack",
+        value_name = "URL",
+        num_args = 0..=1,
+        require_equals = true
+    )]
+    logs_to_slack: Option<Option<String>>,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
@@ -173,6 +201,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_PLUGINS: u8 = 3;
 const EXIT_STOPPED: u8 = 4;
 const EXIT_SERVICE: u8 = 5;
+
+/// How long each log sink may take to send its last lines at the end of a run.
+const SINK_FINISH_LIMIT: Duration = Duration::from_secs(15);
 
 /// Runs the command line with `args` (including the program name).
 pub fn main<I, T>(args: I) -> ExitCode
@@ -272,13 +303,26 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
         eprintln!("error: cannot open the log file `{path}` (logs.log_file): {e}");
         return EXIT_USAGE;
     }
-    if config.logs.log_to_cloudwatch == Some(true) || config.logs.error_log_to_slack == Some(true) {
-        eprintln!(
-            "error: logs.log_to_cloudwatch and logs.error_log_to_slack need the AWS log sinks, which this build does not include"
-        );
-        return EXIT_USAGE;
-    }
     let mut options = runner::engine_options(&config);
+    let flags = log_sinks::SinkFlags {
+        cloudwatch: args.logs_to_cloudwatch,
+        cloudwatch_log_group: args.cloudwatch_log_group.clone(),
+        cloudwatch_log_stream: args.cloudwatch_log_stream.clone(),
+        slack: args.logs_to_slack.clone(),
+    };
+    let pipeline_id = monitoring::pipeline_id(&config);
+    let sinks =
+        match log_sinks::Sinks::start(&config, &flags, &registry, &pipeline_id, &options.run_id) {
+            Ok(s) => s,
+            Err(e @ log_sinks::SinkError::Config { .. }) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_RUN_FAILED;
+            }
+        };
     let stop = stop_flag();
     options.stop = Some(stop.clone());
     let overrides = monitoring::Overrides {
@@ -288,16 +332,25 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
     let mut monitor =
         monitoring::destination(&config.monitoring, &overrides).and_then(|(dest, interval)| {
             tracing::debug!("reporting to the {dest}");
-            monitoring::RunMonitor::start(&config, &options.run_id, dest, interval, stop.clone())
+            monitoring::RunMonitor::start(
+                &config,
+                &options.run_id,
+                dest,
+                interval,
+                stop.clone(),
+                sinks.cloudwatch_stream(),
+            )
         });
     // Components connect when they are built: a failure here is a failed run, and recorded.
     let pipeline = match runner::build(&config, &registry) {
         Ok((p, _)) => p,
         Err(e) => {
             print_error(&e);
+            let error = crate::error::chain(&e);
             if let Some(m) = monitor {
-                m.fail(&crate::error::chain(&e));
+                m.fail(&error);
             }
+            sinks.finish(log_sinks::RunEnd::NotStarted(&error), SINK_FINISH_LIMIT);
             return EXIT_RUN_FAILED;
         }
     };
@@ -334,8 +387,9 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
     if let Some(m) = monitor
         && let Some(n) = m.finish(summary)
     {
-        tracing::info!(run_id = %options.run_id, "recorded as run {n} of `{}`", monitoring::pipeline_id(&config));
+        tracing::info!(run_id = %options.run_id, "recorded as run {n} of `{pipeline_id}`");
     }
+    sinks.finish(log_sinks::RunEnd::Ran(summary), SINK_FINISH_LIMIT);
     out(format_args!("{}", render_summary(summary)));
     if let Some(path) = &args.summary_json {
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();

@@ -82,10 +82,58 @@ fn list(problems: &[Problem]) -> String {
 pub struct LogsConfig {
     /// Appends log lines to this file.
     pub log_file: Option<String>,
-    /// Sends logs to CloudWatch Logs (needs the AWS plugin).
+    /// Sends logs to CloudWatch Logs (needs the AWS plugin); `cloudwatch` says where.
     pub log_to_cloudwatch: Option<bool>,
-    /// Sends error logs to Slack.
+    /// Sends error logs and the run summary to Slack; `slack` says where.
     pub error_log_to_slack: Option<bool>,
+    /// Where and how log lines go to CloudWatch Logs.
+    #[serde(default)]
+    pub cloudwatch: CloudWatchLogsSettings,
+    /// Where and how log lines go to Slack.
+    #[serde(default)]
+    pub slack: SlackSettings,
+}
+
+/// The `logs.cloudwatch` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchLogsSettings {
+    /// The log group (default: the pipeline's id).
+    pub log_group: Option<String>,
+    /// The log stream (default: the run's start time and id).
+    pub log_stream: Option<String>,
+    /// The least severe level sent (default: info).
+    pub level: Option<String>,
+    /// Seconds between sends (default 5).
+    pub flush_interval_secs: Option<f64>,
+    /// Retention in days of a group created for the logs.
+    pub retention_days: Option<i32>,
+    /// AWS region.
+    pub region: Option<String>,
+    /// Endpoint of a CloudWatch Logs compatible service.
+    pub endpoint_url: Option<String>,
+    /// Named AWS profile.
+    pub profile: Option<String>,
+}
+
+/// The `logs.slack` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// The incoming-webhook URL (better given as `${VAR}`, or by `FASTLANE_SLACK_WEBHOOK_URL`).
+    pub webhook_url: Option<String>,
+    /// The least severe level sent (default: error).
+    pub level: Option<String>,
+    /// The most messages per minute; lines beyond are gathered into the next message.
+    pub max_messages_per_minute: Option<u32>,
+    /// Also send the run's summary when it ends (default true).
+    pub summary: Option<bool>,
+    /// The name the messages are posted under.
+    pub username: Option<String>,
+    /// A channel overriding the webhook's own.
+    pub channel: Option<String>,
+    /// An emoji icon, such as `:truck:`.
+    pub icon_emoji: Option<String>,
 }
 
 /// The optional `monitoring` section: where the run reports itself.
@@ -167,8 +215,35 @@ pub fn top_level_schema() -> Value {
                 "additionalProperties": false,
                 "properties": {
                     "log_file": {"type": "string"},
-                    "log_to_cloudwatch": {"type": "boolean"},
-                    "error_log_to_slack": {"type": "boolean"}
+                    "log_to_cloudwatch": {"type": "boolean", "description": "Send log lines to CloudWatch Logs (logs.cloudwatch says where)."},
+                    "error_log_to_slack": {"type": "boolean", "description": "Send error lines and the run summary to Slack (logs.slack says where)."},
+                    "cloudwatch": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "log_group": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": "^[.\\-_/#A-Za-z0-9]+$", "description": "The log group (default: the pipeline's id)."},
+                            "log_stream": {"type": "string", "minLength": 1, "maxLength": 512, "pattern": "^[^:*]+$", "description": "The log stream (default: the run's start time and id)."},
+                            "level": {"enum": ["error", "warn", "info", "debug", "trace"], "description": "The least severe level sent (default info)."},
+                            "flush_interval_secs": {"type": "number", "minimum": 0.1, "maximum": 300, "description": "Seconds between sends (default 5)."},
+                            "retention_days": {"enum": [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], "description": "Retention of a log group created for the logs."},
+                            "region": {"type": "string", "minLength": 1},
+                            "endpoint_url": {"type": "string", "pattern": "^https?://"},
+                            "profile": {"type": "string", "minLength": 1}
+                        }
+                    },
+                    "slack": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "webhook_url": {"type": "string", "pattern": "^https?://", "description": "The incoming-webhook URL; better ${VAR} than written out."},
+                            "level": {"enum": ["error", "warn", "info"], "description": "The least severe level sent (default error)."},
+                            "max_messages_per_minute": {"type": "integer", "minimum": 1, "maximum": 60, "description": "Lines beyond this rate are gathered into later messages (default 10)."},
+                            "summary": {"type": "boolean", "description": "Also send the run summary (default true)."},
+                            "username": {"type": "string", "minLength": 1},
+                            "channel": {"type": "string", "minLength": 1},
+                            "icon_emoji": {"type": "string", "pattern": "^:[^:\\s]+:$"}
+                        }
+                    }
                 }
             },
             "ssm": {"type": "object", "properties": {"region": {"type": "string"}}},

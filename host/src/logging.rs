@@ -68,7 +68,8 @@ pub fn init(verbosity: i8) {
         .try_init();
 }
 
-/// Hands each log line to the running run's reporter ([`crate::monitoring::forward_log`]).
+/// Hands each log line to the log sinks ([`crate::log_sinks::forward`]) and to the running
+/// run's reporter ([`crate::monitoring::forward_log`]).
 struct Forward;
 
 #[derive(Default)]
@@ -113,6 +114,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Forward {
         event.record(&mut text);
         text.message.push_str(&text.fields);
         let target = text.log_target.as_deref().unwrap_or(meta.target());
+        crate::log_sinks::forward(*meta.level(), target, &text.message);
         crate::monitoring::forward_log(meta.level().as_str(), target, text.message);
     }
 }

@@ -160,17 +160,20 @@ pub struct RunMonitor {
     last: Option<(Instant, Duration, [u64; 3])>,
     started: String,
     start_offset: Option<String>,
+    log_stream: Option<String>,
 }
 
 impl RunMonitor {
     /// Registers the run (`options.run_id`) with `dest` and starts reporting; the monitor can
-    /// stop the run through `stop`. `None`, with a warning, when the reporter cannot start.
+    /// stop the run through `stop`; `log_stream` is the CloudWatch Logs stream of its lines,
+    /// when they go there. `None`, with a warning, when the reporter cannot start.
     pub fn start(
         config: &PipelineConfig,
         run_id: &str,
         dest: Destination,
         interval: Duration,
         stop: Arc<AtomicBool>,
+        log_stream: Option<&str>,
     ) -> Option<Self> {
         let started = iso(now_ms());
         let mut opts = ReporterOptions::new(dest);
@@ -179,7 +182,7 @@ impl RunMonitor {
             opts,
             run_id.to_owned(),
             report_pipeline(config),
-            running(&started, None, &Totals::default()),
+            running(&started, None, &Totals::default(), log_stream),
             stop,
         ) {
             Ok(r) => r,
@@ -195,13 +198,19 @@ impl RunMonitor {
             last: None,
             started,
             start_offset: None,
+            log_stream: log_stream.map(str::to_owned),
         })
     }
 
     /// Records the run as failed before it started (a component could not be created).
     pub fn fail(self, error: &str) {
         *LOG_SINK.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let mut run = running(&self.started, None, &Totals::default());
+        let mut run = running(
+            &self.started,
+            None,
+            &Totals::default(),
+            self.log_stream.as_deref(),
+        );
         run.status = RunStatus::Failed;
         run.finished = Some(iso(now_ms()));
         run.error = Some(error.to_owned());
@@ -240,6 +249,7 @@ impl RunMonitor {
             start_offset: summary.start_offset.as_ref().map(offset_text),
             end_offset: None,
             error: summary.error.clone(),
+            cloudwatch_log_stream: self.log_stream.clone(),
             stages: json!({
                 "stages": stages,
                 "queues": summary.queues,
@@ -264,7 +274,12 @@ fn offset_text(v: &Value) -> String {
     }
 }
 
-fn running(started: &str, start_offset: Option<String>, t: &Totals) -> ReportRun {
+fn running(
+    started: &str,
+    start_offset: Option<String>,
+    t: &Totals,
+    log_stream: Option<&str>,
+) -> ReportRun {
     ReportRun {
         status: RunStatus::Running,
         started: started.to_owned(),
@@ -276,6 +291,7 @@ fn running(started: &str, start_offset: Option<String>, t: &Totals) -> ReportRun
         start_offset,
         end_offset: None,
         error: None,
+        cloudwatch_log_stream: log_stream.map(str::to_owned),
         stages: None,
     }
 }
@@ -329,8 +345,12 @@ impl Observer for RunMonitor {
             transform_rps: rates[1].or(Some(0.0)),
             queues: Some(queues),
         });
-        self.reporter
-            .update(running(&self.started, self.start_offset.clone(), t));
+        self.reporter.update(running(
+            &self.started,
+            self.start_offset.clone(),
+            t,
+            self.log_stream.as_deref(),
+        ));
     }
 }
 

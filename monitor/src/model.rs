@@ -589,6 +589,10 @@ pub struct ReportRun {
     /// The error of a failed run.
     #[serde(default)]
     pub error: Option<String>,
+    /// The CloudWatch Logs stream holding the run's log lines, when they were sent there.
+    #[serde(default)]
+    #[schema(max_length = 512)]
+    pub cloudwatch_log_stream: Option<String>,
     /// Per-stage totals (an object).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

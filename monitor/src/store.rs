@@ -736,6 +736,9 @@ impl Store {
                 "run.peak_memory_usage must be a number ≥ 0".into(),
             ));
         }
+        if let Some(stream) = &r.cloudwatch_log_stream {
+            check_len(stream, 512, "run.cloudwatch_log_stream")?;
+        }
         for l in &rep.logs {
             check_line(l)?;
         }
@@ -771,8 +774,10 @@ impl Store {
             "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, finished, \
              rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, end_offset, error, \
              stages, last_report_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, '', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) \
+             VALUES ($1, $2, $3, $15, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) \
              ON CONFLICT (run_key) DO UPDATE SET status = excluded.status, finished = excluded.finished, \
+             cloudwatch_log_stream = CASE WHEN excluded.cloudwatch_log_stream = '' \
+             THEN pipeline_run.cloudwatch_log_stream ELSE excluded.cloudwatch_log_stream END, \
              rows_loaded = excluded.rows_loaded, rows_extracted = excluded.rows_extracted, \
              bytes_loaded = excluded.bytes_loaded, peak_memory_bytes = excluded.peak_memory_bytes, \
              end_offset = excluded.end_offset, error = excluded.error, stages = excluded.stages, \
@@ -793,6 +798,7 @@ impl Store {
         .bind(r.error.clone().map(text))
         .bind(stages)
         .bind(now)
+        .bind(r.cloudwatch_log_stream.clone().map(text).unwrap_or_default())
         .fetch_one(&mut *tx)
         .await?;
         let run_id: i64 = row.try_get("id")?;

@@ -437,6 +437,7 @@ fn report(
             start_offset: None,
             end_offset: None,
             error: None,
+            cloudwatch_log_stream: None,
             stages: None,
         },
         samples,
@@ -900,6 +901,7 @@ fn run_state(status: RunStatus, rows: i64) -> ReportRun {
         start_offset: None,
         end_offset: None,
         error: None,
+        cloudwatch_log_stream: None,
         stages: None,
     }
 }

@@ -19,7 +19,7 @@ use fastlane_host::config::{self, PipelineConfig, Problem, Selection};
 use fastlane_host::engine::{self, EngineOptions, Named, Pipeline, RunFailed, RunSummary};
 use fastlane_host::plugins::{ComponentInfo, Registry, SearchDir, set_package_dir};
 use fastlane_host::progress::{Progress, ProgressMode};
-use fastlane_host::{logging, monitoring, runner, transforms};
+use fastlane_host::{log_sinks, logging, monitoring, runner, transforms};
 use fastlane_plugin_api::{ComponentKind, Source, Target, Transform};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -308,9 +308,24 @@ impl Config {
             stop: Some(stop.clone()),
             ..runner::engine_options(c)
         };
+        let sinks = log_sinks::Sinks::start(
+            c,
+            &log_sinks::SinkFlags::default(),
+            &self.registry,
+            &monitoring::pipeline_id(c),
+            &options.run_id,
+        )
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let mut monitor = monitoring::destination(&c.monitoring, &Default::default()).and_then(
             |(dest, interval)| {
-                monitoring::RunMonitor::start(c, &options.run_id, dest, interval, stop.clone())
+                monitoring::RunMonitor::start(
+                    c,
+                    &options.run_id,
+                    dest,
+                    interval,
+                    stop.clone(),
+                    sinks.cloudwatch_stream(),
+                )
             },
         );
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -325,13 +340,14 @@ impl Config {
                     None => engine::run(pipeline, &options, &mut progress),
                 };
                 progress.finish();
+                let summary = match &result {
+                    Ok(s) => s,
+                    Err(f) => f.summary.as_ref(),
+                };
                 if let Some(m) = monitor {
-                    let summary = match &result {
-                        Ok(s) => s,
-                        Err(f) => f.summary.as_ref(),
-                    };
                     m.finish(summary);
                 }
+                sinks.finish(log_sinks::RunEnd::Ran(summary), Duration::from_secs(15));
                 let _ = tx.send(result);
             })
             .map_err(|e| PyValueError::new_err(format!("cannot start the run: {e}")))?;

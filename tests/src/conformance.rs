@@ -541,3 +541,99 @@ pub fn check_target(plugin_name: &str, fixture: &dyn TargetFixture) {
         "an aborted run must leave nothing"
     );
 }
+
+/// Checks a target that streams rows into a service which keeps no offset and cannot take
+/// records back (a delivery stream, a log stream): every row arrives exactly once with its
+/// values, an empty run sends nothing, several workers lose nothing, `get_offset` is `None`,
+/// INCREMENTAL is refused with a clear error (unless `incremental` says the target takes it),
+/// and a failed run fails cleanly. `leftovers` is not used: what the service accepted stays.
+pub fn check_stream_target(plugin_name: &str, fixture: &dyn TargetFixture, incremental: bool) {
+    let plugin = load(plugin_name);
+    check_manifest(&plugin);
+    check_examples(
+        &plugin,
+        ComponentKind::Target,
+        fixture.id(),
+        &fixture.examples(),
+    );
+    let columns = fixture.columns();
+    let write = |dir: &Path, batches: Vec<RecordBatch>, mode, fail: bool, workers: usize| {
+        let config = fixture.config(dir);
+        let target = plugin
+            .create_target(fixture.id(), &config)
+            .unwrap_or_else(|e| panic!("create target with {config}: {e}"));
+        let source: Box<dyn Source> = if fail {
+            Box::new(FailingSource(batches))
+        } else {
+            Box::new(MemorySource(batches))
+        };
+        let pipeline = Pipeline {
+            source: Named::new("memory", source),
+            transforms: vec![],
+            target: Named::new(fixture.id(), Box::new(target) as Box<dyn Target>),
+        };
+        let options = EngineOptions {
+            target_concurrency: workers,
+            ..options(mode)
+        };
+        engine::run(pipeline, &options, &mut NoObserver).map(|_| ())
+    };
+
+    // Empty input sends nothing; there is no offset.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), vec![], ReplicationMode::FullTable, false, 1)
+        .unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)));
+    assert_eq!(total_rows(&fixture.read_back(dir.path())), 0);
+    let offset = plugin
+        .create_target(fixture.id(), &fixture.config(dir.path()))
+        .expect("create target")
+        .get_offset()
+        .unwrap_or_else(|e| panic!("get_offset: {e}"));
+    assert_eq!(offset, None, "a stream target keeps no offset");
+
+    // Many batches from two workers: every row exactly once, with its values.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batches = standard_batches(1, 20_000, 700, &columns);
+    write(
+        dir.path(),
+        batches.clone(),
+        ReplicationMode::FullTable,
+        false,
+        2,
+    )
+    .unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)));
+    assert_eq!(
+        rows_as_text(&fixture.read_back(dir.path()), &columns),
+        rows_as_text(&batches, &columns)
+    );
+
+    // INCREMENTAL: refused up front, nothing sent.
+    if !incremental {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let refused = write(
+            dir.path(),
+            standard_batches(1, 10, 10, &columns),
+            ReplicationMode::Incremental,
+            false,
+            1,
+        );
+        let message = fastlane_host::error::chain(&refused.expect_err("INCREMENTAL must fail"));
+        assert!(message.contains("FULL_TABLE"), "{message}");
+        assert_eq!(total_rows(&fixture.read_back(dir.path())), 0);
+    }
+
+    // A failed run fails, and no row is sent twice.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let failed = write(
+        dir.path(),
+        standard_batches(1, 3_000, 500, &columns),
+        ReplicationMode::FullTable,
+        true,
+        1,
+    );
+    assert!(failed.is_err(), "the run must fail");
+    let back = rows_as_text(&fixture.read_back(dir.path()), &columns);
+    let mut ids: Vec<&String> = back.iter().map(|r| &r[0]).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), back.len(), "a row was sent twice");
+}

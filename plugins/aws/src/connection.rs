@@ -104,6 +104,52 @@ impl Connection {
     }
 }
 
+/// Defines a connector's configuration struct with the standard AWS settings appended to its
+/// own fields (`region`, `endpoint_url`, `profile`, static keys, `max_attempts`), and its
+/// `connection()`.
+macro_rules! with_aws_settings {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            /// AWS region (default: `AWS_REGION`, the profile, then `us-east-1`).
+            pub region: Option<String>,
+            /// Endpoint of an AWS-compatible service (MinIO, moto, LocalStack), e.g.
+            /// `http://127.0.0.1:5000`.
+            pub endpoint_url: Option<String>,
+            /// Named profile of the shared AWS configuration files.
+            pub profile: Option<String>,
+            /// Static access key id (with `secret_access_key`); by default the standard
+            /// credential chain is used.
+            pub access_key_id: Option<String>,
+            /// Static secret access key.
+            pub secret_access_key: Option<String>,
+            /// Session token of temporary credentials.
+            pub session_token: Option<String>,
+            /// Attempts per request, with backoff between them.
+            #[serde(default = "crate::connection::default_max_attempts")]
+            #[schemars(range(min = 1, max = 20))]
+            pub max_attempts: u32,
+        }
+
+        impl $name {
+            /// The AWS settings.
+            pub fn connection(&self) -> crate::connection::Connection {
+                crate::connection::Connection {
+                    region: self.region.clone(),
+                    endpoint_url: self.endpoint_url.clone(),
+                    profile: self.profile.clone(),
+                    access_key_id: self.access_key_id.clone(),
+                    secret_access_key: self.secret_access_key.clone(),
+                    session_token: self.session_token.clone(),
+                    max_attempts: self.max_attempts,
+                }
+            }
+        }
+    };
+}
+pub(crate) use with_aws_settings;
+
 /// Default of `max_attempts`.
 pub fn default_max_attempts() -> u32 {
     5

@@ -7,6 +7,13 @@
 //!   readers and `get_offset` trust only manifested runs. An aborted run deletes what it
 //!   uploaded; a killed one leaves objects no manifest lists.
 //!
+//! - **Target `firehose`**: rows as JSON Lines records through `PutRecordBatch` (at most 500
+//!   records and 4 MiB per call, 1,000 KiB per record), retrying only the records a call
+//!   refused, with backoff, and failing clearly once the retries are spent.
+//!
+//! - **Target `cloudwatch_logs`**: rows as CloudWatch Logs events (`PutLogEvents`, batched and
+//!   in time order); the host's `--logs_to_cloudwatch` sends the run's log lines through it.
+//!
 //! - **Source `secretsmanager`**: one secret as a one-row batch; the host resolves the
 //!   `secret` / `secret_region` settings of any connector through it.
 //!
@@ -18,21 +25,35 @@
 
 #![warn(missing_docs)]
 
+mod cloudwatch;
 mod connection;
+mod firehose;
 pub mod s3;
 mod secrets;
 
+pub use cloudwatch::{CloudWatchLogsConfig, CloudWatchLogsTarget};
 pub use connection::Connection;
+pub use firehose::{FirehoseTarget, FirehoseTargetConfig};
 pub use s3::{S3Target, S3TargetConfig};
 pub use secrets::{SecretsManagerConfig, SecretsManagerSource};
 
 fastlane_plugin_api::export_plugin!(
     fastlane_plugin_api::PluginDefinition::new("aws", env!("CARGO_PKG_VERSION"))
-        .description("Amazon Web Services: S3 and Secrets Manager.")
+        .description("Amazon Web Services: S3, Data Firehose, CloudWatch Logs and Secrets Manager.")
         .target(
             "s3",
             "Writes Parquet, JSON Lines or CSV objects to S3; a run is published by its manifest.",
             S3Target::new,
+        )
+        .target(
+            "firehose",
+            "Sends rows as JSON Lines records to an Amazon Data Firehose delivery stream.",
+            FirehoseTarget::new,
+        )
+        .target(
+            "cloudwatch_logs",
+            "Sends rows as CloudWatch Logs events (the host's --logs_to_cloudwatch uses it).",
+            CloudWatchLogsTarget::new,
         )
         .source(
             "secretsmanager",

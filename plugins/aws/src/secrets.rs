@@ -11,8 +11,9 @@ use fastlane_plugin_api::{BatchStream, IterStream, Partition, PluginError, Resul
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::connection::{Connection, call_error, default_max_attempts, runtime};
+use crate::connection::{call_error, runtime, with_aws_settings};
 
+with_aws_settings! {
 /// Configuration of the `secretsmanager` source.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,23 +23,7 @@ pub struct SecretsManagerConfig {
     pub secret: String,
     /// The version stage to read (default `AWSCURRENT`).
     pub version_stage: Option<String>,
-    /// AWS region (default: `AWS_REGION`, the profile, then `us-east-1`).
-    pub region: Option<String>,
-    /// Endpoint of a compatible service (moto, LocalStack).
-    pub endpoint_url: Option<String>,
-    /// Named profile of the shared AWS configuration files.
-    pub profile: Option<String>,
-    /// Static access key id (with `secret_access_key`); by default the standard credential
-    /// chain is used.
-    pub access_key_id: Option<String>,
-    /// Static secret access key.
-    pub secret_access_key: Option<String>,
-    /// Session token of temporary credentials.
-    pub session_token: Option<String>,
-    /// Attempts per request, with backoff between them.
-    #[serde(default = "default_max_attempts")]
-    #[schemars(range(min = 1, max = 20))]
-    pub max_attempts: u32,
+}
 }
 
 /// The `secretsmanager` source.
@@ -50,15 +35,7 @@ pub struct SecretsManagerSource {
 impl SecretsManagerSource {
     /// Checks the settings and prepares the client.
     pub fn new(config: SecretsManagerConfig) -> Result<Self> {
-        let connection = Connection {
-            region: config.region.clone(),
-            endpoint_url: config.endpoint_url.clone(),
-            profile: config.profile.clone(),
-            access_key_id: config.access_key_id.clone(),
-            secret_access_key: config.secret_access_key.clone(),
-            session_token: config.session_token.clone(),
-            max_attempts: config.max_attempts,
-        };
+        let connection = config.connection();
         let problems = connection.problems();
         if !problems.is_empty() {
             return Err(PluginError::config(problems.join("; ")));

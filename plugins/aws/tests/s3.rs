@@ -453,3 +453,162 @@ fn a_server_that_goes_away_mid_run_fails_the_run_clearly() {
         "the cause is named: {err}"
     );
 }
+
+fn glue_client() -> aws_sdk_glue::Client {
+    let config = aws_sdk_glue::Config::builder()
+        .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+        .endpoint_url(common::endpoint())
+        .region(aws_sdk_glue::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_glue::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_glue::Client::from_conf(config)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+#[test]
+fn the_table_is_registered_in_glue_when_configured() {
+    let s3 = S3::new("glue");
+    let database = common::unique_name(&format!("glue-{}", std::process::id()));
+    let mut config = s3.config("web/Orders");
+    config["glue"] = json!({"database": database});
+    let batches = standard_batches(
+        1,
+        2_000,
+        500,
+        &["int32", "float64", "text", "flag", "day", "moment"],
+    );
+    load(&config, batches.clone(), ReplicationMode::FullTable, 1).expect("load");
+    let glue = glue_client();
+    let table = block_on(
+        glue.get_table()
+            .database_name(&database)
+            .name("web_orders")
+            .send(),
+    )
+    .expect("the table is registered")
+    .table
+    .expect("table");
+    let sd = table.storage_descriptor().expect("storage descriptor");
+    assert_eq!(
+        sd.location(),
+        Some(format!("s3://{}/web/Orders/", s3.bucket).as_str())
+    );
+    let columns: Vec<(String, String)> = sd
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.name().to_owned(),
+                c.r#type().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("id", "bigint"),
+        ("int32", "int"),
+        ("float64", "double"),
+        ("text", "string"),
+        ("flag", "boolean"),
+        ("day", "date"),
+        ("moment", "timestamp"),
+    ]
+    .iter()
+    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    .collect();
+    assert_eq!(columns, expected);
+    assert_eq!(
+        sd.serde_info().and_then(|s| s.serialization_library()),
+        Some("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe")
+    );
+    let keys: Vec<&str> = table.partition_keys().iter().map(|c| c.name()).collect();
+    assert_eq!(keys, ["dt"]);
+    let partitions = block_on(
+        glue.get_partitions()
+            .database_name(&database)
+            .table_name("web_orders")
+            .send(),
+    )
+    .expect("partitions");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let values: Vec<Vec<String>> = partitions
+        .partitions()
+        .iter()
+        .map(|p| p.values().to_vec())
+        .collect();
+    assert_eq!(values, [vec![today.clone()]]);
+    assert_eq!(
+        partitions.partitions()[0]
+            .storage_descriptor()
+            .and_then(|s| s.location()),
+        Some(format!("s3://{}/web/Orders/dt={today}/", s3.bucket).as_str())
+    );
+
+    // A second run with another column updates the table; the partition is not added twice.
+    let wider = standard_batches(1, 100, 100, &["int32", "int64", "text"]);
+    load(&config, wider, ReplicationMode::FullTable, 1).expect("second load");
+    let table = block_on(
+        glue.get_table()
+            .database_name(&database)
+            .name("web_orders")
+            .send(),
+    )
+    .expect("table")
+    .table
+    .expect("table");
+    let names: Vec<&str> = table
+        .storage_descriptor()
+        .expect("sd")
+        .columns()
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(names, ["id", "int32", "int64", "text"]);
+
+    // A column Glue cannot type fails the run before it is published; nothing is left.
+    let time = {
+        use std::sync::Arc;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
+            arrow_schema::Field::new(
+                "at",
+                arrow_schema::DataType::Time64(arrow_schema::TimeUnit::Microsecond),
+                true,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow_array::Int64Array::from(vec![1])),
+                Arc::new(arrow_array::Time64MicrosecondArray::from(vec![5])),
+            ],
+        )
+        .expect("batch")
+    };
+    let manifests_before = s3.manifests("web/Orders").len();
+    let error = load(&config, vec![time], ReplicationMode::FullTable, 1).unwrap_err();
+    assert!(
+        error.contains("the column `at` is Time64(µs), which has no Glue type")
+            || error.contains("the column `at` is Time64"),
+        "{error}"
+    );
+    assert_eq!(s3.manifests("web/Orders").len(), manifests_before);
+
+    // `glue` without a database anywhere is a configuration error.
+    let mut bad = s3.config("x");
+    bad["glue"] = json!({});
+    let error = conformance::load("aws")
+        .create_target("s3", &bad)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("`glue` needs a database"), "{error}");
+}

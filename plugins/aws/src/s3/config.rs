@@ -4,13 +4,14 @@ use fastlane_plugin_api::{PluginError, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, default_max_attempts};
+use crate::connection::with_aws_settings;
 
 /// The smallest part S3 accepts in a multipart upload (but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// The largest part S3 accepts.
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
+with_aws_settings! {
 /// Configuration of the `s3` target.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,26 +74,27 @@ pub struct S3TargetConfig {
     /// Number of target workers, each writing its own objects.
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
-    /// AWS region (default: `AWS_REGION`, the profile, then `us-east-1`).
-    pub region: Option<String>,
-    /// Endpoint of an S3-compatible store (MinIO, moto), e.g. `http://127.0.0.1:9000`.
-    pub endpoint_url: Option<String>,
     /// Path-style addressing (`<endpoint>/<bucket>/<key>`); default: on when `endpoint_url` is
     /// set, off otherwise.
     pub force_path_style: Option<bool>,
-    /// Named profile of the shared AWS configuration files.
-    pub profile: Option<String>,
-    /// Static access key id (with `secret_access_key`); by default the standard credential
-    /// chain is used.
-    pub access_key_id: Option<String>,
-    /// Static secret access key.
-    pub secret_access_key: Option<String>,
-    /// Session token of temporary credentials.
-    pub session_token: Option<String>,
-    /// Attempts per request, with backoff between them.
-    #[serde(default = "default_max_attempts")]
-    #[schemars(range(min = 1, max = 20))]
-    pub max_attempts: u32,
+    /// Registers the table in the AWS Glue Data Catalog (for Athena) at each commit.
+    pub glue: Option<GlueConfig>,
+}
+}
+
+/// Registration of the table in the AWS Glue Data Catalog.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GlueConfig {
+    /// The Glue database (default: the target's `database`).
+    #[schemars(length(min = 1, max = 255))]
+    pub database: Option<String>,
+    /// The Glue table (default: the target's `table`, lower-cased).
+    #[schemars(length(min = 1, max = 255))]
+    pub table: Option<String>,
+    /// Create the database when it is missing.
+    #[serde(default = "default_true")]
+    pub create_database: bool,
 }
 
 fn default_partition() -> String {
@@ -163,25 +165,25 @@ pub enum Compression {
 }
 
 impl S3TargetConfig {
-    /// The AWS settings.
-    pub fn connection(&self) -> Connection {
-        Connection {
-            region: self.region.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-            profile: self.profile.clone(),
-            access_key_id: self.access_key_id.clone(),
-            secret_access_key: self.secret_access_key.clone(),
-            session_token: self.session_token.clone(),
-            max_attempts: self.max_attempts,
-        }
-    }
-
     /// The codec actually used: the configured one, or snappy for Parquet and none otherwise.
     pub fn codec(&self) -> Compression {
         self.compression.unwrap_or(match self.format {
             Format::Parquet => Compression::Snappy,
             _ => Compression::None,
         })
+    }
+
+    /// The Glue database and table, when `glue` is configured and names a database.
+    pub fn glue_names(&self) -> Option<(String, String)> {
+        let glue = self.glue.as_ref()?;
+        let database = glue.database.clone().or_else(|| self.database.clone())?;
+        let table = glue.table.clone().unwrap_or_else(|| {
+            self.table
+                .trim_matches('/')
+                .replace(['/', '-', '.'], "_")
+                .to_ascii_lowercase()
+        });
+        Some((database, table))
     }
 
     /// The folder of the table: `<prefix>/<table>` without stray slashes.
@@ -226,6 +228,11 @@ impl S3TargetConfig {
         }
         if let Err(e) = render_partition(&self.partition, chrono::DateTime::UNIX_EPOCH, "r") {
             problems.push(e);
+        }
+        if self.glue.is_some() && self.glue_names().is_none() {
+            problems.push(
+                "`glue` needs a database: `glue.database`, or the target's `database`".into(),
+            );
         }
         if problems.is_empty() {
             Ok(())

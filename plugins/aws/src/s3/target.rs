@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::connection::call_error;
 use crate::s3::config::{Compression, Format, S3TargetConfig, render_partition};
+use crate::s3::glue::Registration;
 use crate::s3::manifest::{self, Manifest, block_on};
 use crate::s3::upload::{Destination, ObjectInfo, RunState, Upload};
 
@@ -23,6 +24,7 @@ use crate::s3::upload::{Destination, ObjectInfo, RunState, Upload};
 pub struct S3Target {
     config: Arc<S3TargetConfig>,
     client: Client,
+    glue: Option<aws_sdk_glue::Client>,
     run: Option<Run>,
 }
 
@@ -31,6 +33,8 @@ struct Run {
     mode: ReplicationMode,
     /// `<base>/<partition>/` with the run's start filled in.
     folder: String,
+    /// The partition folder alone (`dt=2026-11-24`), or empty.
+    partition: String,
     state: Arc<RunState>,
 }
 
@@ -47,9 +51,14 @@ impl S3Target {
                 .force_path_style(path_style)
                 .build(),
         );
+        let glue = config
+            .glue
+            .is_some()
+            .then(|| aws_sdk_glue::Client::new(&sdk));
         Ok(Self {
             config: Arc::new(config),
             client,
+            glue,
             run: None,
         })
     }
@@ -112,6 +121,7 @@ impl S3Target {
                 manifest::commit_time(last).map_or(now, |t| t + chrono::Duration::milliseconds(1));
             key = manifest::manifest_key(&base, later.max(now), &run.id);
         }
+        self.register(run).await?;
         manifest::write(&self.client, self.bucket(), &key, &manifest).await?;
         log::info!(
             "published run `{}`: {} rows in {} objects, manifest `s3://{}/{key}`",
@@ -135,6 +145,27 @@ impl S3Target {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Creates or updates the Glue table and adds the run's partition, when configured.
+    async fn register(&self, run: &Run) -> Result<()> {
+        let (Some(client), Some((database, table))) = (&self.glue, self.config.glue_names()) else {
+            return Ok(());
+        };
+        let Some(schema) = RunState::lock(&run.state.schema).clone() else {
+            log::debug!("the run wrote no rows: the Glue table `{database}.{table}` is unchanged");
+            return Ok(());
+        };
+        Registration {
+            config: &self.config,
+            database: &database,
+            table: &table,
+            partition: &run.partition,
+        }
+        .register(client, &schema)
+        .await?;
+        log::info!("registered the table `{database}.{table}` in the Glue Data Catalog");
         Ok(())
     }
 
@@ -223,6 +254,7 @@ impl Target for S3Target {
             id: context.run_id.clone(),
             mode: context.mode,
             folder,
+            partition,
             state: Arc::new(RunState::default()),
         });
         Ok(())
@@ -461,6 +493,9 @@ impl S3Writer {
 
 impl Writer for S3Writer {
     fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() > 0 {
+            RunState::lock(&self.state.schema).get_or_insert_with(|| batch.schema());
+        }
         let Some(max_rows) = self.config.max_rows_per_object else {
             return self.write_part(&batch);
         };

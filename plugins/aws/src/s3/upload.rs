@@ -39,6 +39,8 @@ pub struct RunState {
     pub uploads: Mutex<HashMap<String, String>>,
     /// The largest replication key written.
     pub key_max: Mutex<Option<KeyMax>>,
+    /// The schema of the rows written (for the Glue table).
+    pub schema: Mutex<Option<arrow_schema::SchemaRef>>,
 }
 
 impl RunState {
