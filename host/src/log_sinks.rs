@@ -71,6 +71,9 @@ impl LogLine {
 struct Tap {
     id: u64,
     min: Level,
+    /// Lines of this plugin (`plugin::<name>`) are taken only at WARN and above: the sink
+    /// sends through it, and its HTTP stack's own debug lines would otherwise come back.
+    quiet_plugin: Option<String>,
     tx: Sender<LogLine>,
     dropped: Arc<AtomicU64>,
 }
@@ -94,7 +97,10 @@ pub fn forward(level: Level, target: &str, message: &str) {
     }
     let taps = TAPS.read().unwrap_or_else(|p| p.into_inner());
     let mut line: Option<LogLine> = None;
-    for tap in taps.iter().filter(|t| level <= t.min) {
+    for tap in taps.iter().filter(|t| {
+        level <= t.min
+            && (level <= Level::WARN || t.quiet_plugin.as_deref().is_none_or(|p| p != target))
+    }) {
         let l = line
             .get_or_insert_with(|| LogLine {
                 time_ms: chrono::Utc::now().timestamp_millis(),
@@ -116,7 +122,7 @@ struct TapHandle {
 }
 
 impl TapHandle {
-    fn add(min: Level) -> (Self, Receiver<LogLine>) {
+    fn add(min: Level, quiet_plugin: Option<String>) -> (Self, Receiver<LogLine>) {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_LINES);
         let id = NEXT_TAP.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -124,6 +130,7 @@ impl TapHandle {
         taps.push(Tap {
             id,
             min,
+            quiet_plugin,
             tx,
             dropped: dropped.clone(),
         });
@@ -407,7 +414,8 @@ impl CloudWatchSink {
             })
             .map_err(|e| start_err(e.to_string()))?;
         let writer = target.writer(0).map_err(|e| start_err(e.to_string()))?;
-        let (tap, lines) = TapHandle::add(settings.level);
+        let quiet = format!("plugin::{}", plugin.name);
+        let (tap, lines) = TapHandle::add(settings.level, Some(quiet));
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let interval = settings.flush_interval;
         let thread = std::thread::Builder::new()
@@ -645,7 +653,7 @@ impl SlackSink {
             service: "Slack",
             message,
         };
-        let (tap, lines) = TapHandle::add(settings.level);
+        let (tap, lines) = TapHandle::add(settings.level, None);
         let (summary, summaries) = crossbeam_channel::bounded::<String>(1);
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let heading = format!("*{}* run `{run_id}`", escape(pipeline_id));
@@ -971,6 +979,21 @@ mod tests {
             w > Duration::from_secs(25) && w <= Duration::from_secs(30),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn taps_take_their_levels_and_quiet_the_sinks_own_plugin() {
+        let (tap, lines) = TapHandle::add(Level::DEBUG, Some("plugin::quiet_test".into()));
+        forward(Level::DEBUG, "plugin::quiet_test", "sdk detail");
+        forward(Level::WARN, "plugin::quiet_test", "sdk warning");
+        forward(Level::DEBUG, "fastlane_host::engine", "engine detail");
+        forward(Level::TRACE, "fastlane_host::engine", "too fine");
+        forward(Level::ERROR, "hyper::client", "never forwarded");
+        let got: Vec<String> = lines.try_iter().map(|l| l.message).collect();
+        assert_eq!(got, ["sdk warning", "engine detail"]);
+        drop(tap);
+        forward(Level::ERROR, "fastlane_host::engine", "after");
+        assert!(lines.try_recv().is_err(), "a removed tap's queue is closed");
     }
 
     #[test]
