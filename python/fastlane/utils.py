@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Callable, Generic, TypeVar
 
@@ -22,28 +21,20 @@ class classproperty(Generic[T]):
         return self.getter(owner if owner is not None else type(instance))
 
 
-def get_secret(name: str, region: str) -> dict[str, Any]:
-    """Reads the AWS Secrets Manager secret ``name`` in ``region`` and returns its JSON as a dict.
+def get_secret(name: str, region: str | None = None) -> dict[str, Any]:
+    """Reads the AWS Secrets Manager secret ``name`` and returns its JSON object as a dict.
 
-    Uses boto3 and the default AWS credential chain, as the original did. ``SecretString`` is
-    parsed as JSON; ``SecretBinary`` is base64-decoded first.
+    The secret is read through the ``aws`` plugin, as connectors' ``secret`` settings are:
+    the standard AWS credential chain, ``region`` (default: ``AWS_REGION`` or the profile's),
+    and ``AWS_ENDPOINT_URL`` for a compatible service. Errors never quote the secret's value.
     """
+    from . import _native
+
     try:
-        import boto3  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise FastlaneError(
-            "get_secret needs boto3 (pip install boto3) to reach AWS Secrets Manager"
-        ) from e
-    client = boto3.client("secretsmanager", region_name=region)
-    response = client.get_secret_value(SecretId=name)
-    if "SecretString" in response:
-        text = response["SecretString"]
-    else:
-        text = base64.b64decode(response["SecretBinary"]).decode("utf-8")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FastlaneError(f"the secret `{name}` is not a JSON document") from e
+        text = _native.get_secret(name, region)
+    except ValueError as e:
+        raise FastlaneError(str(e)) from None
+    value = json.loads(text)
     if not isinstance(value, dict):
         raise FastlaneError(f"the secret `{name}` is not a JSON object")
     return value

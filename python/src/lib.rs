@@ -92,6 +92,25 @@ pub struct Config {
 /// where `schema` is a JSON Schema (as JSON text) or `None` when `validator` checks the
 /// section instead. `validator(kind, id, section, path)` returns a list of `(path, message)`.
 /// Raises `fastlane.errors.ConfigError` listing every problem.
+/// Reads an AWS Secrets Manager secret through the `aws` plugin and returns its JSON object as
+/// text; a `ValueError` says why it could not (never quoting the value).
+#[pyfunction]
+#[pyo3(signature = (name, region=None, plugin_dirs=Vec::new()))]
+fn get_secret(
+    py: Python<'_>,
+    name: &str,
+    region: Option<String>,
+    plugin_dirs: Vec<PathBuf>,
+) -> PyResult<String> {
+    logging::init(0);
+    py.detach(|| {
+        let registry = registry(&plugin_dirs);
+        fastlane_host::secrets::fetch(name, region.as_deref(), &registry)
+            .map(|values| serde_json::Value::Object(values).to_string())
+    })
+    .map_err(PyValueError::new_err)
+}
+
 #[pyfunction]
 #[pyo3(signature = (text, file, source=None, transform=None, target=None, python=Vec::new(), validator=None, plugin_dirs=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
@@ -453,6 +472,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_package_plugin_dir, m)?)?;
     m.add_function(wrap_pyfunction!(load_config, m)?)?;
     m.add_function(wrap_pyfunction!(rows_to_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(get_secret, m)?)?;
     m.add_class::<Config>()?;
     m.add_class::<ArrowBatch>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

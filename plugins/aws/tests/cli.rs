@@ -115,17 +115,40 @@ fn a_csv_file_goes_to_s3_and_to_firehose() {
         .map(|b| b.expect("batch"))
         .collect();
     assert_eq!(rows_as_text(&back, &columns), expected);
+    delete_stream(&stream);
 }
 
-/// A DirectPut delivery stream writing under `<name>/` of `bucket`.
-fn create_stream(bucket: &str, name: &str) {
+fn client() -> aws_sdk_firehose::Client {
     let config = aws_sdk_firehose::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(common::endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .build();
-    let client = aws_sdk_firehose::Client::from_conf(config);
+    aws_sdk_firehose::Client::from_conf(config)
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// Deletes a delivery stream (moto allows 50 per account).
+fn delete_stream(name: &str) {
+    let _ = block_on(
+        client()
+            .delete_delivery_stream()
+            .delivery_stream_name(name)
+            .send(),
+    );
+}
+
+/// A DirectPut delivery stream writing under `<name>/` of `bucket`.
+fn create_stream(bucket: &str, name: &str) {
+    let client = client();
     let destination = ExtendedS3DestinationConfiguration::builder()
         .role_arn("arn:aws:iam::123456789012:role/firehose")
         .bucket_arn(format!("arn:aws:s3:::{bucket}"))
@@ -144,16 +167,12 @@ fn create_stream(bucket: &str, name: &str) {
         )
         .build()
         .expect("destination");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(
-            client
-                .create_delivery_stream()
-                .delivery_stream_name(name)
-                .extended_s3_destination_configuration(destination)
-                .send(),
-        )
-        .expect("create delivery stream");
+    block_on(
+        client
+            .create_delivery_stream()
+            .delivery_stream_name(name)
+            .extended_s3_destination_configuration(destination)
+            .send(),
+    )
+    .expect("create delivery stream");
 }

@@ -41,6 +41,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 struct Streams {
     s3: S3,
     client: aws_sdk_firehose::Client,
+    /// Streams created, deleted again when the test ends (moto allows 50 per account).
+    created: std::sync::Mutex<Vec<String>>,
 }
 
 impl Streams {
@@ -55,6 +57,7 @@ impl Streams {
         Self {
             s3,
             client: aws_sdk_firehose::Client::from_conf(config),
+            created: Default::default(),
         }
     }
 
@@ -93,6 +96,10 @@ impl Streams {
                     aws_sdk_firehose::error::DisplayErrorContext(&e)
                 )
             });
+        self.created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_owned());
     }
 
     fn config(&self, name: &str, endpoint: &str) -> Value {
@@ -136,6 +143,20 @@ fn fresh_name(base: &str) -> String {
     format!("{base}-{}-{nanos}", std::process::id())
 }
 
+impl Drop for Streams {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut *self.created.lock().unwrap_or_else(|p| p.into_inner()));
+        for name in names {
+            let _ = runtime().block_on(
+                self.client
+                    .delete_delivery_stream()
+                    .delivery_stream_name(&name)
+                    .send(),
+            );
+        }
+    }
+}
+
 struct Fixture {
     streams: Streams,
     schema: SchemaRef,
@@ -158,10 +179,11 @@ impl TargetFixture for Fixture {
 
     fn config(&self, dir: &Path) -> Value {
         let name = Self::stream(dir);
-        let exists = runtime()
-            .block_on(self.streams.client.list_delivery_streams().send())
-            .expect("list delivery streams")
-            .delivery_stream_names()
+        let exists = self
+            .streams
+            .created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .contains(&name);
         if !exists {
             self.streams.create(&name);
