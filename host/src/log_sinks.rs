@@ -71,8 +71,8 @@ impl LogLine {
 struct Tap {
     id: u64,
     min: Level,
-    /// Lines of this plugin (`plugin::<name>`) are taken only at WARN and above: the sink
-    /// sends through it, and its HTTP stack's own debug lines would otherwise come back.
+    /// Lines of this plugin (`plugin::<name>`) are taken only at INFO and above: the sink
+    /// sends through it, and its AWS SDK's debug lines would otherwise come back.
     quiet_plugin: Option<String>,
     tx: Sender<LogLine>,
     dropped: Arc<AtomicU64>,
@@ -99,7 +99,7 @@ pub fn forward(level: Level, target: &str, message: &str) {
     let mut line: Option<LogLine> = None;
     for tap in taps.iter().filter(|t| {
         level <= t.min
-            && (level <= Level::WARN || t.quiet_plugin.as_deref().is_none_or(|p| p != target))
+            && (level <= Level::INFO || t.quiet_plugin.as_deref().is_none_or(|p| p != target))
     }) {
         let l = line
             .get_or_insert_with(|| LogLine {
@@ -489,12 +489,23 @@ fn cloudwatch_loop(
     let mut totals = CloudWatchTotals::default();
     let mut pending: Vec<LogLine> = Vec::new();
     let mut deadline = Instant::now() + interval;
+    // After a failed send, nothing is sent again before this (growing) backoff has passed.
+    let mut backoff = Duration::ZERO;
+    let mut retry_at: Option<Instant> = None;
     let mut open = true;
     while open {
-        match lines.recv_deadline(deadline) {
+        let wake = retry_at.map_or(deadline, |r| r.max(deadline));
+        match lines.recv_deadline(wake) {
             Ok(line) => {
                 pending.push(line);
-                if pending.len() < CLOUDWATCH_BATCH {
+                if pending.len() > CLOUDWATCH_KEEP {
+                    // Beyond the limit the oldest lines are given up.
+                    let excess = pending.len() - CLOUDWATCH_KEEP;
+                    pending.drain(..excess);
+                    totals.lost += excess as u64;
+                }
+                let waiting = retry_at.is_some_and(|r| Instant::now() < r);
+                if pending.len() < CLOUDWATCH_BATCH || waiting {
                     continue;
                 }
             }
@@ -502,36 +513,55 @@ fn cloudwatch_loop(
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
         deadline = Instant::now() + interval;
-        if pending.is_empty() {
+        if open && retry_at.is_some_and(|r| Instant::now() < r) {
             continue;
         }
-        match writer.write(log_batch(&pending)) {
-            Ok(()) => {
-                totals.sent += pending.len() as u64;
-                pending.clear();
+        // One call's worth at a time, so that a failure never sends accepted lines again.
+        while !pending.is_empty() {
+            let n = one_call(&pending);
+            match writer.write(log_batch(&pending[..n])) {
+                Ok(()) => {
+                    totals.sent += n as u64;
+                    pending.drain(..n);
+                    backoff = Duration::ZERO;
+                    retry_at = None;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if totals.last_error.as_deref() != Some(message.as_str()) {
+                        tracing::warn!(
+                            "CloudWatch Logs: {message}; the lines are kept for a retry"
+                        );
+                    }
+                    totals.last_error = Some(message);
+                    backoff = (backoff * 2).clamp(Duration::from_secs(2), Duration::from_secs(60));
+                    retry_at = Some(Instant::now() + backoff);
+                    break;
+                }
             }
-            Err(e) => {
-                // Kept for the next send; beyond the limit the oldest are given up.
-                let message = e.to_string();
-                if totals.last_error.as_deref() != Some(message.as_str()) {
-                    tracing::warn!("CloudWatch Logs: {message}; the lines are kept for a retry");
-                }
-                totals.last_error = Some(message);
-                if pending.len() > CLOUDWATCH_KEEP {
-                    let excess = pending.len() - CLOUDWATCH_KEEP;
-                    pending.drain(..excess);
-                    totals.lost += excess as u64;
-                }
-                if !open {
-                    totals.lost += pending.len() as u64;
-                }
-            }
+        }
+        if !open {
+            totals.lost += pending.len() as u64;
         }
     }
     if let Err(e) = writer.close().and_then(|()| target.commit()) {
         totals.last_error = Some(e.to_string());
     }
     totals
+}
+
+/// How many of `lines` fit one `PutLogEvents` call (10,000 events, 1 MiB with 26 bytes per
+/// event; the target cuts a longer message to 256 KiB); at least one.
+fn one_call(lines: &[LogLine]) -> usize {
+    let mut bytes = 0usize;
+    for (i, line) in lines.iter().enumerate() {
+        let size = line.text().len().min(256 * 1024) + 26;
+        if i > 0 && (i >= 10_000 || bytes + size > 1_000_000) {
+            return i;
+        }
+        bytes += size;
+    }
+    lines.len()
 }
 
 /// The lines as the `cloudwatch_logs` target takes them: `timestamp` (ms) and `message`.
@@ -803,12 +833,15 @@ impl Poster {
         }
     }
 
-    fn post(&mut self, text: String) {
+    /// Posts one message. `closing` (the run has ended) allows fewer attempts and shorter
+    /// waits, so that the summary still goes within the time the run's end allows.
+    fn post(&mut self, text: String, closing: bool) {
         self.tokens -= 1.0;
         let mut body = self.settings.extra.clone();
         body.insert("text".into(), json!(text));
         let body = Value::Object(body);
-        for attempt in 1..=SLACK_ATTEMPTS {
+        let attempts = if closing { 2 } else { SLACK_ATTEMPTS };
+        for attempt in 1..=attempts {
             let answer = self.client.post(&self.settings.url).json(&body).send();
             let retry_after = match answer {
                 Ok(r) if r.status().is_success() => {
@@ -847,14 +880,16 @@ impl Poster {
                     None
                 }
             };
-            if attempt < SLACK_ATTEMPTS {
-                std::thread::sleep(
-                    retry_after.unwrap_or(Duration::from_millis(500 << attempt.min(5))),
-                );
+            if attempt < attempts {
+                let mut pause = retry_after.unwrap_or(Duration::from_millis(500 << attempt.min(5)));
+                if closing {
+                    pause = pause.min(Duration::from_secs(2));
+                }
+                std::thread::sleep(pause);
             }
         }
         tracing::warn!(
-            "Slack: a message was not delivered after {SLACK_ATTEMPTS} attempts ({})",
+            "Slack: a message was not delivered after {attempts} attempts ({})",
             self.totals.last_error.as_deref().unwrap_or("")
         );
         self.totals.failed += 1;
@@ -920,17 +955,26 @@ fn slack_loop(
                 }
             }
         }
-        // At the end the last lines go at once, whatever the limit.
+        // Wait for the rate limit, gathering what comes meanwhile; the end of the run cuts
+        // the wait short (the last lines go at once, whatever the limit).
         if open {
-            let wait = poster.wait();
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
+            let until = Instant::now() + poster.wait();
+            loop {
+                match lines.recv_deadline(until) {
+                    Ok(l) if batch.len() < SLACK_LINES => batch.push(l),
+                    Ok(_) => more += 1,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
             }
         }
-        poster.post(lines_text(heading, &batch, more));
+        poster.post(lines_text(heading, &batch, more), !open);
     }
     if let Ok(summary) = summaries.try_recv() {
-        poster.post(summary);
+        poster.post(summary, true);
     }
     poster.totals
 }
@@ -985,12 +1029,12 @@ mod tests {
     fn taps_take_their_levels_and_quiet_the_sinks_own_plugin() {
         let (tap, lines) = TapHandle::add(Level::DEBUG, Some("plugin::quiet_test".into()));
         forward(Level::DEBUG, "plugin::quiet_test", "sdk detail");
-        forward(Level::WARN, "plugin::quiet_test", "sdk warning");
+        forward(Level::INFO, "plugin::quiet_test", "published");
         forward(Level::DEBUG, "fastlane_host::engine", "engine detail");
         forward(Level::TRACE, "fastlane_host::engine", "too fine");
         forward(Level::ERROR, "hyper::client", "never forwarded");
         let got: Vec<String> = lines.try_iter().map(|l| l.message).collect();
-        assert_eq!(got, ["sdk warning", "engine detail"]);
+        assert_eq!(got, ["published", "engine detail"]);
         drop(tap);
         forward(Level::ERROR, "fastlane_host::engine", "after");
         assert!(lines.try_recv().is_err(), "a removed tap's queue is closed");

@@ -91,6 +91,7 @@ pub struct CloudWatchLogsTarget {
     client: Client,
     sent: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
+    empty: Arc<AtomicU64>,
 }
 
 impl CloudWatchLogsTarget {
@@ -120,6 +121,7 @@ impl CloudWatchLogsTarget {
             client,
             sent: Arc::default(),
             rejected: Arc::default(),
+            empty: Arc::default(),
         })
     }
 
@@ -150,6 +152,15 @@ impl CloudWatchLogsTarget {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
+            // A role may write to an existing group without the right to create groups: the
+            // stream's creation says whether the group is there.
+            Err(e)
+                if e.as_service_error()
+                    .and_then(aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata::code)
+                    == Some("AccessDeniedException") =>
+            {
+                log::debug!("not allowed to create the log group `{group}`; using it as it is");
+            }
             Err(e) => {
                 return Err(call_error(
                     &format!("cannot create the log group `{group}`"),
@@ -204,10 +215,19 @@ impl Target for CloudWatchLogsTarget {
             client: self.client.clone(),
             sent: self.sent.clone(),
             rejected: self.rejected.clone(),
+            empty: self.empty.clone(),
         }))
     }
 
     fn commit(&mut self) -> Result<()> {
+        let empty = self.empty.load(Ordering::Relaxed);
+        if empty > 0 {
+            log::warn!(
+                "{empty} rows with an empty or null `{}` were not sent: CloudWatch Logs takes no \
+                 empty events",
+                self.config.message_column
+            );
+        }
         let rejected = self.rejected.load(Ordering::Relaxed);
         if rejected > 0 {
             log::warn!(
@@ -236,6 +256,7 @@ struct LogsWriter {
     client: Client,
     sent: Arc<AtomicU64>,
     rejected: Arc<AtomicU64>,
+    empty: Arc<AtomicU64>,
 }
 
 impl LogsWriter {
@@ -283,6 +304,8 @@ impl LogsWriter {
 impl Writer for LogsWriter {
     fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let mut events = events(&batch, &self.config)?;
+        let empty = batch.num_rows() - events.len();
+        self.empty.fetch_add(empty as u64, Ordering::Relaxed);
         // One call must be in chronological order; a stable sort keeps lines of the same
         // millisecond in the order they came.
         events.sort_by_key(|e| e.timestamp);
@@ -393,9 +416,12 @@ fn events(batch: &RecordBatch, config: &CloudWatchLogsConfig) -> Result<Vec<Even
                 .collect()
         }
     };
+    // CloudWatch refuses a whole call for one empty message: such rows are left out, and
+    // counted.
     Ok(times
         .into_iter()
         .zip(messages)
+        .filter(|(_, m)| !m.is_empty())
         .map(|(t, m)| Event {
             timestamp: t.unwrap_or(now),
             message: clip(m),
@@ -463,7 +489,7 @@ mod tests {
             schema,
             vec![
                 Arc::new(TimestampMicrosecondArray::from(vec![Some(2_000_999), None])),
-                Arc::new(StringArray::from(vec![Some("a"), None])),
+                Arc::new(StringArray::from(vec![Some("a"), Some("b")])),
             ],
         )
         .unwrap();
@@ -475,8 +501,25 @@ mod tests {
                 message: "a".into()
             }
         );
-        assert_eq!(e[1].message, "");
+        assert_eq!(e[1].message, "b");
         assert!(e[1].timestamp > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn rows_without_text_are_left_out() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "message",
+            DataType::Utf8,
+            true,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec![Some(""), None, Some("x")]))],
+        )
+        .unwrap();
+        let e = events(&batch, &config()).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].message, "x");
     }
 
     #[test]

@@ -217,7 +217,8 @@ fn events_take_their_time_and_text_from_columns_in_time_order() {
         Field::new("at", DataType::Int64, true),
         Field::new("line", DataType::Utf8, true),
     ]));
-    // Out of order, one without a time, one longer than an event takes.
+    // Out of order, one without a time, one longer than an event takes, one without text
+    // (left out: CloudWatch takes no empty event).
     let long = "z".repeat(300 * 1024);
     let batch = RecordBatch::try_new(
         schema,
@@ -227,12 +228,14 @@ fn events_take_their_time_and_text_from_columns_in_time_order() {
                 Some(now - 5_000),
                 None,
                 Some(now - 4_000),
+                Some(now - 1_000),
             ])),
             Arc::new(StringArray::from(vec![
                 Some("third"),
                 Some("first"),
                 Some("last"),
                 Some(long.as_str()),
+                None,
             ])),
         ],
     )

@@ -479,7 +479,7 @@ fn the_table_is_registered_in_glue_when_configured() {
     let s3 = S3::new("glue");
     let database = common::unique_name(&format!("glue-{}", std::process::id()));
     let mut config = s3.config("web/Orders");
-    config["glue"] = json!({"database": database});
+    config["glue"] = json!({"database": database, "endpoint_url": common::endpoint()});
     let batches = standard_batches(
         1,
         2_000,

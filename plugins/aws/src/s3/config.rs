@@ -95,6 +95,9 @@ pub struct GlueConfig {
     /// Create the database when it is missing.
     #[serde(default = "default_true")]
     pub create_database: bool,
+    /// Endpoint of a Glue-compatible catalog (default: AWS's, not the target's
+    /// `endpoint_url`, which is for S3).
+    pub endpoint_url: Option<String>,
 }
 
 fn default_partition() -> String {

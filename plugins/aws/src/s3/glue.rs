@@ -228,9 +228,11 @@ impl Registration<'_> {
         let what = format!("`{}.{}`", self.database, self.table);
         match existing {
             Ok(_) => {
+                // No archived version per run: Glue keeps at most 100,000 per table.
                 client
                     .update_table()
                     .database_name(self.database)
+                    .skip_archive(true)
                     .table_input(input)
                     .send()
                     .await

@@ -51,10 +51,11 @@ impl S3Target {
                 .force_path_style(path_style)
                 .build(),
         );
-        let glue = config
-            .glue
-            .is_some()
-            .then(|| aws_sdk_glue::Client::new(&sdk));
+        let glue = config.glue.as_ref().map(|g| {
+            let mut connection = config.connection();
+            connection.endpoint_url = g.endpoint_url.clone();
+            aws_sdk_glue::Client::new(&connection.sdk_config())
+        });
         Ok(Self {
             config: Arc::new(config),
             client,
