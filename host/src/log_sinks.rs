@@ -66,6 +66,11 @@ impl LogLine {
     fn text(&self) -> String {
         format!("{} {}: {}", self.level, self.target, self.message)
     }
+
+    /// The length of [`LogLine::text`], without building it.
+    fn text_len(&self) -> usize {
+        self.level.as_str().len() + self.target.len() + self.message.len() + 3
+    }
 }
 
 struct Tap {
@@ -555,7 +560,7 @@ fn cloudwatch_loop(
 fn one_call(lines: &[LogLine]) -> usize {
     let mut bytes = 0usize;
     for (i, line) in lines.iter().enumerate() {
-        let size = line.text().len().min(256 * 1024) + 26;
+        let size = line.text_len().min(256 * 1024) + 26;
         if i > 0 && (i >= 10_000 || bytes + size > 1_000_000) {
             return i;
         }
@@ -935,39 +940,24 @@ fn slack_loop(
 ) -> SlackTotals {
     let mut open = true;
     while open {
-        // Wait for a first line, then gather for a moment, and for as long as the rate limit
-        // holds the message back.
+        // Wait for a first line.
         let first = match lines.recv() {
             Ok(l) => l,
             Err(_) => break,
         };
         let mut batch = vec![first];
         let mut more = 0usize;
-        let gather_until = Instant::now() + SLACK_GATHER.max(poster.wait());
+        // Gather for a moment, and for as long as the rate limit holds the message back; the
+        // end of the run cuts the wait short (the last lines go at once, whatever the limit).
+        let until = Instant::now() + SLACK_GATHER.max(poster.wait());
         loop {
-            match lines.recv_deadline(gather_until) {
+            match lines.recv_deadline(until) {
                 Ok(l) if batch.len() < SLACK_LINES => batch.push(l),
                 Ok(_) => more += 1,
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
                     open = false;
                     break;
-                }
-            }
-        }
-        // Wait for the rate limit, gathering what comes meanwhile; the end of the run cuts
-        // the wait short (the last lines go at once, whatever the limit).
-        if open {
-            let until = Instant::now() + poster.wait();
-            loop {
-                match lines.recv_deadline(until) {
-                    Ok(l) if batch.len() < SLACK_LINES => batch.push(l),
-                    Ok(_) => more += 1,
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
                 }
             }
         }
@@ -1038,6 +1028,17 @@ mod tests {
         drop(tap);
         forward(Level::ERROR, "fastlane_host::engine", "after");
         assert!(lines.try_recv().is_err(), "a removed tap's queue is closed");
+    }
+
+    #[test]
+    fn text_len_is_the_texts_length() {
+        let line = LogLine {
+            time_ms: 0,
+            level: Level::WARN,
+            target: "plugin::aws".into(),
+            message: "é ok".into(),
+        };
+        assert_eq!(line.text_len(), line.text().len());
     }
 
     #[test]

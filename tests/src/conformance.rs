@@ -253,6 +253,38 @@ impl Source for FailingSource {
     }
 }
 
+/// Runs `batches` (followed by a source failure when `fail`) into the fixture's target
+/// configured for `dir`, with `workers` target workers.
+fn write_into(
+    plugin: &LoadedPlugin,
+    fixture: &dyn TargetFixture,
+    dir: &Path,
+    batches: Vec<RecordBatch>,
+    mode: ReplicationMode,
+    fail: bool,
+    workers: usize,
+) -> std::result::Result<(), Box<engine::RunFailed>> {
+    let config = fixture.config(dir);
+    let target = plugin
+        .create_target(fixture.id(), &config)
+        .unwrap_or_else(|e| panic!("create target with {config}: {e}"));
+    let source: Box<dyn Source> = if fail {
+        Box::new(FailingSource(batches))
+    } else {
+        Box::new(MemorySource(batches))
+    };
+    let pipeline = Pipeline {
+        source: Named::new("memory", source),
+        transforms: vec![],
+        target: Named::new(fixture.id(), Box::new(target) as Box<dyn Target>),
+    };
+    let options = EngineOptions {
+        target_concurrency: workers,
+        ..options(mode)
+    };
+    engine::run(pipeline, &options, &mut NoObserver).map(|_| ())
+}
+
 fn options(mode: ReplicationMode) -> EngineOptions {
     EngineOptions {
         mode,
@@ -456,21 +488,7 @@ pub fn check_target(plugin_name: &str, fixture: &dyn TargetFixture) {
     );
     let columns = fixture.columns();
     let write = |dir: &Path, batches: Vec<RecordBatch>, mode, fail: bool| {
-        let config = fixture.config(dir);
-        let target = plugin
-            .create_target(fixture.id(), &config)
-            .unwrap_or_else(|e| panic!("create target with {config}: {e}"));
-        let source: Box<dyn Source> = if fail {
-            Box::new(FailingSource(batches))
-        } else {
-            Box::new(MemorySource(batches))
-        };
-        let pipeline = Pipeline {
-            source: Named::new("memory", source),
-            transforms: vec![],
-            target: Named::new(fixture.id(), Box::new(target) as Box<dyn Target>),
-        };
-        engine::run(pipeline, &options(mode), &mut NoObserver).map(|_| ())
+        write_into(&plugin, fixture, dir, batches, mode, fail, 1)
     };
     let offset = |dir: &Path| {
         plugin
@@ -558,25 +576,7 @@ pub fn check_stream_target(plugin_name: &str, fixture: &dyn TargetFixture, incre
     );
     let columns = fixture.columns();
     let write = |dir: &Path, batches: Vec<RecordBatch>, mode, fail: bool, workers: usize| {
-        let config = fixture.config(dir);
-        let target = plugin
-            .create_target(fixture.id(), &config)
-            .unwrap_or_else(|e| panic!("create target with {config}: {e}"));
-        let source: Box<dyn Source> = if fail {
-            Box::new(FailingSource(batches))
-        } else {
-            Box::new(MemorySource(batches))
-        };
-        let pipeline = Pipeline {
-            source: Named::new("memory", source),
-            transforms: vec![],
-            target: Named::new(fixture.id(), Box::new(target) as Box<dyn Target>),
-        };
-        let options = EngineOptions {
-            target_concurrency: workers,
-            ..options(mode)
-        };
-        engine::run(pipeline, &options, &mut NoObserver).map(|_| ())
+        write_into(&plugin, fixture, dir, batches, mode, fail, workers)
     };
 
     // Empty input sends nothing; there is no offset.

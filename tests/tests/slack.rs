@@ -98,7 +98,7 @@ fn a_failed_run_posts_its_errors_and_summary() {
                 "target": {"fail_write": {"after_batches": 2}},
                 "monitoring": {"enabled": false}}),
     );
-    let url = receiver.url("XXXX");
+    let url = receiver.url("hook-secret-7f3a");
     let out = fastlane_with_env(
         dir.path(),
         &[
@@ -110,7 +110,7 @@ fn a_failed_run_posts_its_errors_and_summary() {
         &[],
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let posts = receiver.posts("/XXXX");
+    let posts = receiver.posts("/hook-secret-7f3a");
     assert_eq!(posts.len(), 2, "{posts:#?}");
     let errors = text(&posts[0]);
     assert!(
@@ -128,8 +128,8 @@ fn a_failed_run_posts_its_errors_and_summary() {
     assert_eq!(posts[1]["body"]["username"], "fastlane");
     assert_eq!(posts[1]["content_type"], "application/json");
     // The webhook URL is a secret: it is never printed.
-    assert!(!out.stderr.contains("XXXX"), "{}", out.stderr);
-    assert!(!out.stdout.contains("XXXX"), "{}", out.stdout);
+    assert!(!out.stderr.contains("hook-secret-7f3a"), "{}", out.stderr);
+    assert!(!out.stdout.contains("hook-secret-7f3a"), "{}", out.stdout);
 }
 
 #[test]

@@ -9,11 +9,6 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema};
-use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_firehose::types::{
-    BufferingHints, CompressionFormat, EncryptionConfiguration, ExtendedS3DestinationConfiguration,
-    NoEncryptionConfig,
-};
 use common::S3;
 use fastlane_tests::conformance::rows_as_text;
 use fastlane_tests::fastlane_with_env;
@@ -78,7 +73,8 @@ fn a_csv_file_goes_to_s3_and_to_firehose() {
         "cli-{}",
         common::unique_name(&dir.path().display().to_string())
     );
-    create_stream(&s3.bucket, &stream);
+    let firehose = common::firehose_client();
+    common::create_delivery_stream(&firehose, &s3.bucket, &stream);
     std::fs::write(
         dir.path().join("p.json"),
         json!({
@@ -115,64 +111,5 @@ fn a_csv_file_goes_to_s3_and_to_firehose() {
         .map(|b| b.expect("batch"))
         .collect();
     assert_eq!(rows_as_text(&back, &columns), expected);
-    delete_stream(&stream);
-}
-
-fn client() -> aws_sdk_firehose::Client {
-    let config = aws_sdk_firehose::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(common::endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    aws_sdk_firehose::Client::from_conf(config)
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(future)
-}
-
-/// Deletes a delivery stream (moto allows 50 per account).
-fn delete_stream(name: &str) {
-    let _ = block_on(
-        client()
-            .delete_delivery_stream()
-            .delivery_stream_name(name)
-            .send(),
-    );
-}
-
-/// A DirectPut delivery stream writing under `<name>/` of `bucket`.
-fn create_stream(bucket: &str, name: &str) {
-    let client = client();
-    let destination = ExtendedS3DestinationConfiguration::builder()
-        .role_arn("arn:aws:iam::123456789012:role/firehose")
-        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-        .prefix(format!("{name}/"))
-        .compression_format(CompressionFormat::Uncompressed)
-        .buffering_hints(
-            BufferingHints::builder()
-                .size_in_mbs(1)
-                .interval_in_seconds(60)
-                .build(),
-        )
-        .encryption_configuration(
-            EncryptionConfiguration::builder()
-                .no_encryption_config(NoEncryptionConfig::NoEncryption)
-                .build(),
-        )
-        .build()
-        .expect("destination");
-    block_on(
-        client
-            .create_delivery_stream()
-            .delivery_stream_name(name)
-            .extended_s3_destination_configuration(destination)
-            .send(),
-    )
-    .expect("create delivery stream");
+    common::delete_delivery_stream(&firehose, &stream);
 }

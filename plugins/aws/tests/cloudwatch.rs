@@ -10,25 +10,13 @@ use std::sync::Arc;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
-use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline};
-use fastlane_plugin_api::{BatchStream, IterStream, Partition, ReplicationMode, Source, Target};
+use fastlane_plugin_api::ReplicationMode;
 use fastlane_tests::conformance::{self, TargetFixture, standard_batches};
 use fastlane_tests::fastlane_with_env;
 use serde_json::{Value, json};
 
 /// The standard columns a JSON message carries (binary has no JSON form).
 const COLUMNS: &[&str] = &["int32", "int64", "float64", "text", "flag", "day", "moment"];
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
 
 fn client() -> aws_sdk_cloudwatchlogs::Client {
     let config = aws_sdk_cloudwatchlogs::Config::builder()
@@ -44,7 +32,7 @@ fn client() -> aws_sdk_cloudwatchlogs::Client {
 /// not exist.
 fn events(group: &str, stream: &str) -> Vec<(i64, String)> {
     let client = client();
-    runtime().block_on(async {
+    common::runtime().block_on(async {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -88,7 +76,7 @@ fn events(group: &str, stream: &str) -> Vec<(i64, String)> {
 }
 
 fn streams_of(group: &str) -> Vec<String> {
-    runtime()
+    common::runtime()
         .block_on(client().describe_log_streams().log_group_name(group).send())
         .map(|out| {
             out.log_streams()
@@ -181,32 +169,14 @@ fn conformance() {
     );
 }
 
-struct Batches(Vec<RecordBatch>);
-
-impl Source for Batches {
-    fn read(&self, _partition: &Partition) -> fastlane_plugin_api::Result<Box<dyn BatchStream>> {
-        Ok(Box::new(IterStream(self.0.clone().into_iter().map(Ok))))
-    }
-}
-
 fn load(config: &Value, batches: Vec<RecordBatch>) -> Result<(), String> {
-    let plugin = conformance::load("aws");
-    let target = plugin
-        .create_target("cloudwatch_logs", config)
-        .map_err(|e| fastlane_host::error::chain(&e))?;
-    let pipeline = Pipeline {
-        source: Named::new("memory", Box::new(Batches(batches)) as Box<dyn Source>),
-        transforms: vec![],
-        target: Named::new("cloudwatch_logs", Box::new(target) as Box<dyn Target>),
-    };
-    let options = EngineOptions {
-        mode: ReplicationMode::FullTable,
-        max_buffered_batches: 4,
-        ..EngineOptions::default()
-    };
-    engine::run(pipeline, &options, &mut NoObserver)
-        .map(|_| ())
-        .map_err(|e| fastlane_host::error::chain(&e))
+    common::load(
+        "cloudwatch_logs",
+        config,
+        batches,
+        ReplicationMode::FullTable,
+        1,
+    )
 }
 
 #[test]

@@ -12,30 +12,13 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_firehose::types::{
-    BufferingHints, CompressionFormat, EncryptionConfiguration, ExtendedS3DestinationConfiguration,
-    NoEncryptionConfig,
-};
 use common::S3;
-use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline};
-use fastlane_plugin_api::{BatchStream, IterStream, Partition, ReplicationMode, Source, Target};
+use fastlane_plugin_api::ReplicationMode;
 use fastlane_tests::conformance::{self, TargetFixture, standard_batches};
 use serde_json::{Value, json};
 
 /// The standard columns JSON Lines carries (binary has no JSON form).
 const COLUMNS: &[&str] = &["int32", "int64", "float64", "text", "flag", "day", "moment"];
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
-}
 
 /// Delivery streams writing into one bucket, each under a prefix of its own.
 struct Streams {
@@ -47,16 +30,9 @@ struct Streams {
 
 impl Streams {
     fn new(name: &str) -> Self {
-        let s3 = S3::new(name);
-        let config = aws_sdk_firehose::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(common::endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-            .build();
         Self {
-            s3,
-            client: aws_sdk_firehose::Client::from_conf(config),
+            s3: S3::new(name),
+            client: common::firehose_client(),
             created: Default::default(),
         }
     }
@@ -64,38 +40,7 @@ impl Streams {
     /// Creates the delivery stream `name`, delivering under `name/` (the settings moto needs
     /// to describe it back are all given).
     fn create(&self, name: &str) {
-        let destination = ExtendedS3DestinationConfiguration::builder()
-            .role_arn("arn:aws:iam::123456789012:role/firehose")
-            .bucket_arn(format!("arn:aws:s3:::{}", self.s3.bucket))
-            .prefix(format!("{name}/"))
-            .compression_format(CompressionFormat::Uncompressed)
-            .buffering_hints(
-                BufferingHints::builder()
-                    .size_in_mbs(1)
-                    .interval_in_seconds(60)
-                    .build(),
-            )
-            .encryption_configuration(
-                EncryptionConfiguration::builder()
-                    .no_encryption_config(NoEncryptionConfig::NoEncryption)
-                    .build(),
-            )
-            .build()
-            .expect("destination");
-        runtime()
-            .block_on(
-                self.client
-                    .create_delivery_stream()
-                    .delivery_stream_name(name)
-                    .extended_s3_destination_configuration(destination)
-                    .send(),
-            )
-            .unwrap_or_else(|e| {
-                panic!(
-                    "create delivery stream {name}: {}",
-                    aws_sdk_firehose::error::DisplayErrorContext(&e)
-                )
-            });
+        common::create_delivery_stream(&self.client, &self.s3.bucket, name);
         self.created
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -147,12 +92,7 @@ impl Drop for Streams {
     fn drop(&mut self) {
         let names = std::mem::take(&mut *self.created.lock().unwrap_or_else(|p| p.into_inner()));
         for name in names {
-            let _ = runtime().block_on(
-                self.client
-                    .delete_delivery_stream()
-                    .delivery_stream_name(&name)
-                    .send(),
-            );
+            common::delete_delivery_stream(&self.client, &name);
         }
     }
 }
@@ -225,33 +165,14 @@ fn conformance() {
     );
 }
 
-struct Batches(Vec<RecordBatch>);
-
-impl Source for Batches {
-    fn read(&self, _partition: &Partition) -> fastlane_plugin_api::Result<Box<dyn BatchStream>> {
-        Ok(Box::new(IterStream(self.0.clone().into_iter().map(Ok))))
-    }
-}
-
 fn load(config: &Value, batches: Vec<RecordBatch>, workers: usize) -> Result<(), String> {
-    let plugin = conformance::load("aws");
-    let target = plugin
-        .create_target("firehose", config)
-        .map_err(|e| fastlane_host::error::chain(&e))?;
-    let pipeline = Pipeline {
-        source: Named::new("memory", Box::new(Batches(batches)) as Box<dyn Source>),
-        transforms: vec![],
-        target: Named::new("firehose", Box::new(target) as Box<dyn Target>),
-    };
-    let options = EngineOptions {
-        mode: ReplicationMode::FullTable,
-        target_concurrency: workers,
-        max_buffered_batches: 4,
-        ..EngineOptions::default()
-    };
-    engine::run(pipeline, &options, &mut NoObserver)
-        .map(|_| ())
-        .map_err(|e| fastlane_host::error::chain(&e))
+    common::load(
+        "firehose",
+        config,
+        batches,
+        ReplicationMode::FullTable,
+        workers,
+    )
 }
 
 #[test]

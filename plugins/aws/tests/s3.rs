@@ -77,14 +77,6 @@ fn options(mode: ReplicationMode, workers: usize) -> EngineOptions {
     }
 }
 
-struct Batches(Vec<RecordBatch>);
-
-impl Source for Batches {
-    fn read(&self, _partition: &Partition) -> fastlane_plugin_api::Result<Box<dyn BatchStream>> {
-        Ok(Box::new(IterStream(self.0.clone().into_iter().map(Ok))))
-    }
-}
-
 /// Runs `batches` into the `s3` target configured by `config`.
 fn load(
     config: &Value,
@@ -92,18 +84,7 @@ fn load(
     mode: ReplicationMode,
     workers: usize,
 ) -> Result<(), String> {
-    let plugin = conformance::load("aws");
-    let target = plugin
-        .create_target("s3", config)
-        .map_err(|e| e.to_string())?;
-    let pipeline = Pipeline {
-        source: Named::new("memory", Box::new(Batches(batches)) as Box<dyn Source>),
-        transforms: vec![],
-        target: Named::new("s3", Box::new(target) as Box<dyn Target>),
-    };
-    engine::run(pipeline, &options(mode, workers), &mut NoObserver)
-        .map(|_| ())
-        .map_err(|e| fastlane_host::error::chain(&e))
+    common::load("s3", config, batches, mode, workers)
 }
 
 /// The standard columns CSV and JSON Lines carry as text (binary has no text form there).

@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use aws_sdk_firehose::types::{
+    BufferingHints, CompressionFormat, EncryptionConfiguration, ExtendedS3DestinationConfiguration,
+    NoEncryptionConfig,
+};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
+use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline};
+use fastlane_plugin_api::{BatchStream, IterStream, Partition, ReplicationMode, Source, Target};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -29,7 +35,8 @@ pub fn unique_name(seed: &str) -> String {
     format!("t_{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+/// The tests' runtime for SDK calls.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -314,4 +321,100 @@ impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A source of the given batches.
+pub struct Batches(pub Vec<RecordBatch>);
+
+impl Source for Batches {
+    fn read(&self, _partition: &Partition) -> fastlane_plugin_api::Result<Box<dyn BatchStream>> {
+        Ok(Box::new(IterStream(self.0.clone().into_iter().map(Ok))))
+    }
+}
+
+/// Runs `batches` through the engine into the `aws` plugin's target `id` configured by
+/// `config`, with `workers` target workers; the error chain as text when it fails.
+pub fn load(
+    id: &str,
+    config: &Value,
+    batches: Vec<RecordBatch>,
+    mode: ReplicationMode,
+    workers: usize,
+) -> Result<(), String> {
+    let plugin = fastlane_tests::conformance::load("aws");
+    let target = plugin
+        .create_target(id, config)
+        .map_err(|e| e.to_string())?;
+    let pipeline = Pipeline {
+        source: Named::new("memory", Box::new(Batches(batches)) as Box<dyn Source>),
+        transforms: vec![],
+        target: Named::new(id, Box::new(target) as Box<dyn Target>),
+    };
+    let options = EngineOptions {
+        mode,
+        target_concurrency: workers,
+        max_buffered_batches: 4,
+        ..EngineOptions::default()
+    };
+    engine::run(pipeline, &options, &mut NoObserver)
+        .map(|_| ())
+        .map_err(|e| fastlane_host::error::chain(&e))
+}
+
+/// A Firehose client of the shared test server.
+pub fn firehose_client() -> aws_sdk_firehose::Client {
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    aws_sdk_firehose::Client::from_conf(config)
+}
+
+/// Creates a DirectPut delivery stream writing under `<name>/` of `bucket`, with every setting
+/// moto needs to describe it back.
+pub fn create_delivery_stream(client: &aws_sdk_firehose::Client, bucket: &str, name: &str) {
+    let destination = ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::123456789012:role/firehose")
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .prefix(format!("{name}/"))
+        .compression_format(CompressionFormat::Uncompressed)
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(1)
+                .interval_in_seconds(60)
+                .build(),
+        )
+        .encryption_configuration(
+            EncryptionConfiguration::builder()
+                .no_encryption_config(NoEncryptionConfig::NoEncryption)
+                .build(),
+        )
+        .build()
+        .expect("destination");
+    runtime()
+        .block_on(
+            client
+                .create_delivery_stream()
+                .delivery_stream_name(name)
+                .extended_s3_destination_configuration(destination)
+                .send(),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "create delivery stream {name}: {}",
+                aws_sdk_firehose::error::DisplayErrorContext(&e)
+            )
+        });
+}
+
+/// Deletes a delivery stream (moto allows 50 per account).
+pub fn delete_delivery_stream(client: &aws_sdk_firehose::Client, name: &str) {
+    let _ = runtime().block_on(
+        client
+            .delete_delivery_stream()
+            .delivery_stream_name(name)
+            .send(),
+    );
 }
