@@ -3,7 +3,10 @@
 #   MariaDB on 127.0.0.1:3306 (user root, empty password), for the mysql plugin;
 #   PostgreSQL on 127.0.0.1:5432 (user postgres, trust), for the monitoring store;
 #   moto's server on 127.0.0.1:5000 (S3, Firehose, CloudWatch Logs, Secrets Manager), for the
-#   aws plugin, installed from PyPI into target/services/venv.
+#   aws plugin, installed from PyPI into target/services/venv;
+#   InfluxDB 1.x on 127.0.0.1:8086 (authentication on, admin user fastlane / fastlane) and
+#   VictoriaMetrics on 127.0.0.1:8428 (InfluxDB line protocol, v2 write API), for the influxdb
+#   plugin, from Debian's packages, each with a fresh data folder under target/services.
 # `tests/services.sh start` prints `started=<names>` for the servers it started itself;
 # `tests/services.sh stop <names>` stops exactly those.
 set -euo pipefail
@@ -103,6 +106,91 @@ start_moto() {
   exit 1
 }
 
+install_influx_servers() {
+  if [ -x /usr/bin/influxd ] && [ -x /usr/bin/victoria-metrics ]; then return 0; fi
+  echo "installing influxdb and victoria-metrics" >&2
+  "${sudo_cmd[@]}" apt-get update -qq >&2
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    influxdb victoria-metrics >&2
+}
+
+influx_user=fastlane
+influx_password=fastlane
+
+influx_answers() {
+  curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8086/ping 2>/dev/null | grep -q 204
+}
+
+start_influxdb() {
+  if answers 8086; then
+    if influx_answers; then return 1; fi
+    echo "something that is not InfluxDB listens on 127.0.0.1:8086" >&2
+    exit 1
+  fi
+  install_influx_servers
+  local dir="$PWD/$state/influxdb"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cat >"$dir/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:8088"
+[meta]
+  dir = "$dir/meta"
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:8086"
+  auth-enabled = true
+  log-enabled = false
+[monitor]
+  store-enabled = false
+CONF
+  nohup influxd -config "$dir/influxdb.conf" >"$state/influxdb.log" 2>&1 &
+  echo $! >"$state/influxdb.pid"
+  for _ in $(seq 1 300); do
+    if influx_answers; then
+      # With authentication on, the first admin user may be created without credentials.
+      curl -sf -XPOST http://127.0.0.1:8086/query --data-urlencode \
+        "q=CREATE USER $influx_user WITH PASSWORD '$influx_password' WITH ALL PRIVILEGES" >/dev/null
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "InfluxDB did not start on 127.0.0.1:8086; its log:" >&2
+  tail -20 "$state/influxdb.log" >&2
+  exit 1
+}
+
+check_influxdb() {
+  if ! curl -sf -u "$influx_user:$influx_password" 'http://127.0.0.1:8086/query?q=SHOW%20DATABASES' >/dev/null; then
+    echo "InfluxDB on 127.0.0.1:8086 refuses the admin user $influx_user / $influx_password; the tests need it" >&2
+    exit 1
+  fi
+}
+
+start_victoria_metrics() {
+  if answers 8428; then
+    if curl -sf http://127.0.0.1:8428/health >/dev/null; then return 1; fi
+    echo "something that is not VictoriaMetrics listens on 127.0.0.1:8428" >&2
+    exit 1
+  fi
+  install_influx_servers
+  rm -rf "$state/victoria-metrics"
+  mkdir -p "$state/victoria-metrics"
+  nohup victoria-metrics -httpListenAddr=127.0.0.1:8428 -storageDataPath="$state/victoria-metrics" \
+    -retentionPeriod=100y >"$state/victoria-metrics.log" 2>&1 &
+  echo $! >"$state/victoria-metrics.pid"
+  for _ in $(seq 1 300); do
+    if curl -sf http://127.0.0.1:8428/health >/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "VictoriaMetrics did not start on 127.0.0.1:8428; its log:" >&2
+  tail -20 "$state/victoria-metrics.log" >&2
+  exit 1
+}
+
 stop_pid() { # pid file
   local pid
   pid=$(cat "$1" 2>/dev/null) || return 0
@@ -125,6 +213,10 @@ case "${1:-}" in
     if start_postgres; then started+=(postgres); fi
     check_postgres
     if start_moto; then started+=(moto); fi
+    mkdir -p "$state"
+    if start_influxdb; then started+=(influxdb); fi
+    check_influxdb
+    if start_victoria_metrics; then started+=(victoria-metrics); fi
     echo "started=${started[*]:-}"
     ;;
   stop)
@@ -135,6 +227,8 @@ case "${1:-}" in
         postgres)
           "${sudo_cmd[@]}" pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main stop >/dev/null 2>&1 || true ;;
         moto) stop_pid "$state/moto.pid" ;;
+        influxdb) stop_pid "$state/influxdb.pid" ;;
+        victoria-metrics) stop_pid "$state/victoria-metrics.pid" ;;
       esac
     done
     ;;
