@@ -7,6 +7,8 @@
 #   InfluxDB 1.x on 127.0.0.1:8086 (authentication on, admin user fastlane / fastlane) and
 #   VictoriaMetrics on 127.0.0.1:8428 (InfluxDB line protocol, v2 write API), for the influxdb
 #   plugin, from Debian's packages, each with a fresh data folder under target/services.
+#   BriskDB's MongoDB wire-protocol server on 127.0.0.1:27017, for the mongodb plugin, from
+#   PyPI into target/services/venv, with a fresh data folder on tmpfs (/dev/shm) when there is one.
 # `tests/services.sh start` prints `started=<names>` for the servers it started itself;
 # `tests/services.sh stop <names>` stops exactly those.
 set -euo pipefail
@@ -81,6 +83,18 @@ check_postgres() {
 state=target/services
 moto_port=5000
 
+# moto and BriskDB, from PyPI, into one virtual environment.
+install_python_servers() {
+  if [ -x "$state/venv/bin/moto_server" ] && "$state/venv/bin/python" -c 'import briskdb' 2>/dev/null; then
+    return 0
+  fi
+  echo "installing the Python test servers into $state/venv" >&2
+  mkdir -p "$state"
+  [ -x "$state/venv/bin/python" ] || python3 -m venv "$state/venv" >&2
+  "$state/venv/bin/python" -m pip install -q --upgrade pip >&2
+  "$state/venv/bin/python" -m pip install -q -r tests/services-requirements.txt >&2
+}
+
 start_moto() {
   if answers "$moto_port"; then
     if curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null; then return 1; fi
@@ -88,12 +102,7 @@ start_moto() {
     exit 1
   fi
   mkdir -p "$state"
-  if [ ! -x "$state/venv/bin/moto_server" ]; then
-    echo "installing moto[server] into $state/venv" >&2
-    python3 -m venv "$state/venv" >&2
-    "$state/venv/bin/python" -m pip install -q --upgrade pip >&2
-    "$state/venv/bin/python" -m pip install -q -r tests/services-requirements.txt >&2
-  fi
+  install_python_servers
   nohup "$state/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   for _ in $(seq 1 600); do
@@ -191,6 +200,26 @@ start_victoria_metrics() {
   exit 1
 }
 
+start_briskdb() {
+  if answers 27017; then return 1; fi
+  install_python_servers
+  local base=/dev/shm
+  [ -d "$base" ] && [ -w "$base" ] || base="$PWD/$state"
+  local dir="$base/fastlane-briskdb-$$"
+  rm -rf "$base"/fastlane-briskdb-*
+  mkdir -p "$dir"
+  echo "$dir" >"$state/briskdb.dir"
+  nohup "$state/venv/bin/python" tests/mongodb/briskdb_server.py "$dir" 127.0.0.1:27017 \
+    >"$state/briskdb.log" 2>&1 &
+  echo $! >"$state/briskdb.pid"
+  if ! wait_for 27017 60; then
+    echo "BriskDB did not start on 127.0.0.1:27017; its log:" >&2
+    tail -20 "$state/briskdb.log" >&2
+    exit 1
+  fi
+  return 0
+}
+
 stop_pid() { # pid file
   local pid
   pid=$(cat "$1" 2>/dev/null) || return 0
@@ -217,6 +246,7 @@ case "${1:-}" in
     if start_influxdb; then started+=(influxdb); fi
     check_influxdb
     if start_victoria_metrics; then started+=(victoria-metrics); fi
+    if start_briskdb; then started+=(briskdb); fi
     echo "started=${started[*]:-}"
     ;;
   stop)
@@ -229,6 +259,9 @@ case "${1:-}" in
         moto) stop_pid "$state/moto.pid" ;;
         influxdb) stop_pid "$state/influxdb.pid" ;;
         victoria-metrics) stop_pid "$state/victoria-metrics.pid" ;;
+        briskdb)
+          stop_pid "$state/briskdb.pid"
+          rm -rf "$(cat "$state/briskdb.dir" 2>/dev/null || echo /nonexistent)" "$state/briskdb.dir" ;;
       esac
     done
     ;;
