@@ -321,9 +321,31 @@ impl Client {
         }
     }
 
-    /// Checks that the server answers, takes the credentials and has the database or bucket,
-    /// by sending an empty write.
+    /// Checks that the server answers before any data is read. With the v1 API an empty
+    /// write also checks the credentials and the database; the v2 API's servers differ in
+    /// how they answer an empty write, so there `GET /health` checks that the server answers
+    /// and the first write checks the rest.
     pub async fn check(&self) -> Result<()> {
+        if self.config.api() == Api::V2 {
+            let url = format!("{}/health", self.base);
+            return match self.authorize(self.http.get(url)).send().await {
+                Ok(response) => {
+                    if !response.status().is_success() {
+                        log::debug!(
+                            "InfluxDB at {} answered /health with {}",
+                            self.base,
+                            response.status()
+                        );
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(PluginError::connection(format!(
+                    "cannot reach InfluxDB at {}: {}",
+                    self.base,
+                    transport(&e)
+                ))),
+            };
+        }
         match self.write_once(Bytes::new(), false).await {
             Ok(()) => Ok(()),
             Err(WriteError::Transport(e)) => Err(PluginError::connection(format!(

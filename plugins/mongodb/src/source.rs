@@ -142,9 +142,20 @@ impl MongoSource {
     /// Fails clearly when the collection does not exist.
     fn check_collection(&self) -> Result<()> {
         let db = self.client()?.database(&self.config.database);
-        let names = runtime()
-            .block_on(db.list_collection_names().into_future())
-            .map_err(|e| self.error("list the collections", &e))?;
+        let names = match runtime().block_on(db.list_collection_names().into_future()) {
+            Ok(names) => names,
+            // A user allowed to read the collection but not to list the database's
+            // collections: the query itself will say whether it may read.
+            Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 13) => {
+                log::debug!(
+                    "cannot list the collections of `{}`: {}",
+                    self.config.database,
+                    e.kind
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(self.error("list the collections", &e)),
+        };
         if names.iter().any(|n| *n == self.config.collection) {
             return Ok(());
         }
