@@ -56,6 +56,7 @@ def flush():
     writer.write_table(table.cast(writer.schema))
 for doc in coll.find({}).sort("_id", 1).batch_size(batch):
     doc["_id"] = str(doc["_id"])
+    doc["amount"] = doc["amount"].to_decimal()
     rows.append(doc)
     if len(rows) == batch:
         flush()
