@@ -177,6 +177,12 @@ check_influxdb() {
     echo "InfluxDB on 127.0.0.1:8086 refuses the admin user $influx_user / $influx_password; the tests need it" >&2
     exit 1
   fi
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -u "$influx_user:wrong" 'http://127.0.0.1:8086/query?q=SHOW%20DATABASES')
+  if [ "$code" != 401 ]; then
+    echo "InfluxDB on 127.0.0.1:8086 does not check credentials (auth-enabled is off); the tests need it on" >&2
+    exit 1
+  fi
 }
 
 start_victoria_metrics() {
