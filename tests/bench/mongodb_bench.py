@@ -51,6 +51,9 @@ rows = []
 def flush():
     global writer
     table = pa.Table.from_pylist(rows)
+    # One decimal type for every batch (each batch alone infers the precision it needs).
+    i = table.schema.get_field_index("amount")
+    table = table.set_column(i, "amount", table.column(i).cast(pa.decimal128(38, 2)))
     if writer is None:
         writer = pq.ParquetWriter(out, table.schema, compression="snappy")
     writer.write_table(table.cast(writer.schema))
