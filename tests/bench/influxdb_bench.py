@@ -16,19 +16,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from benchlib import free_port, measure, record, record_error, report
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "bench" / "out" / "influxdb"
-TIME = "/usr/bin/time"  # GNU time
 BATCH = 5000
 
 DATAFRAME_CHILD = """
@@ -82,21 +80,6 @@ with pq.ParquetFile(src) as f:
 """
 
 
-def measure(cmd, cwd, env=None):
-    """Runs cmd; returns (seconds, peak RSS in bytes) of that process alone (GNU time)."""
-    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        code = subprocess.call([TIME, "-f", "%M", "-o", rss.name, *cmd], cwd=cwd, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        elapsed = time.perf_counter() - start
-        if code != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"exit {code}: " + " | ".join(tail))
-        kib = int(Path(rss.name).read_text().split()[-1])
-    return elapsed, kib * 1024
-
-
 def generate(rows):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -130,12 +113,6 @@ def generate(rows):
     writer.close()
     stamp.write_text(str(rows))
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_influxd(state):
@@ -220,34 +197,21 @@ def main():
                 try:
                     seconds, rss = measure(cmd, OUT, env)
                 except RuntimeError as e:
-                    results.setdefault(name, {"error": str(e)})
+                    record_error(results, name, e)
                     continue
                 count = influxql(port, "SELECT COUNT(mem) FROM metrics", db)
                 got = count["series"][0]["values"][0][1] if "series" in count else 0
                 if got != args.rows:
                     sys.exit(f"{name} wrote {got} points, not {args.rows}")
-                results.setdefault(name, {"seconds": [], "rss": []})
-                results[name]["seconds"].append(seconds)
-                results[name]["rss"].append(rss)
+                record(results, name, seconds, rss)
                 influxql(port, f'DROP DATABASE "{db}"')
     finally:
         server.terminate()
         server.wait()
-    print(f"\n{args.rows:,} rows (points), median of {args.repeat}, InfluxDB 1.x on loopback, "
-          f"{BATCH} points per request")
-    print(f"{'tool':<10} {'seconds':>8} {'rows/s':>12} {'peak RSS':>10}")
-    report = {"rows": args.rows, "repeat": args.repeat, "tools": {}}
-    for name, r in results.items():
-        if "error" in r:
-            print(f"{name:<10} failed: {r['error'][:150]}")
-            report["tools"][name] = r
-            continue
-        secs = statistics.median(r["seconds"])
-        rss = statistics.median(r["rss"])
-        print(f"{name:<10} {secs:8.2f} {args.rows / secs:12,.0f} {rss / 2**20:8.0f} MiB")
-        report["tools"][name] = {"seconds": secs, "rows_per_s": args.rows / secs,
-                                 "peak_rss": rss, "all_seconds": r["seconds"]}
-    (ROOT / "tests" / "bench" / "out" / "influxdb.json").write_text(json.dumps(report, indent=2))
+    report(results, args.rows, args.repeat,
+           f"{args.rows:,} rows (points), median of {args.repeat}, InfluxDB 1.x on loopback, "
+           f"{BATCH} points per request",
+           ROOT / "tests" / "bench" / "out" / "influxdb.json")
 
 
 if __name__ == "__main__":

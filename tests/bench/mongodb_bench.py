@@ -17,19 +17,17 @@ import datetime
 import json
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
+from benchlib import free_port, measure, record, record_error, report
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "bench" / "out" / "mongodb"
 DATA = Path("/dev/shm/fastlane-bench-mongodb")
-TIME = "/usr/bin/time"  # GNU time
 BATCH = 10_000
 
 SERVER = """
@@ -68,27 +66,6 @@ if rows:
     flush()
 writer.close()
 """
-
-
-def measure(cmd, cwd, env=None):
-    """Runs cmd; returns (seconds, peak RSS in bytes) of that process alone (GNU time)."""
-    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        code = subprocess.call([TIME, "-f", "%M", "-o", rss.name, *cmd], cwd=cwd, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        elapsed = time.perf_counter() - start
-        if code != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"exit {code}: " + " | ".join(tail))
-        kib = int(Path(rss.name).read_text().split()[-1])
-    return elapsed, kib * 1024
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server():
@@ -177,32 +154,19 @@ def main():
                 try:
                     seconds, rss = measure(cmd, OUT, env)
                 except RuntimeError as e:
-                    results.setdefault(name, {"error": str(e)})
+                    record_error(results, name, e)
                     continue
                 got = parquet_rows(out)
                 if got != args.rows:
                     sys.exit(f"{name} wrote {got} rows, not {args.rows}")
-                results.setdefault(name, {"seconds": [], "rss": []})
-                results[name]["seconds"].append(seconds)
-                results[name]["rss"].append(rss)
+                record(results, name, seconds, rss)
     finally:
         server.terminate()
         server.wait()
-    print(f"\n{args.rows:,} documents, median of {args.repeat}, BriskDB on loopback, "
-          f"{BATCH} documents per batch")
-    print(f"{'tool':<10} {'seconds':>8} {'rows/s':>12} {'peak RSS':>10}")
-    report = {"rows": args.rows, "repeat": args.repeat, "tools": {}}
-    for name, r in results.items():
-        if "error" in r:
-            print(f"{name:<10} failed: {r['error'][:150]}")
-            report["tools"][name] = r
-            continue
-        secs = statistics.median(r["seconds"])
-        rss = statistics.median(r["rss"])
-        print(f"{name:<10} {secs:8.2f} {args.rows / secs:12,.0f} {rss / 2**20:8.0f} MiB")
-        report["tools"][name] = {"seconds": secs, "rows_per_s": args.rows / secs,
-                                 "peak_rss": rss, "all_seconds": r["seconds"]}
-    (ROOT / "tests" / "bench" / "out" / "mongodb.json").write_text(json.dumps(report, indent=2))
+    report(results, args.rows, args.repeat,
+           f"{args.rows:,} documents, median of {args.repeat}, BriskDB on loopback, "
+           f"{BATCH} documents per batch",
+           ROOT / "tests" / "bench" / "out" / "mongodb.json")
 
 
 if __name__ == "__main__":

@@ -12,18 +12,16 @@ measured in the same run, and writes them to tests/bench/out/s3.json.
 import argparse
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+from benchlib import free_port, measure, record, record_error, report
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "bench" / "out" / "s3"
-TIME = "/usr/bin/time"  # GNU time
 BUCKET = "bench"
 
 PYARROW_CHILD = """
@@ -55,21 +53,6 @@ con.sql(f"SET s3_endpoint='{host}'; SET s3_use_ssl=false; SET s3_url_style='path
         "SET s3_access_key_id='test'; SET s3_secret_access_key='test'; SET s3_region='us-east-1'")
 con.sql(f"COPY (SELECT * FROM read_parquet('{src}')) TO 's3://{key}' (FORMAT PARQUET)")
 """
-
-
-def measure(cmd, cwd, env=None):
-    """Runs cmd; returns (seconds, peak RSS in bytes) of that process alone (GNU time)."""
-    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        code = subprocess.call([TIME, "-f", "%M", "-o", rss.name, *cmd], cwd=cwd, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        elapsed = time.perf_counter() - start
-        if code != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"exit {code}: " + " | ".join(tail))
-        kib = int(Path(rss.name).read_text().split()[-1])
-    return elapsed, kib * 1024
 
 
 def generate(rows):
@@ -105,12 +88,6 @@ def generate(rows):
     writer.close()
     stamp.write_text(str(rows))
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto(moto):
@@ -173,12 +150,9 @@ def main():
                 try:
                     seconds, rss = measure(cmd, OUT, env)
                 except RuntimeError as e:
-                    results.setdefault(name, {"error": str(e)})
+                    record_error(results, name, e)
                     continue
-                results.setdefault(name, {"seconds": [], "rss": []})
-                if "seconds" in results[name]:
-                    results[name]["seconds"].append(seconds)
-                    results[name]["rss"].append(rss)
+                record(results, name, seconds, rss)
                 if name == "fastlane":
                     # The run must have published every row.
                     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="fastlane/_fastlane/manifests/")
@@ -193,21 +167,10 @@ def main():
     finally:
         moto.kill()
         moto.wait()
-    print(f"\n{args.rows:,} rows, source Parquet {size / 2**20:.1f} MiB, "
-          f"median of {args.repeat}, moto on loopback")
-    print(f"{'tool':<10} {'seconds':>8} {'rows/s':>12} {'peak RSS':>10}")
-    report = {"rows": args.rows, "repeat": args.repeat, "source_bytes": size, "tools": {}}
-    for name, r in results.items():
-        if "error" in r:
-            print(f"{name:<10} skipped: {r['error'][:150]}")
-            report["tools"][name] = r
-            continue
-        secs = statistics.median(r["seconds"])
-        rss = statistics.median(r["rss"])
-        print(f"{name:<10} {secs:8.2f} {args.rows / secs:12,.0f} {rss / 2**20:8.0f} MiB")
-        report["tools"][name] = {"seconds": secs, "rows_per_s": args.rows / secs,
-                                 "peak_rss": rss, "all_seconds": r["seconds"]}
-    (ROOT / "tests" / "bench" / "out" / "s3.json").write_text(json.dumps(report, indent=2))
+    report(results, args.rows, args.repeat,
+           f"{args.rows:,} rows, source Parquet {size / 2**20:.1f} MiB, "
+           f"median of {args.repeat}, moto on loopback",
+           ROOT / "tests" / "bench" / "out" / "s3.json", extra={"source_bytes": size}, failed="skipped")
 
 
 if __name__ == "__main__":
