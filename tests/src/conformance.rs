@@ -376,26 +376,8 @@ pub fn check_source(plugin_name: &str, fixture: &dyn SourceFixture) {
         let source = plugin
             .create_source(fixture.id(), &config)
             .unwrap_or_else(|e| panic!("create source with {config}: {e}"));
-        let collected = Collected::default();
-        let pipeline = Pipeline {
-            source: Named::new(fixture.id(), Box::new(source) as Box<dyn Source>),
-            transforms: vec![],
-            target: Named::new(
-                "collect",
-                Box::new(CollectTarget(collected.clone())) as Box<dyn Target>,
-            ),
-        };
-        let mut opts = options(mode);
-        if let Some(o) = offset {
-            opts.mode = ReplicationMode::Incremental;
-            // The collect target has no offset; the source sees the one given here instead.
-            let out = run_with_offset(pipeline, &opts, o);
-            out.unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)));
-        } else {
-            engine::run(pipeline, &opts, &mut NoObserver)
-                .unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)));
-        }
-        collected.0.lock().expect("lock").clone()
+        read_source(fixture.id(), Box::new(source), &options(mode), offset)
+            .unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)))
     };
 
     // Empty input.
@@ -429,6 +411,39 @@ pub fn check_source(plugin_name: &str, fixture: &dyn SourceFixture) {
     let ids = rows_as_text(&got, &[]);
     assert_eq!(ids.len(), 400, "rows after offset 600");
     assert_eq!(ids[0][0], "601");
+}
+
+/// Runs `source` through the engine into a target that keeps every batch, and returns them.
+/// With `offset`, the run is INCREMENTAL and the source reads after that offset.
+pub fn read_source(
+    id: &str,
+    source: Box<dyn Source>,
+    options: &EngineOptions,
+    offset: Option<Value>,
+) -> std::result::Result<Vec<RecordBatch>, Box<engine::RunFailed>> {
+    let collected = Collected::default();
+    let pipeline = Pipeline {
+        source: Named::new(id, source),
+        transforms: vec![],
+        target: Named::new(
+            "collect",
+            Box::new(CollectTarget(collected.clone())) as Box<dyn Target>,
+        ),
+    };
+    match offset {
+        Some(o) => {
+            let options = EngineOptions {
+                mode: ReplicationMode::Incremental,
+                ..options.clone()
+            };
+            // The collect target has no offset; the source sees the one given here instead.
+            run_with_offset(pipeline, &options, o)?;
+        }
+        None => {
+            engine::run(pipeline, options, &mut NoObserver)?;
+        }
+    }
+    Ok(collected.0.lock().expect("lock").clone())
 }
 
 fn run_with_offset(

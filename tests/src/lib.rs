@@ -117,3 +117,22 @@ pub fn redact(text: &str, tmp: &Path) -> String {
     }
     out
 }
+
+/// Waits (up to 20 s) for a test server to write its port, digits and a newline, to `path`,
+/// and returns the port.
+pub fn read_port_file(path: &Path) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text.trim().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no port in {} after 20 s: the test server did not start",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -7,13 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline};
-use fastlane_plugin_api::{ReplicationMode, Result, Target, WriteContext, Writer};
+use fastlane_host::engine::EngineOptions;
 use fastlane_tests::conformance::{self, SourceFixture};
 use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use serde_json::{Value, json};
@@ -121,90 +119,18 @@ fn config(db: &str, extra: Value) -> Value {
     v
 }
 
-#[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<RecordBatch>>>);
-
-struct Collect(Collected);
-
-impl Target for Collect {
-    fn open(&mut self, _context: &WriteContext) -> Result<()> {
-        Ok(())
-    }
-    fn writer(&self, _index: usize) -> Result<Box<dyn Writer>> {
-        Ok(Box::new(CollectWriter(self.0.clone())))
-    }
-    fn commit(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn abort(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
-struct CollectWriter(Collected);
-
-impl Writer for CollectWriter {
-    fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.0.0.lock().unwrap().push(batch);
-        Ok(())
-    }
-    fn close(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Offset reported by the collecting target, for incremental runs.
-struct WithOffset(Collect, Option<Value>);
-
-impl Target for WithOffset {
-    fn get_offset(&self) -> Result<Option<Value>> {
-        Ok(self.1.clone())
-    }
-    fn open(&mut self, context: &WriteContext) -> Result<()> {
-        self.0.open(context)
-    }
-    fn writer(&self, index: usize) -> Result<Box<dyn Writer>> {
-        self.0.writer(index)
-    }
-    fn commit(&mut self) -> Result<()> {
-        self.0.commit()
-    }
-    fn abort(&mut self) -> Result<()> {
-        self.0.abort()
-    }
-}
-
 /// Reads with the source configured by `config`; the batches, or the run's error chain.
 fn read(config: &Value, offset: Option<Value>) -> std::result::Result<Vec<RecordBatch>, String> {
-    let plugin = conformance::load("mongodb");
-    let source = plugin
+    let source = conformance::load("mongodb")
         .create_source("mongodb", config)
         .map_err(|e| e.to_string())?;
-    let collected = Collected::default();
-    let mode = if offset.is_some() {
-        ReplicationMode::Incremental
-    } else {
-        ReplicationMode::FullTable
-    };
-    let pipeline = Pipeline {
-        source: Named::new(
-            "mongodb",
-            Box::new(source) as Box<dyn fastlane_plugin_api::Source>,
-        ),
-        transforms: vec![],
-        target: Named::new(
-            "collect",
-            Box::new(WithOffset(Collect(collected.clone()), offset)) as Box<dyn Target>,
-        ),
-    };
-    let options = EngineOptions {
-        mode,
-        ..EngineOptions::default()
-    };
-    engine::run(pipeline, &options, &mut NoObserver)
-        .map_err(|e| fastlane_host::error::chain(&e))?;
-    let batches = collected.0.lock().unwrap().clone();
-    Ok(batches)
+    conformance::read_source(
+        "mongodb",
+        Box::new(source),
+        &EngineOptions::default(),
+        offset,
+    )
+    .map_err(|e| fastlane_host::error::chain(&e))
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {
@@ -572,16 +498,7 @@ impl Cutter {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && text.ends_with('\n')
-            {
-                break text.trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "the proxy did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let port = fastlane_tests::read_port_file(&port_file);
         Self {
             child,
             port,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline};
@@ -171,16 +171,7 @@ impl Proxy {
             .stdin(Stdio::null())
             .spawn()
             .expect("start the proxy");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && text.ends_with('\n')
-            {
-                break text.trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "the proxy did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let port = fastlane_tests::read_port_file(&port_file);
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
