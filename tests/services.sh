@@ -9,6 +9,9 @@
 #   plugin, from Debian's packages, each with a fresh data folder under target/services.
 #   BriskDB's MongoDB wire-protocol server on 127.0.0.1:27017, for the mongodb plugin, from
 #   PyPI into target/services/venv, with a fresh data folder on tmpfs (/dev/shm) when there is one.
+#   The bqemulator BigQuery emulator on 127.0.0.1:9050 (REST) and 127.0.0.1:9060 (Storage Read
+#   and Write gRPC), project test-project, in memory, from PyPI into target/services/venv, for
+#   the bigquery plugin.
 # `tests/services.sh start` prints `started=<names>` for the servers it started itself;
 # `tests/services.sh stop <names>` stops exactly those.
 set -euo pipefail
@@ -83,9 +86,10 @@ check_postgres() {
 state=target/services
 moto_port=5000
 
-# moto and BriskDB, from PyPI, into one virtual environment.
+# moto, BriskDB and bqemulator, from PyPI, into one virtual environment.
 install_python_servers() {
-  if [ -x "$state/venv/bin/moto_server" ] && "$state/venv/bin/python" -c 'import briskdb' 2>/dev/null; then
+  if [ -x "$state/venv/bin/moto_server" ] &&
+    "$state/venv/bin/python" -c 'import briskdb, bqemulator, cryptography' 2>/dev/null; then
     return 0
   fi
   echo "installing the Python test servers into $state/venv" >&2
@@ -226,6 +230,35 @@ start_briskdb() {
   return 0
 }
 
+bq_rest_port=9050
+bq_grpc_port=9060
+
+bqemulator_answers() {
+  curl -sf "http://127.0.0.1:$bq_rest_port/bigquery/v2/projects/test-project/datasets" >/dev/null 2>&1
+}
+
+start_bqemulator() {
+  if answers "$bq_rest_port"; then
+    if bqemulator_answers; then return 1; fi
+    echo "something that is not a BigQuery emulator listens on 127.0.0.1:$bq_rest_port" >&2
+    exit 1
+  fi
+  install_python_servers
+  # Offline: skip the extension downloads (see tests/bigquery/bqemu_server.py).
+  BQEMU_ENABLE_FORMAT_EXTENSIONS=false nohup "$state/venv/bin/python" tests/bigquery/bqemu_server.py start \
+    --rest-host 127.0.0.1 --rest-port "$bq_rest_port" --grpc-host 127.0.0.1 --grpc-port "$bq_grpc_port" \
+    --project test-project --log-level warning >"$state/bqemulator.log" 2>&1 &
+  echo $! >"$state/bqemulator.pid"
+  for _ in $(seq 1 600); do
+    if bqemulator_answers && answers "$bq_grpc_port"; then return 0; fi
+    if ! kill -0 "$(cat "$state/bqemulator.pid")" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "bqemulator did not start on 127.0.0.1:$bq_rest_port/$bq_grpc_port; its log:" >&2
+  tail -20 "$state/bqemulator.log" >&2
+  exit 1
+}
+
 stop_pid() { # pid file
   local pid
   pid=$(cat "$1" 2>/dev/null) || return 0
@@ -253,6 +286,7 @@ case "${1:-}" in
     check_influxdb
     if start_victoria_metrics; then started+=(victoria-metrics); fi
     if start_briskdb; then started+=(briskdb); fi
+    if start_bqemulator; then started+=(bqemulator); fi
     echo "started=${started[*]:-}"
     ;;
   stop)
@@ -265,6 +299,7 @@ case "${1:-}" in
         moto) stop_pid "$state/moto.pid" ;;
         influxdb) stop_pid "$state/influxdb.pid" ;;
         victoria-metrics) stop_pid "$state/victoria-metrics.pid" ;;
+        bqemulator) stop_pid "$state/bqemulator.pid" ;;
         briskdb)
           stop_pid "$state/briskdb.pid"
           rm -rf "$(cat "$state/briskdb.dir" 2>/dev/null || echo /nonexistent)" "$state/briskdb.dir" ;;

@@ -1,5 +1,5 @@
 """What the service benchmarks share (``s3_bench.py``, ``influxdb_bench.py``,
-``mongodb_bench.py``): timing one process with its peak RSS (GNU time), a free loopback port,
+``mongodb_bench.py``, ``bigquery_bench.py``): timing one process with its peak RSS (GNU time), a free loopback port,
 collecting each tool's runs, and the table and JSON report of medians."""
 
 import json
