@@ -818,3 +818,55 @@ fn service_account_keys_get_tokens_and_revoked_keys_fail_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn the_command_loads_a_table_into_parquet_then_only_the_new_rows() {
+    let _serial = serial();
+    let ds = dataset("cli");
+    create_table(
+        &ds,
+        "orders",
+        json!([
+            {"name": "id", "type": "INT64", "mode": "REQUIRED"},
+            {"name": "total", "type": "NUMERIC"},
+            {"name": "at", "type": "TIMESTAMP"}
+        ]),
+    );
+    let orders = |from: i64, to: i64| -> Vec<Value> {
+        (from..=to)
+            .map(|i| json!({"id": i, "total": format!("{i}.25"),
+                            "at": format!("2026-03-01T00:00:00Z")}))
+            .collect()
+    };
+    insert(&ds, "orders", &orders(1, 1_500));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pipeline = json!({
+        "replication_mode": "INCREMENTAL",
+        "source": {"bigquery": config(json!({"dataset_id": ds, "table_id": "orders",
+                                              "replication_key": "id"}))},
+        "transform": {"add_op_fields": false},
+        "target": {"file": {"path": "out", "format": "parquet", "key": "id"}}
+    });
+    std::fs::write(dir.join("p.json"), pipeline.to_string()).unwrap();
+    let run = || {
+        let out = fastlane_tests::fastlane(
+            dir,
+            &[
+                "--source=bigquery",
+                "--target=file",
+                "--config=p.json",
+                "--progress=off",
+            ],
+        );
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let first = run();
+    assert!(first.contains("1,500 rows loaded"), "{first}");
+    insert(&ds, "orders", &orders(1_501, 1_600));
+    let second = run();
+    assert!(second.contains(" 100 rows loaded"), "{second}");
+    let third = run();
+    assert!(third.contains(" 0 rows loaded"), "{third}");
+}
