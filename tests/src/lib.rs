@@ -136,3 +136,57 @@ pub fn read_port_file(path: &Path) -> String {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The TCP proxy of the tests that cuts connections (`tests/mongodb/tcp_cut.py`), to play a
+/// server lost in the middle of a read; stopped when dropped.
+pub struct TcpCutter {
+    child: std::process::Child,
+    /// The port the proxy listens on, on 127.0.0.1.
+    pub port: String,
+    stats: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TcpCutter {
+    /// Relays to `upstream` (`host:port`) and closes a connection once it has relayed more than
+    /// `cut_after` bytes from the upstream, for the first `cuts` connections (every one when
+    /// negative).
+    pub fn start(upstream: &str, cut_after: usize, cuts: i32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mongodb/tcp_cut.py");
+        let port_file = dir.path().join("port");
+        let stats = dir.path().join("stats.json");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["--upstream", upstream])
+            .arg(format!("--cut-after={cut_after}"))
+            .arg(format!("--cuts={cuts}"))
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--stats")
+            .arg(&stats)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs the TCP proxy");
+        let port = read_port_file(&port_file);
+        Self {
+            child,
+            port,
+            stats,
+            _dir: dir,
+        }
+    }
+
+    /// `{"connections": n, "cuts": n}` so far.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&self.stats).expect("proxy stats"))
+            .expect("proxy stats are JSON")
+    }
+}
+
+impl Drop for TcpCutter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -834,8 +834,10 @@ fn the_command_loads_a_table_into_parquet_then_only_the_new_rows() {
     );
     let orders = |from: i64, to: i64| -> Vec<Value> {
         (from..=to)
-            .map(|i| json!({"id": i, "total": format!("{i}.25"),
-                            "at": format!("2026-03-01T00:00:00Z")}))
+            .map(|i| {
+                json!({"id": i, "total": format!("{i}.25"),
+                            "at": format!("2026-03-01T00:00:00Z")})
+            })
             .collect()
     };
     insert(&ds, "orders", &orders(1, 1_500));
@@ -869,4 +871,35 @@ fn the_command_loads_a_table_into_parquet_then_only_the_new_rows() {
     assert!(second.contains(" 100 rows loaded"), "{second}");
     let third = run();
     assert!(third.contains(" 0 rows loaded"), "{third}");
+}
+
+#[test]
+fn rest_pages_cut_in_the_middle_are_fetched_again_without_loss_or_duplicates() {
+    let _serial = serial();
+    let ds = dataset("cut");
+    numbers(&ds, "nums", 20_000);
+    // Every connection is cut after 150 kB from the server: a 2,000-row page (about 100 kB)
+    // gets through on a fresh connection, a pooled connection's next page is cut in the middle.
+    let cutter = fastlane_tests::TcpCutter::start("127.0.0.1:9050", 150_000, 4);
+    let mut c = config(
+        json!({"dataset_id": ds, "table_id": "nums", "read_api": "rest",
+                              "page_size": 2000, "max_streams": 1, "max_retries": 3}),
+    );
+    c["endpoint"] = json!(format!("http://127.0.0.1:{}", cutter.port));
+    let got = read(&c, None).unwrap();
+    assert!(
+        cutter.stats()["cuts"].as_u64().unwrap() >= 1,
+        "the proxy cut no connection"
+    );
+    assert_eq!(ids(&got), (1..=20_000).collect::<Vec<i64>>());
+
+    // More cuts than retries: one clear error.
+    let cutter = fastlane_tests::TcpCutter::start("127.0.0.1:9050", 20_000, -1);
+    c["endpoint"] = json!(format!("http://127.0.0.1:{}", cutter.port));
+    c["max_retries"] = json!(2);
+    let err = read(&c, None).unwrap_err();
+    assert!(
+        err.contains("broke off") || err.contains("cannot reach BigQuery"),
+        "{err}"
+    );
 }

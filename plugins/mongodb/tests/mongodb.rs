@@ -4,8 +4,7 @@
 //! incremental reads after an ObjectId, a read cut in the middle and continued, and one clear
 //! error for each kind of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::cast::AsArray;
@@ -472,53 +471,6 @@ fn bad_input_gets_one_clear_error_each() {
     }
 }
 
-/// The TCP proxy that cuts connections (`tests/mongodb/tcp_cut.py`), stopped when dropped.
-struct Cutter {
-    child: Child,
-    port: String,
-    stats: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Cutter {
-    fn start(cut_after: usize, cuts: i32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mongodb/tcp_cut.py");
-        let port_file = dir.path().join("port");
-        let stats = dir.path().join("stats.json");
-        let child = Command::new("python3")
-            .arg(script)
-            .args(["--upstream", SERVER])
-            .arg(format!("--cut-after={cut_after}"))
-            .arg(format!("--cuts={cuts}"))
-            .arg("--port-file")
-            .arg(&port_file)
-            .arg("--stats")
-            .arg(&stats)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let port = fastlane_tests::read_port_file(&port_file);
-        Self {
-            child,
-            port,
-            stats,
-            _dir: dir,
-        }
-    }
-
-    fn stats(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(&self.stats).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Cutter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_read_cut_in_the_middle_continues_after_the_last_document() {
     let _serial = serial();
@@ -528,7 +480,7 @@ fn a_read_cut_in_the_middle_continues_after_the_last_document() {
         .collect();
     fill(&db, "c", docs);
     // Keyed on a non-unique field: the read continues after (group, _id).
-    let cutter = Cutter::start(60_000, 1);
+    let cutter = fastlane_tests::TcpCutter::start(SERVER, 60_000, 1);
     let cfg = json!({
         "uri": format!("mongodb://127.0.0.1:{}/?directConnection=true", cutter.port),
         "database": db, "collection": "c", "replication_key": "group", "batch_size": 200,
@@ -564,7 +516,7 @@ fn a_read_cut_in_the_middle_continues_after_the_last_document() {
     assert_eq!(seen.len(), 3_000, "no document twice");
 
     // A server that keeps cutting: a clear error once the retries are spent.
-    let always = Cutter::start(20_000, -1);
+    let always = fastlane_tests::TcpCutter::start(SERVER, 20_000, -1);
     let cfg = json!({
         "uri": format!("mongodb://127.0.0.1:{}/?directConnection=true", always.port),
         "database": db, "collection": "c", "batch_size": 200, "max_retries": 2,
