@@ -420,7 +420,7 @@ fn plugins_list_and_schema() {
     let out = fastlane(tmp.path(), &["plugins", "schema", "source", "nope"]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("available sources: `file`"),
+        out.stderr.contains("available sources: `") && out.stderr.contains("`file`"),
         "{}",
         out.stderr
     );
