@@ -14,8 +14,8 @@
 //! | DATETIME | Timestamp(µs) |
 //! | TIME | Time64(µs) |
 //! | TIMESTAMP | Timestamp(µs, UTC) |
-//! | RANGE<T> | Struct<start: T, end: T> |
-//! | REPEATED T | List<T> |
+//! | `RANGE<T>` | `Struct<start: T, end: T>` |
+//! | REPEATED T | `List<T>` |
 //! | STRUCT / RECORD | Struct |
 //!
 //! These are the types the Storage Read API sends in Arrow format, so both read paths give
