@@ -120,7 +120,10 @@ def main():
                 "source": {"bigquery": {"gcp_project": PROJECT, "dataset_id": "bench",
                                         "table_id": "rows", "auth": "none", "endpoint": rest,
                                         "storage_endpoint": f"http://{grpc_addr}",
-                                        "read_api": api}},
+                                        "read_api": api,
+                                        # The emulator serves one REST request at a time
+                                        # correctly; streams it serves from memory.
+                                        **({"max_streams": 1} if api == "rest" else {})}},
                 "transform": {"add_op_fields": False},
                 "target": {"file": {"path": str(OUT / name), "format": "parquet"}},
             }))
