@@ -3,7 +3,9 @@
 collecting each tool's runs, and the table and JSON report of medians."""
 
 import json
+import shutil
 import socket
+import sys
 import statistics
 import subprocess
 import tempfile
@@ -65,3 +67,33 @@ def report(results, rows, repeat, heading, path, extra=None, failed="failed"):
         out["tools"][name] = {"seconds": secs, "rows_per_s": rows / secs,
                               "peak_rss": rss, "all_seconds": r["seconds"]}
     Path(path).write_text(json.dumps(out, indent=2))
+
+
+def parquet_rows(path):
+    """Rows in a Parquet file, or in all Parquet files under a folder."""
+    import pyarrow.parquet as pq
+
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def run_parquet_tools(runs, only, repeat, rows, cwd, env):
+    """Runs each tool of `runs` ({name: (output path, command)}) named in `only`, `repeat`
+    times in turn, each from an empty output; exits unless each wrote `rows` Parquet rows.
+    Returns the results for `report`."""
+    results = {}
+    for _ in range(repeat):
+        for name, (out, cmd) in runs.items():
+            if name not in only:
+                continue
+            shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+            try:
+                seconds, rss = measure(cmd, cwd, env)
+            except RuntimeError as e:
+                record_error(results, name, e)
+                continue
+            got = parquet_rows(out)
+            if got != rows:
+                sys.exit(f"{name} wrote {got} rows, not {rows}")
+            record(results, name, seconds, rss)
+    return results

@@ -16,14 +16,13 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
-from benchlib import free_port, measure, record, record_error, report
+from benchlib import free_port, report, run_parquet_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "bench" / "out" / "mongodb"
@@ -110,14 +109,6 @@ def generate(uri, rows):
     print(f"inserted in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def parquet_rows(path):
-    import pyarrow.parquet as pq
-
-    if path.is_dir():
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in path.rglob("*.parquet"))
-    return pq.ParquetFile(path).metadata.num_rows
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -145,21 +136,7 @@ def main():
             "pymongo": (OUT / "pymongo.parquet", [sys.executable, "-c", PYMONGO_CHILD, uri,
                                                   str(OUT / "pymongo.parquet"), str(BATCH)]),
         }
-        results = {}
-        for _ in range(args.repeat):
-            for name, (out, cmd) in runs.items():
-                if name not in only:
-                    continue
-                shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
-                try:
-                    seconds, rss = measure(cmd, OUT, env)
-                except RuntimeError as e:
-                    record_error(results, name, e)
-                    continue
-                got = parquet_rows(out)
-                if got != args.rows:
-                    sys.exit(f"{name} wrote {got} rows, not {args.rows}")
-                record(results, name, seconds, rss)
+        results = run_parquet_tools(runs, only, args.repeat, args.rows, OUT, env)
     finally:
         server.terminate()
         server.wait()
