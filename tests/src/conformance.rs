@@ -126,6 +126,37 @@ pub fn standard_batches(
     out
 }
 
+/// The batches as a printed table, timestamps shown in UTC without their zone (printing a named
+/// zone needs chrono-tz, which the tests do without).
+pub fn pretty(batches: &[RecordBatch]) -> String {
+    let plain: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let columns: Vec<ArrayRef> = b
+                .columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    DataType::Timestamp(unit, Some(_)) => {
+                        arrow_cast::cast(c, &DataType::Timestamp(*unit, None)).expect("cast")
+                    }
+                    _ => c.clone(),
+                })
+                .collect();
+            RecordBatch::try_from_iter(
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .zip(columns),
+            )
+            .expect("batch")
+        })
+        .collect();
+    arrow_cast::pretty::pretty_format_batches(&plain)
+        .expect("printable batches")
+        .to_string()
+}
+
 /// Renders rows as text (sorted by `id`), so that values compare across equivalent types.
 pub fn rows_as_text(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<String>> {
     use arrow_schema::ArrowError;

@@ -162,32 +162,7 @@ fn ids(batches: &[RecordBatch]) -> Vec<i64> {
 /// The batches as a table, rows sorted by their first column, timestamps shown without their
 /// zone (printing a named zone needs chrono-tz).
 fn table(batches: &[RecordBatch]) -> String {
-    let plain: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            let columns: Vec<arrow_array::ArrayRef> = b
-                .columns()
-                .iter()
-                .map(|c| match c.data_type() {
-                    DataType::Timestamp(unit, Some(_)) => {
-                        arrow::compute::cast(c, &DataType::Timestamp(*unit, None)).unwrap()
-                    }
-                    _ => c.clone(),
-                })
-                .collect();
-            RecordBatch::try_from_iter(
-                b.schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .zip(columns),
-            )
-            .unwrap()
-        })
-        .collect();
-    let text = arrow::util::pretty::pretty_format_batches(&plain)
-        .unwrap()
-        .to_string();
+    let text = conformance::pretty(batches);
     let mut lines: Vec<&str> = text.lines().collect();
     let body = lines.len().saturating_sub(1);
     if body > 3 {

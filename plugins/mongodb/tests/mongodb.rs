@@ -49,37 +49,6 @@ fn unique_name(seed: &str) -> String {
     format!("t_{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
-/// The batches as a table, timestamps shown in UTC without their zone (printing a named zone
-/// needs chrono-tz).
-fn table(batches: &[RecordBatch]) -> String {
-    let plain: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            let columns: Vec<arrow_array::ArrayRef> = b
-                .columns()
-                .iter()
-                .map(|c| match c.data_type() {
-                    DataType::Timestamp(unit, Some(_)) => {
-                        arrow::compute::cast(c, &DataType::Timestamp(*unit, None)).unwrap()
-                    }
-                    _ => c.clone(),
-                })
-                .collect();
-            RecordBatch::try_from_iter(
-                b.schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .zip(columns),
-            )
-            .unwrap()
-        })
-        .collect();
-    arrow::util::pretty::pretty_format_batches(&plain)
-        .unwrap()
-        .to_string()
-}
-
 /// BriskDB takes one writer at a time, and answers other calls made meanwhile with
 /// WriteConflict: the tests run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -266,7 +235,7 @@ fn bson_types_become_arrow_columns() {
     ];
     let got: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     assert_eq!(got, expected);
-    let text = table(&batches);
+    let text = conformance::pretty(&batches);
     for part in [
         "65f000000000000000000001",
         "5000000000",
@@ -295,7 +264,7 @@ fn bson_types_become_arrow_columns() {
         ]}),
     );
     let batches = read(&explicit, None).unwrap();
-    let text = table(&batches);
+    let text = conformance::pretty(&batches);
     for part in [
         "2023-11-14",
         r#"["a","b"]"#,
