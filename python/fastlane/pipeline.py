@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence, Union
 
 from . import _component, _native
-from .source import Source
+from .source import DEFAULT_BATCH_ROWS, Source
 from .target import Target
 from .transform import Transform
 
@@ -187,6 +187,7 @@ class Pipeline:
                 {
                     "with_index": with_index,
                     "partitions": getattr(self.source, "concurrency", 1),
+                    "batch_size": getattr(self.source, "batch_rows", DEFAULT_BATCH_ROWS),
                     "schema": _arrow_schema(type(self.source).schema),
                 },
             )

@@ -8,10 +8,18 @@ from typing import Any, ClassVar
 from . import _component
 from .utils import classproperty
 
+#: Rows per batch handed on by default (see ``batch_rows``).
+DEFAULT_BATCH_ROWS = 65_536
+
 #: The properties every source configuration may have, as JSON Schema.
 BASE_PROPERTIES: dict[str, Any] = {
     "offset": {"description": "The key to start after (FULL_TABLE), or the first offset."},
     "concurrency": {"type": "integer", "minimum": 1, "description": "Workers calling extract(i)."},
+    "batch_rows": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "The fewest rows per batch handed on: the rows of consecutive extract() calls are gathered up to it (default 65536; 1 hands on each call's rows alone).",
+    },
     "secret": {"type": "string", "description": "An AWS Secrets Manager secret with connection fields."},
     "secret_region": {"type": "string", "description": "The secret's region."},
 }
@@ -27,6 +35,7 @@ if _component.HAS_MARSHMALLOW:
 
         offset = _mm.fields.Raw(allow_none=True)
         concurrency = _mm.fields.Integer(validate=_mm.validate.Range(min=1))
+        batch_rows = _mm.fields.Integer(validate=_mm.validate.Range(min=1))
         secret = _mm.fields.String()
         secret_region = _mm.fields.String()
 
@@ -61,6 +70,9 @@ class Source(abc.ABC):
     - ``schema`` (optional) declares the Arrow schema of the rows: a ``pyarrow.Schema`` or a
       dict of column name to type (``{"id": "int64", "name": "string"}``). Without it the
       schema is inferred from the first batch.
+    - The rows of consecutive ``extract`` calls are gathered into batches of at least
+      ``batch_rows`` rows (from the configuration; default 65,536) before they move on, so
+      transforms and targets see fewer, larger batches; the last batch may be smaller.
     - ``finish()`` is called once when the source has ended, or when the run stopped.
     - In INCREMENTAL runs ``self.offset`` is set to the target's offset before the first
       ``extract`` call: read strictly after it.
@@ -72,6 +84,7 @@ class Source(abc.ABC):
         self.configuration = configuration
         self.offset: Any = configuration.get("offset")
         self.concurrency: int = int(configuration.get("concurrency", 1))
+        self.batch_rows: int = int(configuration.get("batch_rows", DEFAULT_BATCH_ROWS))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

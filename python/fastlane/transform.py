@@ -49,6 +49,8 @@ class Transform(abc.ABC):
     Contract:
 
     - ``transform(df)`` receives one batch as a DataFrame and returns the transformed one.
+      A batch from a Python source holds the rows of one or more ``extract`` calls (see the
+      source's ``batch_rows``).
       ``frame_type`` chooses the kind: ``"pandas"`` (the default, as in the original),
       ``"polars"`` or ``"pyarrow"`` (a ``pyarrow.Table``). Data crosses through the Arrow
       PyCapsule interface. Columns that keep their name get their Arrow type back when the

@@ -98,6 +98,7 @@ struct SourceShared {
     obj: Py<PyAny>,
     with_index: bool,
     partitions: usize,
+    batch_size: usize,
     declared: Option<SchemaRef>,
     inferred: Mutex<Option<(SchemaRef, Vec<bool>)>>,
     open: AtomicUsize,
@@ -124,11 +125,13 @@ pub struct PySource(Arc<SourceShared>);
 
 impl PySource {
     /// Wraps a source instance. `with_index`: `extract` takes the partition index;
-    /// `partitions`: how many partitions (workers) call it.
+    /// `partitions`: how many partitions (workers) call it; `batch_size`: the fewest rows per
+    /// batch handed on (the results of consecutive `extract` calls are gathered up to it).
     pub fn new(
         obj: Py<PyAny>,
         with_index: bool,
         partitions: usize,
+        batch_size: usize,
         declared: Option<SchemaRef>,
         failures: Arc<Failures>,
     ) -> Self {
@@ -136,6 +139,7 @@ impl PySource {
             obj,
             with_index,
             partitions: partitions.max(1),
+            batch_size: batch_size.max(1),
             declared,
             inferred: Mutex::new(None),
             open: AtomicUsize::new(0),
@@ -188,7 +192,8 @@ struct PyStream {
 }
 
 impl PyStream {
-    fn call(&mut self, py: Python<'_>) -> Result<Option<RecordBatch>> {
+    /// Calls `extract` once; the batches it returned (none empty), or `None` at the end.
+    fn call(&mut self, py: Python<'_>) -> Result<Option<Vec<RecordBatch>>> {
         let s = self.shared.clone();
         let what = if s.with_index {
             format!("extract({})", self.index)
@@ -222,7 +227,7 @@ impl PyStream {
                     *inferred = Some((batch.schema(), self.converter.json_columns()));
                 }
             }
-            return Ok(Some(batch));
+            return Ok(Some(vec![batch]));
         }
         if result.is_none() {
             return Err(PluginError::data(format!(
@@ -239,28 +244,59 @@ impl PyStream {
         if rows == 0 {
             return Ok(None);
         }
-        self.pending
-            .extend(batches.into_iter().filter(|b| b.num_rows() > 0));
-        Ok(self.pending.pop_front())
+        Ok(Some(
+            batches.into_iter().filter(|b| b.num_rows() > 0).collect(),
+        ))
+    }
+
+    /// Takes pending batches of one schema until they hold `batch_size` rows (or run out)
+    /// and joins them into one batch.
+    fn take_gathered(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(first) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        let schema = first.schema();
+        let mut rows = first.num_rows();
+        let mut parts = vec![first];
+        while rows < self.shared.batch_size {
+            match self.pending.front() {
+                Some(next) if next.schema() == schema => {
+                    rows += next.num_rows();
+                    parts.extend(self.pending.pop_front());
+                }
+                _ => break,
+            }
+        }
+        arrow_py::concat(&schema, &parts)
+            .map(Some)
+            .map_err(|e| PluginError::internal(format!("joining extracted batches: {e}")))
+    }
+
+    fn pending_rows(&self) -> usize {
+        self.pending.iter().map(RecordBatch::num_rows).sum()
     }
 }
 
 impl BatchStream for PyStream {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        if let Some(b) = self.pending.pop_front() {
-            return Ok(Some(b));
-        }
-        if self.ended {
-            return Ok(None);
-        }
-        Python::attach(|py| {
-            let out = self.call(py)?;
-            if out.is_none() {
-                self.ended = true;
-                self.shared.partition_done(py)?;
+        let mut rows = self.pending_rows();
+        while !self.ended && rows < self.shared.batch_size {
+            // The GIL is taken per call, so other Python components run between calls.
+            let out = Python::attach(|py| {
+                let out = self.call(py)?;
+                if out.is_none() {
+                    self.ended = true;
+                    self.shared.partition_done(py)?;
+                }
+                Ok::<_, PluginError>(out)
+            })?;
+            for batch in out.into_iter().flatten() {
+                rows += batch.num_rows();
+                self.pending.push_back(batch);
             }
-            Ok(out)
-        })
+        }
+        // Joined without the GIL.
+        self.take_gathered()
     }
 }
 

@@ -319,14 +319,31 @@ impl RowConverter {
                     let row = Bound::from_borrowed_ptr(py, row);
                     return Err(format!("row {r} is a {}, not a dict", type_name(&row)));
                 }
+                // Rows built by one dict display have the schema's keys, in its order, as the
+                // same interned objects: walk the entries and look up only from the first
+                // entry that differs.
                 let mut found = 0isize;
-                for (c, key) in cols.iter_mut().zip(&keys) {
+                let mut pos: ffi::Py_ssize_t = 0;
+                let mut k: *mut ffi::PyObject = std::ptr::null_mut();
+                let mut v: *mut ffi::PyObject = std::ptr::null_mut();
+                let mut c = 0;
+                while c < cols.len()
+                    && ffi::PyDict_Next(row, &mut pos, &mut k, &mut v) != 0
+                    && k == keys[c]
+                {
+                    let col = &mut cols[c];
+                    col.append(py, v, self)
+                        .map_err(|e| format!("row {r}, column `{}`: {e}", col.name))?;
+                    found += 1;
+                    c += 1;
+                }
+                for (col, key) in cols[c..].iter_mut().zip(&keys[c..]) {
                     let v = ffi::PyDict_GetItem(row, *key);
                     if !v.is_null() {
                         found += 1;
                     }
-                    c.append(py, v, self)
-                        .map_err(|e| format!("row {r}, column `{}`: {e}", c.name))?;
+                    col.append(py, v, self)
+                        .map_err(|e| format!("row {r}, column `{}`: {e}", col.name))?;
                 }
                 if ffi::PyDict_Size(row) > found {
                     let row = Bound::from_borrowed_ptr(py, row);

@@ -272,6 +272,7 @@ impl Config {
             Some((obj, opts)) => {
                 let with_index: bool = opt(&opts, "with_index")?.unwrap_or(false);
                 let partitions: usize = opt(&opts, "partitions")?.unwrap_or(1);
+                let batch_size: usize = opt(&opts, "batch_size")?.unwrap_or(1);
                 let schema = match opts.get_item("schema")? {
                     Some(s) if !s.is_none() => Some(arrow_py::import_schema(&s)?),
                     _ => None,
@@ -280,6 +281,7 @@ impl Config {
                     obj,
                     with_index,
                     partitions,
+                    batch_size,
                     schema,
                     failures.clone(),
                 ))

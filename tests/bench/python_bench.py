@@ -9,7 +9,8 @@ RSS, median of --repeat runs:
              → Parquet, against the same pandas code on DataFrame(records) → to_parquet.
 
 The batches are built once, before timing, in both cases, so the figures measure what each
-approach does with lists of dicts, not how fast Python makes them.
+approach does with lists of dicts, not how fast Python makes them; modules are imported
+before timing too.
 
     python tests/bench/python_bench.py --rows 1000000 --repeat 3
 """
@@ -54,6 +55,10 @@ def pandas_transform(df):
 
 
 def case_fastlane(rows: int, out: str, transform: bool) -> dict:
+    # Imported before timing, as the plain path imports pandas (and with it pyarrow) first.
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
+
     from fastlane import Pipeline, Source, Transform
 
     batches = [make_batch(k * BATCH) for k in range(rows // BATCH)]

@@ -31,6 +31,7 @@ class Numbers(Source):
                 "size": {"type": "integer", "minimum": 1},
                 "offset": {},
                 "concurrency": {"type": "integer"},
+                "batch_rows": {"type": "integer"},
             },
             "required": ["total"],
         }
@@ -288,6 +289,54 @@ def test_polars_transform_and_pyarrow_target(tmp_path):
     names = sorted(pa.concat_tables(tables).column("name").to_pylist(), key=lambda s: int(s[1:]))
     assert names[:3] == ["N0", "N1", "N2"]
     assert pa.concat_tables(tables).schema.field("id").type == pa.int64()
+
+
+class SizeRecorder(Transform):
+    """Passes frames through, noting their lengths."""
+
+    transform_type = "size_recorder"
+
+    def __init__(self, configuration):
+        super().__init__(configuration)
+        self.sizes = []
+
+    def transform(self, df):
+        self.sizes.append(len(df))
+        return df
+
+
+@pytest.mark.parametrize(
+    ("batch_rows", "sizes"),
+    [(None, [1000]), (250, [300, 300, 300, 100]), (100, [100] * 10), (1, [100] * 10)],
+)
+def test_rows_of_small_extract_calls_are_gathered_up_to_batch_rows(batch_rows, sizes):
+    section = {"total": 1000, "size": 100}
+    if batch_rows is not None:
+        section["batch_rows"] = batch_rows
+    p = Pipeline(
+        source=Numbers,
+        transform=SizeRecorder,
+        target=Collect,
+        configuration=config({"numbers": section}, {"collect": {}}, transform={"add_op_fields": False}),
+        progress="off",
+    )
+    assert p.run()["rows_loaded"] == 1000
+    assert p.transform.sizes == sizes
+    df = p.target.rows()
+    assert list(df["id"]) == list(range(1000))
+    assert list(df["name"]) == [f"n{i}" for i in range(1000)]
+
+
+def test_frames_returned_by_extract_are_gathered_too():
+    p = Pipeline(
+        source=FrameSource,
+        transform=SizeRecorder,
+        target=Collect,
+        configuration=config({"frame_source": {}}, {"collect": {}}, transform={"add_op_fields": False}),
+        progress="off",
+    )
+    assert p.run()["rows_loaded"] == 4
+    assert p.transform.sizes == [4]
 
 
 class Boom(Source):
