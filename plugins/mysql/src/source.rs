@@ -497,7 +497,9 @@ impl Source for MysqlSource {
             .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
         let range: Option<Range> = serde_json::from_value(partition.spec["range"].clone())
             .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
-        let (tx, rx) = mpsc::channel(2);
+        // One finished batch waits for the host at most, and the reader starts the next one
+        // only once the host has taken it (see `room`): a partition holds at most two batches.
+        let (tx, rx) = mpsc::channel(1);
         let index = partition.index;
         let reader = Reader {
             connector: self.connector.clone(),
@@ -656,7 +658,7 @@ impl Reader {
                 if builders.rows() >= self.batch_size {
                     let batch = builders.finish()?;
                     *sent = true;
-                    if tx.send(Ok(Some(batch))).await.is_err() {
+                    if tx.send(Ok(Some(batch))).await.is_err() || !room(tx).await {
                         return Ok(());
                     }
                 }
@@ -683,6 +685,9 @@ impl Reader {
         let mut cursor: Option<Value> = None;
         let mut sent_any = false;
         loop {
+            if !room(tx).await {
+                return Ok(());
+            }
             // The page's conditions: after the cursor (or the offset and the lower bound on the
             // first page), below the upper bound.
             let mut conditions = Vec::new();
@@ -778,6 +783,12 @@ impl Reader {
             })
             .await
     }
+}
+
+/// Waits until the host has taken the batch sent last, so that the next one is not built
+/// while it still waits; false when the host has gone.
+async fn room(tx: &mpsc::Sender<Message>) -> bool {
+    tx.reserve().await.is_ok()
 }
 
 /// The error for a SELECT that came back without its result set.
