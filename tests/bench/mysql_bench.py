@@ -258,15 +258,20 @@ def build_runs(args, server, work):
                     prepare=fresh_table("copy", create=True), count=lambda: server.count("copy"),
                     note="server-side; RSS is the client's"))
     table = "copy_fastlane"
-    for p in (1, 2):
+    # The default load method (MariaDB's bulk execution on MariaDB), then LOAD DATA LOCAL INFILE.
+    for p, method in ((1, None), (2, None), (2, "load_data")):
         target = {"mysql": {"host": args.host, "port": args.port, "username": args.user,
                             "password": args.password, "db": DB, "table": table, "key": "id",
                             "concurrency": args.target_workers}}
-        cfg = fastlane_config(work, f"fastlane-copy-p{p}", args, p, target)
-        runs.append(Run(f"fastlane-copy-p{p}", "fastlane-copy", "mysql→mysql",
+        name = f"fastlane-copy-p{p}"
+        if method:
+            target["mysql"]["load_method"] = method
+            name = f"fastlane-copy-{method.replace('_', '-')}-p{p}"
+        cfg = fastlane_config(work, name, args, p, target)
+        runs.append(Run(name, "fastlane-copy", "mysql→mysql",
                         [str(fastlane), "-q", "--progress=off", "--source=mysql", "--target=mysql", f"--config={cfg}"],
                         prepare=fresh_table(table, create=False), count=lambda: server.count(table),
-                        skipped=fl_skip))
+                        note=f"load_method {method}" if method else "", skipped=fl_skip))
     driver = odbc_driver(args.odbc_driver)
     odbc_skip = ("" if driver else "MariaDB ODBC driver (libmaodbc.so) not found") or (
         "" if importlib.util.find_spec("arrow_odbc") else "python package arrow-odbc is not installed")
@@ -376,7 +381,8 @@ def report(args, server, runs):
     # fastlane against each peer: rows/s ratio (above 1: fastlane faster) and RSS ratio.
     pairs = [(f"fastlane-p{p}", f"connectorx-p{p}") for p in (1, 2)]
     pairs += [(f"fastlane-p{p}", "raw") for p in (1, 2)]
-    pairs += [(f"fastlane-copy-p{p}", peer) for peer in ("insert-select", "arrow-odbc") for p in (1, 2)]
+    copies = ("fastlane-copy-p1", "fastlane-copy-p2", "fastlane-copy-load-data-p2")
+    pairs += [(ours, peer) for peer in ("insert-select", "arrow-odbc") for ours in copies]
     ratios = []
     for ours, peer in pairs:
         if ours in stats and peer in stats and stats[ours][0] and stats[peer][0]:

@@ -63,8 +63,13 @@ pub enum TimeAs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadMethod {
-    /// `LOAD DATA LOCAL INFILE` streaming of each batch (needs `local_infile` on the server).
+    /// `bulk` on MariaDB 10.2.7 and later, `load_data` on other servers.
     #[default]
+    Auto,
+    /// MariaDB's bulk execution (`COM_STMT_BULK_EXECUTE`) of one prepared `INSERT` with arrays
+    /// of binary parameters: no text for the server to parse.
+    Bulk,
+    /// `LOAD DATA LOCAL INFILE` streaming of each batch (needs `local_infile` on the server).
     LoadData,
     /// Multi-row `INSERT … VALUES (…),(…)` statements with bound parameters.
     Insert,
@@ -204,7 +209,9 @@ pub struct MysqlTargetConfig {
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub batch_size: usize,
-    /// How rows are sent: `load_data` (LOAD DATA LOCAL INFILE, the fastest) or `insert`.
+    /// How rows are sent: `auto` (the default: `bulk` on MariaDB, `load_data` elsewhere),
+    /// `bulk` (MariaDB's binary bulk execution), `load_data` (LOAD DATA LOCAL INFILE) or
+    /// `insert` (multi-row INSERT statements).
     #[serde(default)]
     pub load_method: LoadMethod,
     /// Seconds allowed to open one connection.

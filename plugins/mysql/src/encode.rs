@@ -195,6 +195,23 @@ impl Encoder {
         }
     }
 
+    /// Whether every column gives parameters of one type (or NULL) in every row, as MariaDB's
+    /// bulk execution needs: the types travel once per request. Only a BIT column fed from
+    /// something other than integers or booleans can change type from row to row.
+    pub fn fixed_param_types(&self) -> bool {
+        self.cols.iter().all(|(col, slot, _)| {
+            *slot != Slot::Bit || matches!(col, Col::Bool(_) | Col::Int(_) | Col::UInt(_))
+        })
+    }
+
+    /// The parameters of one row.
+    pub fn row_params(&self, row: usize) -> Vec<Value> {
+        self.cols
+            .iter()
+            .map(|(col, slot, _)| param(col, row, *slot))
+            .collect()
+    }
+
     /// Appends the parameters of rows `range` for a multi-row INSERT.
     pub fn write_params(&self, range: std::ops::Range<usize>, out: &mut Vec<Value>) {
         for row in range {
@@ -390,6 +407,7 @@ fn param(col: &Col, row: usize, slot: Slot) -> Value {
         Col::UInt(a) if !a.is_null(row) => Value::UInt(a.as_primitive::<UInt64Type>().value(row)),
         Col::F64(a) if !a.is_null(row) => Value::Double(a.as_primitive::<Float64Type>().value(row)),
         Col::F32(a) if !a.is_null(row) => Value::Float(a.as_primitive::<Float32Type>().value(row)),
+        Col::Bool(a) if !a.is_null(row) => Value::Int(i64::from(a.as_boolean().value(row))),
         _ if slot == Slot::Bit => {
             // BIT columns take numbers, not text.
             if render(col, row, Slot::Plain, &mut text) {

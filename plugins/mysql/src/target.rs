@@ -70,6 +70,8 @@ struct Shared {
     target_columns: Option<Vec<String>>,
     /// Set when the server refuses LOAD DATA LOCAL: writers fall back to INSERT.
     insert_only: AtomicBool,
+    /// With MariaDB's bulk execution: the most bytes of parameters per request.
+    bulk_payload: Option<usize>,
 }
 
 /// One run's state.
@@ -266,6 +268,26 @@ impl MysqlTarget {
                 .await
                 .what(|| format!("dropping `{name}`"))?;
         }
+        let bulk_payload = match self.config.load_method {
+            LoadMethod::Auto | LoadMethod::Bulk => {
+                let (version, max_packet): (String, u64) = conn
+                    .query_first("SELECT @@version, @@max_allowed_packet")
+                    .await
+                    .what(|| "reading the server's version".to_owned())?
+                    .unwrap_or_default();
+                match (bulk_supported(&version), self.config.load_method) {
+                    (true, _) => Some(bulk_payload(max_packet)),
+                    (false, LoadMethod::Bulk) => {
+                        return Err(Error::Config(format!(
+                            "`load_method: bulk` needs MariaDB 10.2.7 or later, and the server \
+                             is `{version}`; use `load_data` or `insert`"
+                        )));
+                    }
+                    (false, _) => None,
+                }
+            }
+            LoadMethod::LoadData | LoadMethod::Insert => None,
+        };
         let columns = describe(conn, &db, &table).await?;
         let target_exists = !columns.is_empty();
         if let (true, Some(key)) = (target_exists, &self.config.key)
@@ -301,6 +323,7 @@ impl MysqlTarget {
                 target_columns: target_exists
                     .then(|| columns.iter().map(|c| c.0.clone()).collect()),
                 insert_only: AtomicBool::new(self.config.load_method == LoadMethod::Insert),
+                bulk_payload,
             }),
         });
         Ok(())
@@ -665,7 +688,10 @@ impl MysqlWriter {
         let mut start = 0;
         while start < rows {
             let end = rows.min(start + per_statement);
-            if self.shared.insert_only.load(Ordering::Relaxed) {
+            if let (Some(payload), true) = (self.shared.bulk_payload, encoder.fixed_param_types()) {
+                self.bulk(&encoder, &names, keyed, start..end, payload)
+                    .await?;
+            } else if self.shared.insert_only.load(Ordering::Relaxed) {
                 self.insert(&encoder, &names, &slots, keyed, start..end)
                     .await?;
             } else {
@@ -775,6 +801,83 @@ impl MysqlWriter {
         }
     }
 
+    /// Sends rows with MariaDB's bulk execution of a one-row `INSERT`: requests of at most
+    /// `payload` bytes of binary parameters, each a single packet (the parameter types travel
+    /// with the request, so every request stands alone).
+    async fn bulk(
+        &mut self,
+        encoder: &Encoder,
+        names: &[String],
+        keyed: bool,
+        range: std::ops::Range<usize>,
+        payload: usize,
+    ) -> Result<()> {
+        let columns = names
+            .iter()
+            .map(|n| ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let marks = vec!["?"; names.len()].join(", ");
+        let table = qualified(&self.shared.config.db, &self.shared.staging_name);
+        let first = format!("INSERT INTO {table} ({columns}) VALUES ({marks})");
+        let again = format!("REPLACE INTO {table} ({columns}) VALUES ({marks})");
+        let name = self.shared.config.table.clone();
+        // The request's header: command, statement id, flags, then two bytes of type per column.
+        let header = 7 + 2 * names.len();
+        let mut start = range.start;
+        while start < range.end {
+            let mut rows = Vec::new();
+            let mut size = header;
+            let mut end = start;
+            while end < range.end {
+                let row = encoder.row_params(end);
+                // A NULL takes its indicator byte; a value its bytes and the indicator.
+                let bytes: usize = row.iter().map(|v| v.bin_len() as usize + 1).sum();
+                if !rows.is_empty() && size + bytes > payload {
+                    break;
+                }
+                size += bytes;
+                rows.push(row);
+                end += 1;
+            }
+            let mut rows = Some(rows);
+            let mut attempts = 0;
+            let session = self.session().await?;
+            let sent = session
+                .run_retrying(keyed, |conn| {
+                    attempts += 1;
+                    let sql = if attempts == 1 {
+                        first.clone()
+                    } else {
+                        again.clone()
+                    };
+                    // Built again for a resend: the first attempt gave its rows to the driver.
+                    let rows = rows
+                        .take()
+                        .unwrap_or_else(|| (start..end).map(|r| encoder.row_params(r)).collect());
+                    let name = name.clone();
+                    Box::pin(async move {
+                        conn.exec_batch(sql, rows.into_iter().map(Params::Positional))
+                            .await
+                            .what(|| format!("loading rows for `{name}`"))?;
+                        check_warnings(conn, &name).await
+                    })
+                })
+                .await;
+            match sent {
+                Err(e) if !keyed && crate::conn::is_lost_error(&e) => {
+                    return Err(Error::Data(format!(
+                        "{e}; the table has no primary or unique key, so the rows cannot be \
+                         sent again without risking duplicates, and the run stops"
+                    )));
+                }
+                other => other?,
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     /// Sends rows with multi-row `INSERT` statements.
     async fn insert(
         &mut self,
@@ -829,6 +932,32 @@ impl MysqlWriter {
     }
 }
 
+/// Most bytes of parameters in one bulk request.
+const BULK_PAYLOAD: usize = 4 << 20;
+
+/// The bytes of parameters per bulk request for a server whose `max_allowed_packet` is
+/// `max_packet`: [`BULK_PAYLOAD`], or less to fit in one packet.
+fn bulk_payload(max_packet: u64) -> usize {
+    usize::try_from(max_packet.saturating_sub(1024))
+        .unwrap_or(usize::MAX)
+        .clamp(1024, BULK_PAYLOAD)
+}
+
+/// Whether a server of `version` (`@@version`) has MariaDB's bulk execution (10.2.7 and later).
+fn bulk_supported(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    // MariaDB 10 and 11 may announce themselves as `5.5.5-10.11.6-MariaDB…`.
+    let version = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let numbers: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    numbers.as_slice() >= [10, 2, 7].as_slice()
+}
+
 /// How long publishing waits behind other sessions' locks on the target.
 const LOCK_WAIT: &str = "SET SESSION lock_wait_timeout = 300";
 
@@ -865,5 +994,28 @@ impl Writer for MysqlWriter {
             runtime().block_on(session.close());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_execution_is_used_on_mariadb_10_2_7_and_later() {
+        assert!(bulk_supported("10.11.19-MariaDB-0+deb12u1"));
+        assert!(bulk_supported("5.5.5-10.2.7-MariaDB-log"));
+        assert!(bulk_supported("11.4.2-MariaDB"));
+        assert!(!bulk_supported("10.2.6-MariaDB"));
+        assert!(!bulk_supported("10.1.48-MariaDB"));
+        assert!(!bulk_supported("8.0.36"));
+        assert!(!bulk_supported("8.4.0-mysql-commercial"));
+    }
+
+    #[test]
+    fn bulk_requests_fit_in_one_packet() {
+        assert_eq!(bulk_payload(16 << 20), BULK_PAYLOAD);
+        assert_eq!(bulk_payload(1 << 20), (1 << 20) - 1024);
+        assert_eq!(bulk_payload(0), 1024);
     }
 }

@@ -193,7 +193,11 @@ fn round_trip_mysql_parquet_mysql_keeps_every_value() {
         out.path(),
     )
     .expect("mysql → parquet");
-    for (table, method) in [("back_load", "load_data"), ("back_insert", "insert")] {
+    for (table, method) in [
+        ("back_load", "load_data"),
+        ("back_insert", "insert"),
+        ("back_bulk", "bulk"),
+    ] {
         run(
             (
                 "file",
@@ -591,7 +595,7 @@ fn a_value_the_table_cannot_hold_fails_the_load_and_changes_nothing() {
         ],
     )
     .expect("batch");
-    for method in ["load_data", "insert"] {
+    for method in ["load_data", "insert", "bulk"] {
         let mut target = common::plugin("mysql")
             .create_target(
                 "mysql",
@@ -937,7 +941,7 @@ fn duplicate_keys_in_the_data_fail_the_load_instead_of_collapsing() {
     let db = Db::new("duplicate_keys");
     let out = tempfile::tempdir().expect("temp dir");
     std::fs::write(out.path().join("a.csv"), "id,v\n1,a\n2,b\n1,c\n").expect("write");
-    for method in ["load_data", "insert"] {
+    for method in ["load_data", "insert", "bulk"] {
         let err = run(
             (
                 "file",
