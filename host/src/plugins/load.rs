@@ -220,22 +220,28 @@ fn has_elf_header(path: &Path) -> bool {
 /// Checks, before the dynamic loader maps the file, that its ELF headers and every loadable
 /// segment lie inside the file: the loader maps segments past the end of a truncated file and
 /// the process would die of SIGBUS on first access.
+///
+/// Only the file header and the program header table are read. (Reading a whole plugin would
+/// also make glibc's malloc raise its mmap threshold to the file's size for the rest of the
+/// run, so that later large buffers stay in the heap instead of going back to the system.)
 fn check_elf(path: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let size = bytes.len() as u64;
-    if bytes.len() < 64 {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if size < 64 {
         return Err(format!("only {size} bytes long"));
     }
-    if bytes[4] != 2 || bytes[5] != 1 {
+    let mut header = [0u8; 64];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    if header[4] != 2 || header[5] != 1 {
         return Err("not a 64-bit little-endian ELF file".into());
     }
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as u64;
-    let u32_at =
-        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-    let u64_at = |o: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[o..o + 8]);
-        u64::from_le_bytes(b)
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let u64_at = |b: &[u8], o: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(x)
     };
     const EM_HOST: u64 = if cfg!(target_arch = "x86_64") {
         62
@@ -244,15 +250,15 @@ fn check_elf(path: &Path) -> Result<(), String> {
     } else {
         0
     };
-    let machine = u16_at(18);
+    let machine = u16_at(&header, 18);
     if EM_HOST != 0 && machine != EM_HOST {
         return Err(format!(
             "built for another architecture (ELF machine {machine})"
         ));
     }
-    let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    let (shentsize, shnum) = (u16_at(0x3A), u16_at(0x3C));
+    let (phoff, shoff) = (u64_at(&header, 0x20), u64_at(&header, 0x28));
+    let (phentsize, phnum) = (u16_at(&header, 0x36), u16_at(&header, 0x38));
+    let (shentsize, shnum) = (u16_at(&header, 0x3A), u16_at(&header, 0x3C));
     let table_end = |off: u64, n: u64, each: u64| off.checked_add(n.checked_mul(each)?);
     match table_end(phoff, phnum, phentsize) {
         Some(end) if end <= size && phentsize >= 56 => {}
@@ -261,10 +267,15 @@ fn check_elf(path: &Path) -> Result<(), String> {
     if shoff != 0 && table_end(shoff, shnum, shentsize).is_none_or(|end| end > size) {
         return Err("its section headers lie past the end of the file".into());
     }
+    // At most 65,535 entries of at most 65,535 bytes, all inside the file (checked above).
+    let mut table = vec![0u8; (phnum * phentsize) as usize];
+    file.seek(SeekFrom::Start(phoff))
+        .and_then(|_| file.read_exact(&mut table))
+        .map_err(|e| e.to_string())?;
     for i in 0..phnum {
-        let h = (phoff + i * phentsize) as usize;
-        let kind = u32_at(h);
-        let (offset, filesz) = (u64_at(h + 8), u64_at(h + 32));
+        let h = (i * phentsize) as usize;
+        let kind = u32_at(&table, h);
+        let (offset, filesz) = (u64_at(&table, h + 8), u64_at(&table, h + 32));
         if kind == 1 && offset.checked_add(filesz).is_none_or(|end| end > size) {
             return Err(format!(
                 "segment {i} ends at byte {} but the file has {size}",
