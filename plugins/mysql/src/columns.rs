@@ -29,6 +29,7 @@ use arrow_array::builder::{
     Int16Builder, Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
+use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -275,6 +276,25 @@ impl ColumnBuilder {
         }
     }
 
+    /// A builder for `rows` rows, with room for about as many value bytes as `previous` held
+    /// (plus an eighth) when its values vary in length.
+    fn sized_like(kind: Kind, rows: usize, previous: &ArrayRef) -> Self {
+        let bytes = |values: usize| values + values / 8;
+        match kind {
+            Kind::Utf8 => match previous.as_string_opt::<i32>() {
+                Some(a) => Self::Utf8(StringBuilder::with_capacity(rows, bytes(a.values().len()))),
+                None => Self::new(kind, rows),
+            },
+            Kind::Binary => match previous.as_binary_opt::<i32>() {
+                Some(a) => {
+                    Self::Binary(BinaryBuilder::with_capacity(rows, bytes(a.values().len())))
+                }
+                None => Self::new(kind, rows),
+            },
+            _ => Self::new(kind, rows),
+        }
+    }
+
     fn finish(&mut self) -> ArrayRef {
         match self {
             Self::Bool(b) => Arc::new(b.finish()),
@@ -491,6 +511,12 @@ impl Builders {
     /// Finishes the batch (the builders are left empty).
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
+        // Finished builders start again from nothing and would grow by doubling (copying, and
+        // holding up to twice the data): start the next batch at this one's size instead.
+        for ((column, &kind), array) in self.columns.iter_mut().zip(&self.layout.kinds).zip(&arrays)
+        {
+            *column = ColumnBuilder::sized_like(kind, self.rows, array);
+        }
         self.rows = 0;
         RecordBatch::try_new(self.layout.schema.clone(), arrays)
             .map_err(|e| Error::Data(format!("cannot build a batch: {e}")))
