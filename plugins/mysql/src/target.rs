@@ -685,10 +685,14 @@ impl MysqlWriter {
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let rows = encoder.rows();
         let per_statement = self.shared.config.batch_size.max(1);
+        let bulk_payload = self
+            .shared
+            .bulk_payload
+            .filter(|_| encoder.fixed_param_types());
         let mut start = 0;
         while start < rows {
             let end = rows.min(start + per_statement);
-            if let (Some(payload), true) = (self.shared.bulk_payload, encoder.fixed_param_types()) {
+            if let Some(payload) = bulk_payload {
                 self.bulk(&encoder, &names, keyed, start..end, payload)
                     .await?;
             } else if self.shared.insert_only.load(Ordering::Relaxed) {
@@ -754,11 +758,7 @@ impl MysqlWriter {
         let attempt = session
             .run_retrying(keyed, |conn| {
                 attempts += 1;
-                let sql = if attempts == 1 {
-                    first.clone()
-                } else {
-                    again.clone()
-                };
+                let sql = statement_for(attempts, &first, &again);
                 let data = data.clone();
                 let table = table.clone();
                 Box::pin(async move {
@@ -793,11 +793,7 @@ impl MysqlWriter {
                 self.shared.insert_only.store(true, Ordering::Relaxed);
                 self.insert(encoder, names, slots, keyed, range).await
             }
-            Err(e) if !keyed && crate::conn::is_lost_error(&e) => Err(Error::Data(format!(
-                "{e}; the table has no primary or unique key, so the batch cannot be sent \
-                 again without risking duplicates, and the run stops"
-            ))),
-            other => other,
+            other => other.map_err(|e| keyless_loss(e, keyed)),
         }
     }
 
@@ -812,11 +808,7 @@ impl MysqlWriter {
         range: std::ops::Range<usize>,
         payload: usize,
     ) -> Result<()> {
-        let columns = names
-            .iter()
-            .map(|n| ident(n))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = column_list(names);
         let marks = vec!["?"; names.len()].join(", ");
         let table = qualified(&self.shared.config.db, &self.shared.staging_name);
         let first = format!("INSERT INTO {table} ({columns}) VALUES ({marks})");
@@ -846,11 +838,7 @@ impl MysqlWriter {
             let sent = session
                 .run_retrying(keyed, |conn| {
                     attempts += 1;
-                    let sql = if attempts == 1 {
-                        first.clone()
-                    } else {
-                        again.clone()
-                    };
+                    let sql = statement_for(attempts, &first, &again);
                     // Built again for a resend: the first attempt gave its rows to the driver.
                     let rows = rows
                         .take()
@@ -864,15 +852,7 @@ impl MysqlWriter {
                     })
                 })
                 .await;
-            match sent {
-                Err(e) if !keyed && crate::conn::is_lost_error(&e) => {
-                    return Err(Error::Data(format!(
-                        "{e}; the table has no primary or unique key, so the rows cannot be \
-                         sent again without risking duplicates, and the run stops"
-                    )));
-                }
-                other => other?,
-            }
+            sent.map_err(|e| keyless_loss(e, keyed))?;
             start = end;
         }
         Ok(())
@@ -888,11 +868,7 @@ impl MysqlWriter {
         range: std::ops::Range<usize>,
     ) -> Result<()> {
         let _ = slots;
-        let columns = names
-            .iter()
-            .map(|n| ident(n))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = column_list(names);
         let row_marks = format!("({})", vec!["?"; names.len()].join(", "));
         // At most 65,535 parameters per statement.
         let per_statement = (65_535 / names.len().max(1)).clamp(1, 4_096);
@@ -911,11 +887,7 @@ impl MysqlWriter {
             session
                 .run_retrying(keyed, |conn| {
                     attempts += 1;
-                    let sql = if attempts == 1 {
-                        first.clone()
-                    } else {
-                        again.clone()
-                    };
+                    let sql = statement_for(attempts, &first, &again);
                     let params = params.clone();
                     let name = name.clone();
                     Box::pin(async move {
@@ -930,6 +902,34 @@ impl MysqlWriter {
         }
         Ok(())
     }
+}
+
+/// The statement for attempt `attempt` (from 1) at a batch: the first adds rows, so a duplicate
+/// key in the data fails the run; a resend after a lost connection replaces the rows the cut
+/// statement may have stored.
+fn statement_for(attempt: u32, first: &str, again: &str) -> String {
+    if attempt == 1 { first } else { again }.to_owned()
+}
+
+/// `error` as the run's error: a lost connection while loading a table that no unique index of
+/// the data's columns protects stops the run, since a resend could duplicate rows.
+fn keyless_loss(error: Error, keyed: bool) -> Error {
+    if keyed || !crate::conn::is_lost_error(&error) {
+        return error;
+    }
+    Error::Data(format!(
+        "{error}; the table has no primary or unique key, so the rows cannot be sent again \
+         without risking duplicates, and the run stops"
+    ))
+}
+
+/// `a`, `b`, … : column names quoted for a statement.
+fn column_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Most bytes of parameters in one bulk request.
