@@ -2,16 +2,16 @@
 //! sends them every few seconds, to a monitoring service over HTTP or straight into a local
 //! store.
 //!
-//! The run never waits on it: everything goes through a bounded channel with `try_send`, the
-//! buffers are bounded (the oldest samples and lines are dropped first, and the drop is
+//! The run never waits on it: everything goes through a queue that drops what comes while
+//! [`MAX_QUEUED`] messages wait, the buffers are bounded (the oldest samples and lines are dropped first, and the drop is
 //! logged), a failed send is retried with back-off, and the final flush at the end of the run
 //! gives up after [`ReporterOptions::final_timeout`]. A report is safe to resend: the run is
 //! found by its key, samples and lines by their sequence numbers.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -74,9 +74,81 @@ enum Msg {
     Finish(ReportRun),
 }
 
+/// The most messages waiting for the reporter's thread; later ones are dropped until it
+/// catches up (it waits on the destination for up to 10 s at a time).
+pub const MAX_QUEUED: usize = 50_000;
+
+/// The sending end of the reporter's queue. The channel underneath is unbounded, so memory is
+/// taken only for the messages that wait (a bounded channel of [`MAX_QUEUED`] slots would hold
+/// about 11 MiB from the start); the count of waiting messages keeps the bound.
+#[derive(Clone)]
+struct Outbox {
+    tx: Sender<Msg>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// Queues `m` unless [`MAX_QUEUED`] messages wait already.
+    fn offer(&self, m: Msg) {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        self.push(m);
+    }
+
+    /// Queues `m` whatever waits already.
+    fn push(&self, m: Msg) {
+        if self.tx.send(m).is_err() {
+            // The reporter's thread is gone; nothing will take it.
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Queues `m` past the bound (the last message of a run).
+    fn force(&self, m: Msg) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.push(m);
+    }
+}
+
+/// The receiving end of the reporter's queue.
+struct Inbox {
+    rx: Receiver<Msg>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    fn took(&self, m: Msg) -> Msg {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        m
+    }
+
+    fn recv_timeout(&self, wait: Duration) -> Result<Msg, RecvTimeoutError> {
+        self.rx.recv_timeout(wait).map(|m| self.took(m))
+    }
+
+    fn try_recv(&self) -> Result<Msg, TryRecvError> {
+        self.rx.try_recv().map(|m| self.took(m))
+    }
+}
+
+/// A queue to the reporter's thread.
+fn queue() -> (Outbox, Inbox) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued: queued.clone(),
+        },
+        Inbox { rx, queued },
+    )
+}
+
 /// Sends a run's reports from a thread of its own.
 pub struct Reporter {
-    tx: SyncSender<Msg>,
+    tx: Outbox,
     handle: Option<JoinHandle<()>>,
     run_number: Arc<AtomicI64>,
 }
@@ -84,13 +156,13 @@ pub struct Reporter {
 /// A cheap handle that forwards log lines to a reporter (for a logging layer).
 #[derive(Clone)]
 pub struct LogSender {
-    tx: SyncSender<Msg>,
+    tx: Outbox,
 }
 
 impl LogSender {
     /// Queues a log line; drops it when the queue is full.
     pub fn send(&self, line: LogLine) {
-        let _ = self.tx.try_send(Msg::Log(line));
+        self.tx.offer(Msg::Log(line));
     }
 }
 
@@ -104,7 +176,7 @@ impl Reporter {
         run: ReportRun,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(50_000);
+        let (tx, rx) = queue();
         let run_number = Arc::new(AtomicI64::new(0));
         let number = run_number.clone();
         let handle = std::thread::Builder::new()
@@ -141,19 +213,17 @@ impl Reporter {
 
     /// Queues a sample.
     pub fn sample(&self, s: Sample) {
-        let _ = self.tx.try_send(Msg::Sample(s));
+        self.tx.offer(Msg::Sample(s));
     }
 
     /// Queues a log line.
     pub fn log(&self, l: LogLine) {
-        let _ = self.tx.try_send(Msg::Log(l));
+        self.tx.offer(Msg::Log(l));
     }
 
     /// Replaces the run's state sent with the next report.
     pub fn update(&self, run: ReportRun) {
-        match self.tx.try_send(Msg::State(run)) {
-            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
-        }
+        self.tx.offer(Msg::State(run));
     }
 
     /// A handle for a logging layer.
@@ -171,8 +241,8 @@ impl Reporter {
     /// Sends the final state and what is buffered, waiting at most the final timeout;
     /// returns the run's number in the store when the report got through.
     pub fn finish(mut self, run: ReportRun) -> Option<i64> {
-        // A blocking send: the worker drains the channel, so this waits only behind it.
-        let _ = self.tx.send(Msg::Finish(run));
+        // Never dropped: the worker ends on it.
+        self.tx.force(Msg::Finish(run));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -279,7 +349,7 @@ struct Worker {
 const PER_REPORT: usize = 5_000;
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Msg>) {
+    fn run(mut self, rx: Inbox) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -287,12 +357,8 @@ impl Worker {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::warn!(target: "fastlane_monitor", "monitoring is off: cannot start its runtime: {e}");
-                // Drain so that senders never block on a full channel.
-                for m in rx {
-                    if let Msg::Finish(_) = m {
-                        break;
-                    }
-                }
+                // Senders never block: from now on what they send is dropped.
+                drop(rx);
                 return;
             }
         };
@@ -497,5 +563,63 @@ impl Worker {
                 Err(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize) -> Msg {
+        Msg::Log(LogLine {
+            seq: None,
+            created_at: None,
+            level: "INFO".into(),
+            target: "test".into(),
+            message: n.to_string(),
+        })
+    }
+
+    fn message(m: Msg) -> String {
+        match m {
+            Msg::Log(l) => l.message,
+            _ => "(not a line)".into(),
+        }
+    }
+
+    #[test]
+    fn the_queue_drops_what_comes_while_it_is_full_and_takes_again_once_drained() {
+        let (tx, rx) = queue();
+        for n in 0..MAX_QUEUED + 10 {
+            tx.offer(line(n));
+        }
+        // The last message of a run passes the bound.
+        tx.force(line(usize::MAX));
+        let mut taken = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            taken.push(m);
+        }
+        assert_eq!(taken.len(), MAX_QUEUED + 1);
+        let forced = taken.pop().map(message);
+        assert_eq!(forced, Some(usize::MAX.to_string()));
+        let last = taken.pop().map(message);
+        assert_eq!(last.as_deref(), Some((MAX_QUEUED - 1).to_string().as_str()));
+        assert_eq!(rx.queued.load(Ordering::Acquire), 0);
+
+        tx.offer(line(7));
+        let next = rx.recv_timeout(Duration::from_secs(1)).map(message);
+        assert_eq!(next.as_deref().ok(), Some("7"));
+    }
+
+    #[test]
+    fn sending_after_the_reporter_thread_has_gone_keeps_the_count_right() {
+        let (tx, rx) = queue();
+        let queued = rx.queued.clone();
+        drop(rx);
+        for n in 0..5 {
+            tx.offer(line(n));
+        }
+        tx.force(line(5));
+        assert_eq!(queued.load(Ordering::Acquire), 0);
     }
 }
