@@ -212,15 +212,64 @@ impl Layout {
 
     /// Empty builders for `capacity` rows.
     pub fn builders(&self, capacity: usize) -> Builders {
+        self.builders_like(capacity, None)
+    }
+
+    /// Empty builders for `capacity` rows, sized by the value bytes per row of an earlier
+    /// batch of the same columns (see [`BatchSizes`]).
+    pub fn builders_like(&self, capacity: usize, earlier: Option<&BatchSizes>) -> Builders {
+        let earlier = earlier.filter(|e| e.columns.len() == self.kinds.len());
         let columns = self
             .kinds
             .iter()
-            .map(|&k| ColumnBuilder::new(k, capacity))
+            .enumerate()
+            .map(|(i, &k)| {
+                ColumnBuilder::sized_like(k, capacity, earlier.and_then(|e| e.columns[i]))
+            })
             .collect();
         Builders {
             layout: self.clone(),
             columns,
             rows: 0,
+        }
+    }
+}
+
+/// The value bytes of a string or binary column of a batch, and the batch's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ValueBytes {
+    rows: usize,
+    bytes: usize,
+}
+
+impl ValueBytes {
+    fn of(array: &ArrayRef) -> Option<Self> {
+        let bytes = if let Some(a) = array.as_string_opt::<i32>() {
+            a.values().len()
+        } else if let Some(a) = array.as_binary_opt::<i32>() {
+            a.values().len()
+        } else {
+            return None;
+        };
+        Some(Self {
+            rows: array.len(),
+            bytes,
+        })
+    }
+}
+
+/// How much string and binary data a batch held per column: enough to size the next batch's
+/// builders without keeping the batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSizes {
+    columns: Vec<Option<ValueBytes>>,
+}
+
+impl BatchSizes {
+    /// The sizes of `batch`'s columns.
+    pub fn of(batch: &RecordBatch) -> Self {
+        Self {
+            columns: batch.columns().iter().map(ValueBytes::of).collect(),
         }
     }
 }
@@ -276,21 +325,21 @@ impl ColumnBuilder {
         }
     }
 
-    /// A builder for `rows` rows, with room for about as many value bytes as `previous` held
-    /// (plus an eighth) when its values vary in length.
-    fn sized_like(kind: Kind, rows: usize, previous: &ArrayRef) -> Self {
-        let bytes = |values: usize| values + values / 8;
+    /// A builder for `rows` rows; string and binary builders get room for as many value bytes
+    /// per row as `previous` held (plus an eighth), so that they need not grow by doubling.
+    fn sized_like(kind: Kind, rows: usize, previous: Option<ValueBytes>) -> Self {
+        let Some(ValueBytes {
+            rows: before,
+            bytes,
+        }) = previous.filter(|p| p.rows > 0)
+        else {
+            return Self::new(kind, rows);
+        };
+        let wanted = (bytes as u128 * rows as u128 / before as u128) as usize;
+        let wanted = wanted + wanted / 8;
         match kind {
-            Kind::Utf8 => match previous.as_string_opt::<i32>() {
-                Some(a) => Self::Utf8(StringBuilder::with_capacity(rows, bytes(a.values().len()))),
-                None => Self::new(kind, rows),
-            },
-            Kind::Binary => match previous.as_binary_opt::<i32>() {
-                Some(a) => {
-                    Self::Binary(BinaryBuilder::with_capacity(rows, bytes(a.values().len())))
-                }
-                None => Self::new(kind, rows),
-            },
+            Kind::Utf8 => Self::Utf8(StringBuilder::with_capacity(rows, wanted)),
+            Kind::Binary => Self::Binary(BinaryBuilder::with_capacity(rows, wanted)),
             _ => Self::new(kind, rows),
         }
     }
@@ -515,7 +564,7 @@ impl Builders {
         // holding up to twice the data): start the next batch at this one's size instead.
         for ((column, &kind), array) in self.columns.iter_mut().zip(&self.layout.kinds).zip(&arrays)
         {
-            *column = ColumnBuilder::sized_like(kind, self.rows, array);
+            *column = ColumnBuilder::sized_like(kind, self.rows, ValueBytes::of(array));
         }
         self.rows = 0;
         RecordBatch::try_new(self.layout.schema.clone(), arrays)
@@ -669,6 +718,38 @@ mod tests {
         assert_eq!(decimal_digits("1.255", 2), None, "digits would be lost");
         assert_eq!(decimal_digits("1e5", 0), None);
         assert_eq!(decimal_digits("", 0), None);
+    }
+
+    #[test]
+    fn builders_sized_like_an_earlier_batch_start_with_its_bytes_per_row() {
+        let earlier: ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["é".repeat(50); 10]));
+        let sizes = ValueBytes::of(&earlier);
+        assert_eq!(
+            sizes,
+            Some(ValueBytes {
+                rows: 10,
+                bytes: 1000
+            })
+        );
+        // Twice the rows: twice the bytes, and an eighth more.
+        let ColumnBuilder::Utf8(b) = ColumnBuilder::sized_like(Kind::Utf8, 20, sizes) else {
+            panic!("not a string builder");
+        };
+        assert!((2250..2250 + 64).contains(&b.values_capacity()));
+        // Without an earlier batch (or with an empty one), the default guess of 16 per row.
+        for sizes in [None, Some(ValueBytes { rows: 0, bytes: 0 })] {
+            let ColumnBuilder::Utf8(b) = ColumnBuilder::sized_like(Kind::Utf8, 20, sizes) else {
+                panic!("not a string builder");
+            };
+            assert!((320..320 + 64).contains(&b.values_capacity()));
+        }
+        let binary: ArrayRef = Arc::new(arrow_array::BinaryArray::from(vec![&b"abc"[..]; 4]));
+        let numbers: ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3, 4]));
+        let batch = RecordBatch::try_from_iter([("b", binary), ("n", numbers)]).unwrap();
+        assert_eq!(
+            BatchSizes::of(&batch).columns,
+            vec![Some(ValueBytes { rows: 4, bytes: 12 }), None]
+        );
     }
 
     #[test]

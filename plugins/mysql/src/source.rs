@@ -21,7 +21,7 @@ use mysql_async::{Conn, Params, Row, Value};
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
-use crate::columns::{Layout, ReadOptions, value_text};
+use crate::columns::{BatchSizes, Layout, ReadOptions, value_text};
 use crate::config::MysqlSourceConfig;
 use crate::conn::{
     Connector, Context, Error, Result, Session, ident, is_lost_error, qualified, runtime,
@@ -684,6 +684,8 @@ impl Reader {
         let p = &self.plan.key_param;
         let mut cursor: Option<Value> = None;
         let mut sent_any = false;
+        // The previous page's string sizes, to size the next page's builders.
+        let mut sizes: Option<BatchSizes> = None;
         loop {
             if !room(tx).await {
                 return Ok(());
@@ -719,7 +721,12 @@ impl Reader {
             }
             let page_sql = sql.clone();
             sql.push_str(&format!(" ORDER BY {key} LIMIT {}", self.batch_size));
-            let page = self.page(session, &sql, params.clone()).await?;
+            let page = self
+                .page(session, &sql, params.clone(), sizes.as_ref())
+                .await?;
+            if page.rows > 0 {
+                sizes = Some(BatchSizes::of(&page.batch));
+            }
             let full = page.rows >= self.batch_size;
             let Some(last) = page.last.clone() else {
                 // An empty page ends the partition; send one empty batch if nothing was sent,
@@ -743,7 +750,9 @@ impl Reader {
                     sql.push_str(&format!("{key} < {p} ORDER BY {key}"));
                     let mut params = params;
                     params.push(last.clone());
-                    self.page(session, &sql, params).await?.batch
+                    self.page(session, &sql, params, sizes.as_ref())
+                        .await?
+                        .batch
                 } else {
                     page.batch.slice(0, page.tie_start)
                 };
@@ -752,7 +761,7 @@ impl Reader {
                 }
                 let mut sql = self.plan.select.clone();
                 sql.push_str(&format!(" WHERE {key} = {p}"));
-                let ties = self.page(session, &sql, vec![last.clone()]).await?;
+                let ties = self.page(session, &sql, vec![last.clone()], None).await?;
                 if tx.send(Ok(Some(ties.batch))).await.is_err() {
                     return Ok(());
                 }
@@ -768,8 +777,15 @@ impl Reader {
     }
 
     /// Reads one page, reconnecting and reading it again when the connection is lost.
-    async fn page(&self, session: &mut Session, sql: &str, params: Vec<Value>) -> Result<Page> {
+    async fn page(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        params: Vec<Value>,
+        sizes: Option<&BatchSizes>,
+    ) -> Result<Page> {
         let plan = self.plan.clone();
+        let sizes = sizes.cloned();
         let options = self.options;
         let batch_size = self.batch_size;
         session
@@ -777,9 +793,19 @@ impl Reader {
                 let sql = sql.to_owned();
                 let params = params.clone();
                 let plan = plan.clone();
-                Box::pin(
-                    async move { read_page(conn, &sql, params, &plan, options, batch_size).await },
-                )
+                let sizes = sizes.clone();
+                Box::pin(async move {
+                    read_page(
+                        conn,
+                        &sql,
+                        params,
+                        &plan,
+                        options,
+                        batch_size,
+                        sizes.as_ref(),
+                    )
+                    .await
+                })
             })
             .await
     }
@@ -806,6 +832,7 @@ async fn read_page(
     plan: &Plan,
     options: ReadOptions,
     batch_size: usize,
+    sizes: Option<&BatchSizes>,
 ) -> Result<Page> {
     use futures_util::StreamExt;
     let what = || format!("reading a page of `{}`", plan.key);
@@ -819,7 +846,7 @@ async fn read_page(
         .iter()
         .position(|c| c.name_str() == plan.key)
         .ok_or_else(|| Error::Config(format!("the key `{}` is not selected", plan.key)))?;
-    let mut builders = layout.builders(batch_size.min(65_536));
+    let mut builders = layout.builders_like(batch_size.min(65_536), sizes);
     let mut last: Option<Value> = None;
     let mut tie_start = 0;
     let Some(mut stream) = result.stream::<Row>().await.what(what)? else {
