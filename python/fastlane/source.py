@@ -18,7 +18,7 @@ BASE_PROPERTIES: dict[str, Any] = {
     "batch_rows": {
         "type": "integer",
         "minimum": 1,
-        "description": "The fewest rows per batch handed on: the rows of consecutive extract() calls are gathered up to it (default 65536; 1 hands on each call's rows alone).",
+        "description": "Rows per batch handed on: the rows of consecutive extract() calls are gathered up to it, for at most 250 ms (default 65536; 1 hands on each call's rows alone).",
     },
     "secret": {"type": "string", "description": "An AWS Secrets Manager secret with connection fields."},
     "secret_region": {"type": "string", "description": "The secret's region."},
@@ -70,9 +70,10 @@ class Source(abc.ABC):
     - ``schema`` (optional) declares the Arrow schema of the rows: a ``pyarrow.Schema`` or a
       dict of column name to type (``{"id": "int64", "name": "string"}``). Without it the
       schema is inferred from the first batch.
-    - The rows of consecutive ``extract`` calls are gathered into batches of at least
-      ``batch_rows`` rows (from the configuration; default 65,536) before they move on, so
-      transforms and targets see fewer, larger batches; the last batch may be smaller.
+    - The rows of consecutive ``extract`` calls are gathered into batches of ``batch_rows``
+      rows (from the configuration; default 65,536) before they move on, so transforms and
+      targets see fewer, larger batches. Gathering lasts at most 250 ms, so the rows of a slow
+      source still move on (and a stop is seen) that often; the last batch may be smaller.
     - ``finish()`` is called once when the source has ended, or when the run stopped.
     - In INCREMENTAL runs ``self.offset`` is set to the target's offset before the first
       ``extract`` call: read strictly after it.

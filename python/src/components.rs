@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -120,13 +121,19 @@ impl SourceShared {
     }
 }
 
+/// How long a source gathers the rows of consecutive `extract` calls at most: a slow source
+/// (one that waits on an API, say) still hands its rows on this often, and a stop request,
+/// checked between batches, is seen this soon.
+pub const GATHER_AT_MOST: Duration = Duration::from_millis(250);
+
 /// A Python `Source`: `extract()` (or `extract(i)`) called until it returns an empty list.
 pub struct PySource(Arc<SourceShared>);
 
 impl PySource {
     /// Wraps a source instance. `with_index`: `extract` takes the partition index;
-    /// `partitions`: how many partitions (workers) call it; `batch_size`: the fewest rows per
-    /// batch handed on (the results of consecutive `extract` calls are gathered up to it).
+    /// `partitions`: how many partitions (workers) call it; `batch_size`: the rows per batch
+    /// handed on (the results of consecutive `extract` calls are gathered up to it, for at
+    /// most [`GATHER_AT_MOST`]).
     pub fn new(
         obj: Py<PyAny>,
         with_index: bool,
@@ -280,7 +287,11 @@ impl PyStream {
 impl BatchStream for PyStream {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         let mut rows = self.pending_rows();
+        let started = Instant::now();
         while !self.ended && rows < self.shared.batch_size {
+            if rows > 0 && started.elapsed() >= GATHER_AT_MOST {
+                break;
+            }
             // The GIL is taken per call, so other Python components run between calls.
             let out = Python::attach(|py| {
                 let out = self.call(py)?;

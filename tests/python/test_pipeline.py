@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -337,6 +338,38 @@ def test_frames_returned_by_extract_are_gathered_too():
     )
     assert p.run()["rows_loaded"] == 4
     assert p.transform.sizes == [4]
+
+
+class Trickle(Source):
+    """One row every 0.1 s, six rows in all: a source that waits on something slow."""
+
+    source_type = "trickle"
+
+    def __init__(self, configuration):
+        super().__init__(configuration)
+        self.sent = 0
+
+    def extract(self):
+        if self.sent == 6:
+            return []
+        time.sleep(0.1)
+        self.sent += 1
+        return [{"id": self.sent}]
+
+
+def test_a_slow_source_hands_its_rows_on_before_batch_rows_are_gathered():
+    p = Pipeline(
+        source=Trickle,
+        transform=SizeRecorder,
+        target=Collect,
+        configuration=config({"trickle": {}}, {"collect": {}}, transform={"add_op_fields": False}),
+        progress="off",
+    )
+    assert p.run()["rows_loaded"] == 6
+    # Gathering stops after 250 ms: batches of about three rows, never all six at once.
+    assert sum(p.transform.sizes) == 6
+    assert len(p.transform.sizes) >= 2, p.transform.sizes
+    assert list(p.target.rows()["id"]) == [1, 2, 3, 4, 5, 6]
 
 
 class Boom(Source):
