@@ -3,9 +3,9 @@
 //! store.
 //!
 //! The run never waits on it: everything goes through a queue that drops what comes while
-//! [`MAX_QUEUED`] messages wait, the buffers are bounded (the oldest samples and lines are dropped first, and the drop is
-//! logged), a failed send is retried with back-off, and the final flush at the end of the run
-//! gives up after [`ReporterOptions::final_timeout`]. A report is safe to resend: the run is
+//! [`MAX_QUEUED`] messages wait, the buffers are bounded (the oldest samples and lines are
+//! dropped first, and the drop is logged), a failed send is retried with back-off, and the
+//! final flush at the end of the run gives up after [`ReporterOptions::final_timeout`]. A report is safe to resend: the run is
 //! found by its key, samples and lines by their sequence numbers.
 
 use std::collections::VecDeque;

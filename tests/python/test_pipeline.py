@@ -306,6 +306,17 @@ class SizeRecorder(Transform):
         return df
 
 
+def recording_sizes(source, section):
+    """A pipeline from `source` (configured by `section`) through SizeRecorder into Collect."""
+    return Pipeline(
+        source=source,
+        transform=SizeRecorder,
+        target=Collect,
+        configuration=config({source.source_type: section}, {"collect": {}}, transform={"add_op_fields": False}),
+        progress="off",
+    )
+
+
 @pytest.mark.parametrize(
     ("batch_rows", "sizes"),
     [(None, [1000]), (250, [300, 300, 300, 100]), (100, [100] * 10), (1, [100] * 10)],
@@ -314,13 +325,7 @@ def test_rows_of_small_extract_calls_are_gathered_up_to_batch_rows(batch_rows, s
     section = {"total": 1000, "size": 100}
     if batch_rows is not None:
         section["batch_rows"] = batch_rows
-    p = Pipeline(
-        source=Numbers,
-        transform=SizeRecorder,
-        target=Collect,
-        configuration=config({"numbers": section}, {"collect": {}}, transform={"add_op_fields": False}),
-        progress="off",
-    )
+    p = recording_sizes(Numbers, section)
     assert p.run()["rows_loaded"] == 1000
     assert p.transform.sizes == sizes
     df = p.target.rows()
@@ -329,13 +334,7 @@ def test_rows_of_small_extract_calls_are_gathered_up_to_batch_rows(batch_rows, s
 
 
 def test_frames_returned_by_extract_are_gathered_too():
-    p = Pipeline(
-        source=FrameSource,
-        transform=SizeRecorder,
-        target=Collect,
-        configuration=config({"frame_source": {}}, {"collect": {}}, transform={"add_op_fields": False}),
-        progress="off",
-    )
+    p = recording_sizes(FrameSource, {})
     assert p.run()["rows_loaded"] == 4
     assert p.transform.sizes == [4]
 
@@ -358,13 +357,7 @@ class Trickle(Source):
 
 
 def test_a_slow_source_hands_its_rows_on_before_batch_rows_are_gathered():
-    p = Pipeline(
-        source=Trickle,
-        transform=SizeRecorder,
-        target=Collect,
-        configuration=config({"trickle": {}}, {"collect": {}}, transform={"add_op_fields": False}),
-        progress="off",
-    )
+    p = recording_sizes(Trickle, {})
     assert p.run()["rows_loaded"] == 6
     # Gathering stops after 250 ms: batches of about three rows, never all six at once.
     assert sum(p.transform.sizes) == 6

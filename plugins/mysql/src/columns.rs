@@ -260,7 +260,7 @@ impl ValueBytes {
 
 /// How much string and binary data a batch held per column: enough to size the next batch's
 /// builders without keeping the batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSizes {
     columns: Vec<Option<ValueBytes>>,
 }
