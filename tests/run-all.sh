@@ -1,64 +1,268 @@
 #!/usr/bin/env bash
 # Runs every test of fastlane: formatting and lints, then the Rust unit, doc, conformance and
 # end-to-end tests, the live ones against real servers on loopback (tests/services.sh), the
-# Python package's tests (tests/python, in a fresh virtual environment), the web UI's tests in
+# Python package's tests (tests/python, the package installed with pip), the web UI's tests in
 # headless Chromium (tests/browser) and a fuzz of the monitoring API (tests/fuzz). The
 # end-to-end tests run the built `fastlane` binary and plugins, so the whole workspace is built
-# first. Prints how long each step took.
+# first.
+#
+# What it builds and downloads is kept between runs in the test cache (tests/cache.sh:
+# ~/.cache/fastlane-tests, or FASTLANE_TEST_CACHE): cargo's target folder (CARGO_TARGET_DIR
+# unless set), pip's and npm's downloads, and the virtual environments of the servers, the
+# Python tests and the fuzzer. A second run compiles only the workspace's own crates.
+# `rm -rf ~/.cache/fastlane-tests` clears it.
+#
+# What runs side by side (two cores: compiling takes both, so only waits are overlapped):
+#   format
+#   build                      beside: the servers starting, Chromium (apt) and npm installs,
+#                                      the Python and fuzz virtual environments (pip)
+#   python-install             pip install . (reuses the build)
+#   clippy, docs, tests        beside: python tests, browser, api fuzz
+# Each step's output is kept in target/test-logs/<step>.log; a step that runs beside others is
+# printed when it ends.
+# At the end: the timings next to the previous run's, the number of tests of each kind, and
+# `tests: N passed, N failed`. FASTLANE_TEST_SERIAL=1 runs every step one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+started=$SECONDS
 
-timings=()
-step() {
-  local name=$1
-  shift
-  printf '\n== %s\n' "$name"
-  local start=$SECONDS
-  "$@"
-  timings+=("$(printf '%-28s %5d s' "$name" $((SECONDS - start)))")
-}
+. tests/cache.sh
+export FASTLANE_TEST_CACHE=$fastlane_cache
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$fastlane_cache/target}
+case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR=$root/$CARGO_TARGET_DIR ;; esac
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$fastlane_cache/pip}
+export npm_config_cache=${npm_config_cache:-$fastlane_cache/npm}
+export FASTLANE_BIN=$CARGO_TARGET_DIR/debug/fastlane
+if [ -n "$(ls -A "$CARGO_TARGET_DIR/debug/deps" 2>/dev/null)" ]; then run_kind=warm; else run_kind=cold; fi
+serial=${FASTLANE_TEST_SERIAL:-}
+
+logs=$root/target/test-logs
+rm -rf "$logs"
+mkdir -p "$logs"
 
 # Runs started by the tests report into a store of their own, not the user's.
-export FASTLANE_STORE="$PWD/target/test-monitor.db"
+export FASTLANE_STORE="$root/target/test-monitor.db"
 unset FASTLANE_MONITOR_URL pipeline_api_host
 
-# Servers the live tests talk to; the ones started here are stopped on exit.
-services=$(bash tests/services.sh start | sed -n 's/^started=//p')
-trap 'bash tests/services.sh stop $services' EXIT
+order=() # steps in the order they are reported
+failed=()
 
-step "format" cargo fmt --all -- --check
-step "build" cargo build --workspace --all-targets
-step "clippy" cargo clippy --workspace --all-targets -- -D warnings
-step "tests" cargo test --workspace --no-fail-fast
-step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
-
-# The Python package, installed the way a user installs it (pip install .) into a fresh virtual
-# environment, with the dev profile so that it reuses the build above; then pytest.
-python_tests() {
-  local venv=target/python-venv
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  FASTLANE_BUILD_PROFILE=dev "$venv/bin/python" -m pip install -q ".[test]"
-  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+# logged NAME COMMAND...: runs COMMAND with its output in NAME's log; writes NAME's exit status
+# and seconds. The command runs in a background subshell so that `set -e` holds inside it.
+logged() {
+  local name=$1 start=$SECONDS rc=0
+  shift
+  ("$@") >"$logs/$name.log" 2>&1 </dev/null &
+  wait $! || rc=$?
+  echo "$rc $((SECONDS - start))" >"$logs/$name.status"
+  local outcome="FAILED (exit $rc)"
+  if [ "$rc" = 0 ]; then outcome=finished; fi
+  printf '   %-16s %s after %d s\n' "$name" "$outcome" $((SECONDS - start))
+  return "$rc"
 }
-step "python" python_tests
 
-# The web UI in real headless Chromium (Debian's package; installed here when missing), driven
-# by playwright-core from the committed lockfile; screenshots go to target/browser/.
-browser_tests() {
+# step NAME COMMAND...: runs COMMAND in the foreground, its output shown as it comes (and kept in
+# NAME's log).
+step() {
+  local name=$1 start=$SECONDS rc=0
+  shift
+  order+=("$name")
+  printf '\n== %s\n' "$name"
+  ( ("$@") 2>&1 </dev/null | tee "$logs/$name.log") &
+  wait $! || rc=$?
+  echo "$rc $((SECONDS - start))" >"$logs/$name.status"
+  if [ "$rc" != 0 ]; then failed+=("$name"); fi
+  return "$rc"
+}
+
+# report NAME...: prints the logs of steps that ran beside others, and notes their failures.
+report() {
+  local name rc secs
+  for name; do
+    order+=("$name")
+    read -r rc secs <"$logs/$name.status" || { rc=1; secs=0; }
+    printf '\n== %s (%d s, beside other steps)\n' "$name" "$secs"
+    cat "$logs/$name.log"
+    if [ "$rc" != 0 ]; then
+      echo "$name failed (exit $rc)"
+      failed+=("$name")
+    fi
+  done
+}
+
+# lane NAME...: runs the steps NAME (functions of the same name, dashes for spaces) one after
+# the other, each logged; a failure does not stop the ones after it.
+lane() {
+  local name rc=0
+  for name; do
+    logged "$name" "step_${name//-/_}" || rc=1
+  done
+  return "$rc"
+}
+
+# The servers the live tests talk to start while the workspace builds; those started here are
+# stopped on exit (tests/services.sh), after every background step has ended.
+stop_services() {
+  wait
+  if [ -f "$logs/services.log" ]; then
+    # shellcheck disable=SC2046
+    bash tests/services.sh stop $(sed -n 's/^started=//p' "$logs/services.log") || true
+  fi
+}
+trap stop_services EXIT
+
+# Everything that waits on the network rather than the processor: servers, apt, npm, pip.
+step_services() {
+  bash tests/services.sh start
+  # Headless Chromium (Debian's package) and playwright-core from the committed lockfile, for
+  # the browser step; after the servers, since both may use apt.
   if [ ! -x /usr/bin/chromium ]; then
     local sudo_cmd=()
     if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
     "${sudo_cmd[@]}" apt-get update -qq
     "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
   fi
-  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }
-step "browser" browser_tests
 
+# The Python package's tests run in a virtual environment kept in the cache, holding the
+# package's and its tests' dependencies (from pyproject.toml); the package itself is installed
+# again by every run, the way a user installs it (pip install .).
+pyvenv=$fastlane_cache/python-venv
+step_venvs() {
+  if ! venv_ready "$pyvenv" pyproject.toml; then
+    new_venv "$pyvenv"
+    "$pyvenv/bin/python" - >"$logs/python-requirements.txt" <<'PY'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
+PY
+    "$pyvenv/bin/python" -m pip install -q -r "$logs/python-requirements.txt"
+    stamp_venv "$pyvenv" pyproject.toml
+  fi
+  FASTLANE_FUZZ_PREPARE_ONLY=1 bash tests/fuzz/api.sh
+}
+
+step_python_install() {
+  # The dev profile, so that pip's build reuses the workspace build.
+  FASTLANE_BUILD_PROFILE=dev "$pyvenv/bin/python" -m pip install -q ".[test]"
+}
+step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+step_docs() { RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; }
+step_tests() { cargo test --workspace --no-fail-fast; }
+step_python() { "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python; }
+# The web UI in real headless Chromium, driven by playwright-core; screenshots go to
+# target/browser/.
+step_browser() { (cd tests/browser && npm test); }
 # The monitoring API fuzzed from its OpenAPI document (schemathesis).
-step "api fuzz" bash tests/fuzz/api.sh
+step_api_fuzz() { bash tests/fuzz/api.sh; }
 
-printf '\n== timings\n'
-printf '%s\n' "${timings[@]}"
+printf 'fastlane tests: a %s run; cache %s, target folder %s\n' "$run_kind" "$fastlane_cache" "$CARGO_TARGET_DIR"
+
+step "format" cargo fmt --all -- --check || true
+
+if [ -n "$serial" ]; then
+  step "services" step_services
+  step "venvs" step_venvs
+  step "build" cargo build --workspace --all-targets
+  step "python-install" step_python_install || true
+  for name in clippy docs tests python browser api-fuzz; do
+    step "$name" "step_${name//-/_}" || true
+  done
+else
+  printf '\n== services, venvs: in the background during the build\n'
+  lane services &
+  services_pid=$!
+  lane venvs &
+  venvs_pid=$!
+  build_rc=0
+  step "build" cargo build --workspace --all-targets || build_rc=$?
+  wait "$services_pid" || true
+  wait "$venvs_pid" || true
+  report services venvs
+  if [ "$build_rc" != 0 ]; then
+    echo "the build failed: no test can run" >&2
+    exit 1
+  fi
+  if [ "$(cut -d' ' -f1 "$logs/venvs.status")" = 0 ]; then
+    step "python-install" step_python_install || true
+  fi
+  printf '\n== clippy, docs, tests beside python, browser, api fuzz\n'
+  lane clippy docs tests &
+  rust_pid=$!
+  lane python browser api-fuzz &
+  other_pid=$!
+  wait "$rust_pid" || true
+  wait "$other_pid" || true
+  report clippy docs tests python browser api-fuzz
+fi
+
+# How many tests each kind ran.
+sum_rust() { # passed failed ignored, over every `test result:` line
+  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' "$@" |
+    awk '{p += $1; f += $2; i += $3} END {printf "%d %d %d\n", p, f, i}'
+}
+count_in() { # PATTERN FILE: the number before PATTERN on the last line holding it, or 0
+  local n
+  n=$(grep -oE "[0-9]+ $1" "$2" 2>/dev/null | tail -1 | cut -d' ' -f1)
+  echo "${n:-0}"
+}
+log_of() { # a step's log, or /dev/null for a step that did not run
+  if [ -f "$logs/$1.log" ]; then echo "$logs/$1.log"; else echo /dev/null; fi
+}
+read -r rust_passed rust_failed rust_ignored < <(sum_rust "$(log_of tests)")
+py_log=$(log_of python)
+py_passed=$(count_in passed "$py_log")
+py_failed=$(($(count_in failed "$py_log") + $(count_in error "$py_log")))
+py_skipped=$(count_in skipped "$py_log")
+browser_log=$(log_of browser)
+browser_passed=$(sed -n 's/^\(# \|ℹ \)pass \([0-9]*\)$/\2/p' "$browser_log" | tail -1)
+browser_failed=$(sed -n 's/^\(# \|ℹ \)fail \([0-9]*\)$/\2/p' "$browser_log" | tail -1)
+fuzz_cases=$(count_in generated "$(log_of api-fuzz)")
+
+timings=$fastlane_cache/timings.tsv
+previous=()
+previous_head=""
+if [ -f "$timings" ]; then
+  previous_head=$(sed -n '1s/^# //p' "$timings")
+  mapfile -t previous < <(sed 1d "$timings")
+fi
+prev_secs() {
+  local line
+  for line in "${previous[@]}"; do
+    if [ "${line%%	*}" = "$1" ]; then echo "${line#*	} s"; return; fi
+  done
+  echo "-"
+}
+
+total=$((SECONDS - started))
+printf '\n== timings (this: a %s run; previous: %s)\n' "$run_kind" "${previous_head:-none in the cache}"
+printf '%-16s %9s %9s\n' step this previous
+new_timings="# $run_kind run of $(date -u +%Y-%m-%dT%H:%MZ), $total s"
+for name in "${order[@]}"; do
+  read -r _ secs <"$logs/$name.status" || secs=0
+  printf '%-16s %7d s %9s\n' "$name" "$secs" "$(prev_secs "$name")"
+  new_timings+=$'\n'"$name	$secs"
+done
+printf '%-16s %7d s %9s\n' total "$total" "$(prev_secs total)"
+new_timings+=$'\n'"total	$total"
+echo "$new_timings" >"$timings"
+
+budget=$([ "$run_kind" = cold ] && echo 2700 || echo 900)
+if [ "$total" -gt "$budget" ]; then
+  printf '\nwarning: this %s run took %d min %02d s, over the %d minutes a %s run may take (CI stops at 90)\n' \
+    "$run_kind" $((total / 60)) $((total % 60)) $((budget / 60)) "$run_kind" >&2
+fi
+
+printf '\n== counts\n'
+printf 'rust:    %d passed, %d failed, %d ignored\n' "$rust_passed" "$rust_failed" "$rust_ignored"
+printf 'python:  %d passed, %d failed, %d skipped\n' "$py_passed" "$py_failed" "$py_skipped"
+printf 'browser: %d passed, %d failed\n' "${browser_passed:-0}" "${browser_failed:-0}"
+printf 'fuzz:    %d test cases generated\n' "$fuzz_cases"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\nfailed steps: %s\n' "${failed[*]}"
+fi
+printf 'tests: %d passed, %d failed\n' $((rust_passed + py_passed + ${browser_passed:-0})) \
+  $((rust_failed + py_failed + ${browser_failed:-0}))
+[ ${#failed[@]} -eq 0 ]

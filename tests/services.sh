@@ -3,19 +3,21 @@
 #   MariaDB on 127.0.0.1:3306 (user root, empty password), for the mysql plugin;
 #   PostgreSQL on 127.0.0.1:5432 (user postgres, trust), for the monitoring store;
 #   moto's server on 127.0.0.1:5000 (S3, Firehose, CloudWatch Logs, Secrets Manager), for the
-#   aws plugin, installed from PyPI into target/services/venv;
+#   aws plugin, installed from PyPI into the test cache's services-venv (tests/cache.sh);
 #   InfluxDB 1.x on 127.0.0.1:8086 (authentication on, admin user fastlane / fastlane) and
 #   VictoriaMetrics on 127.0.0.1:8428 (InfluxDB line protocol, v2 write API), for the influxdb
 #   plugin, from Debian's packages, each with a fresh data folder under target/services.
 #   BriskDB's MongoDB wire-protocol server on 127.0.0.1:27017, for the mongodb plugin, from
-#   PyPI into target/services/venv, with a fresh data folder on tmpfs (/dev/shm) when there is one.
+#   PyPI into the same virtual environment, with a fresh data folder on tmpfs (/dev/shm) when there is one.
 #   The bqemulator BigQuery emulator on 127.0.0.1:9050 (REST) and 127.0.0.1:9060 (Storage Read
-#   and Write gRPC), project test-project, in memory, from PyPI into target/services/venv, for
-#   the bigquery plugin.
+#   and Write gRPC), project test-project, in memory, from PyPI into the same virtual environment,
+#   for the bigquery plugin.
+# Logs, pid files and data folders go under target/services.
 # `tests/services.sh start` prints `started=<names>` for the servers it started itself;
 # `tests/services.sh stop <names>` stops exactly those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tests/cache.sh
 
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
@@ -84,19 +86,16 @@ check_postgres() {
 }
 
 state=target/services
+venv=$fastlane_cache/services-venv
 moto_port=5000
 
-# moto, BriskDB and bqemulator, from PyPI, into one virtual environment.
+# moto, BriskDB and bqemulator, from PyPI, into one virtual environment kept in the test cache.
 install_python_servers() {
-  if [ -x "$state/venv/bin/moto_server" ] &&
-    "$state/venv/bin/python" -c 'import briskdb, bqemulator, cryptography' 2>/dev/null; then
-    return 0
-  fi
-  echo "installing the Python test servers into $state/venv" >&2
-  mkdir -p "$state"
-  [ -x "$state/venv/bin/python" ] || python3 -m venv "$state/venv" >&2
-  "$state/venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$state/venv/bin/python" -m pip install -q -r tests/services-requirements.txt >&2
+  if venv_ready "$venv" tests/services-requirements.txt; then return 0; fi
+  echo "installing the Python test servers into $venv" >&2
+  new_venv "$venv" >&2
+  "$venv/bin/python" -m pip install -q -r tests/services-requirements.txt >&2
+  stamp_venv "$venv" tests/services-requirements.txt
 }
 
 start_moto() {
@@ -107,7 +106,7 @@ start_moto() {
   fi
   mkdir -p "$state"
   install_python_servers
-  nohup "$state/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   for _ in $(seq 1 600); do
     if curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null; then return 0; fi
@@ -219,7 +218,7 @@ start_briskdb() {
   rm -rf "$base"/fastlane-briskdb-*
   mkdir -p "$dir"
   echo "$dir" >"$state/briskdb.dir"
-  nohup "$state/venv/bin/python" tests/mongodb/briskdb_server.py "$dir" 127.0.0.1:27017 \
+  nohup "$venv/bin/python" tests/mongodb/briskdb_server.py "$dir" 127.0.0.1:27017 \
     >"$state/briskdb.log" 2>&1 &
   echo $! >"$state/briskdb.pid"
   if ! wait_for 27017 60; then
@@ -245,7 +244,7 @@ start_bqemulator() {
   fi
   install_python_servers
   # Offline: skip the extension downloads (see tests/bigquery/bqemu_server.py).
-  BQEMU_ENABLE_FORMAT_EXTENSIONS=false nohup "$state/venv/bin/python" tests/bigquery/bqemu_server.py start \
+  BQEMU_ENABLE_FORMAT_EXTENSIONS=false nohup "$venv/bin/python" tests/bigquery/bqemu_server.py start \
     --rest-host 127.0.0.1 --rest-port "$bq_rest_port" --grpc-host 127.0.0.1 --grpc-port "$bq_grpc_port" \
     --project test-project --log-level warning >"$state/bqemulator.log" 2>&1 &
   echo $! >"$state/bqemulator.pid"

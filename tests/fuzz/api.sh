@@ -13,16 +13,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-bin=${FASTLANE_BIN:-$root/target/debug/fastlane}
-[ -x "$bin" ] || { echo "error: $bin is missing: run cargo build --workspace first" >&2; exit 1; }
+. tests/cache.sh
+bin=${FASTLANE_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/fastlane}
 
-venv=$root/target/fuzz-venv
-if ! "$venv/bin/python" -m pip freeze 2>/dev/null | grep -qxF -f tests/fuzz/requirements.txt; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
+# schemathesis, in a virtual environment kept in the test cache (tests/cache.sh).
+venv=$fastlane_cache/fuzz-venv
+if ! venv_ready "$venv" tests/fuzz/requirements.txt; then
+  new_venv "$venv"
   "$venv/bin/python" -m pip install -q -r tests/fuzz/requirements.txt
+  stamp_venv "$venv" tests/fuzz/requirements.txt
 fi
+# FASTLANE_FUZZ_PREPARE_ONLY=1: only the virtual environment (tests/run-all.sh, during the build).
+[ -z "${FASTLANE_FUZZ_PREPARE_ONLY:-}" ] || exit 0
+[ -x "$bin" ] || { echo "error: $bin is missing: run cargo build --workspace first" >&2; exit 1; }
 
 work=$(mktemp -d)
 pid=
