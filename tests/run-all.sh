@@ -18,6 +18,7 @@
 #                                      the Python and fuzz virtual environments (pip)
 #   python-install             pip install . (reuses the build)
 #   clippy, docs, tests        beside: python tests, browser, api fuzz
+#   restart                    the test that restarts MariaDB, alone
 # Each step's output is kept in target/test-logs/<step>.log; a step that runs beside others is
 # printed when it ends.
 # At the end: the timings next to the previous run's, the number of tests of each kind, and
@@ -34,6 +35,22 @@ case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR=$root/$CARGO_TARGET_DIR ;; 
 export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$fastlane_cache/pip}
 export npm_config_cache=${npm_config_cache:-$fastlane_cache/npm}
 export FASTLANE_BIN=$CARGO_TARGET_DIR/debug/fastlane
+# Cargo never removes what it built before: past FASTLANE_TEST_CACHE_MAX_GB (default 30) the
+# incremental data goes, and if that is not enough the whole target folder (a cold run).
+target_kb() { du -sk "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1; }
+trim_target() {
+  local max_kb=$((${FASTLANE_TEST_CACHE_MAX_GB:-30} * 1024 * 1024)) size
+  size=$(target_kb)
+  if [ "${size:-0}" -le "$max_kb" ]; then return 0; fi
+  echo "the target folder holds $((size / 1024 / 1024)) GiB: removing its incremental data" >&2
+  rm -rf "$CARGO_TARGET_DIR"/*/incremental
+  size=$(target_kb)
+  if [ "${size:-0}" -gt "$max_kb" ]; then
+    echo "still $((size / 1024 / 1024)) GiB: removing the target folder" >&2
+    rm -rf "$CARGO_TARGET_DIR"
+  fi
+}
+trim_target
 if [ -n "$(ls -A "$CARGO_TARGET_DIR/debug/deps" 2>/dev/null)" ]; then run_kind=warm; else run_kind=cold; fi
 serial=${FASTLANE_TEST_SERIAL:-}
 
@@ -150,7 +167,10 @@ step_python_install() {
 }
 step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 step_docs() { RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; }
-step_tests() { cargo test --workspace --no-fail-fast; }
+# A test that restarts a shared server runs alone, after everything else (step "restart").
+alone=a_server_restart_mid_run_loses_and_repeats_nothing
+step_tests() { cargo test --workspace --no-fail-fast -- --skip "$alone"; }
+step_restart() { cargo test -p fastlane-plugin-mysql --test restart -- --exact "$alone"; }
 step_python() { "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python; }
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to
 # target/browser/.
@@ -167,7 +187,7 @@ if [ -n "$serial" ]; then
   step "venvs" step_venvs
   step "build" cargo build --workspace --all-targets
   step "python-install" step_python_install || true
-  for name in clippy docs tests python browser api-fuzz; do
+  for name in clippy docs tests python browser api-fuzz restart; do
     step "$name" "step_${name//-/_}" || true
   done
 else
@@ -196,6 +216,7 @@ else
   wait "$rust_pid" || true
   wait "$other_pid" || true
   report clippy docs tests python browser api-fuzz
+  step "restart" step_restart || true
 fi
 
 # How many tests each kind ran.
@@ -211,7 +232,7 @@ count_in() { # PATTERN FILE: the number before PATTERN on the last line holding 
 log_of() { # a step's log, or /dev/null for a step that did not run
   if [ -f "$logs/$1.log" ]; then echo "$logs/$1.log"; else echo /dev/null; fi
 }
-read -r rust_passed rust_failed rust_ignored < <(sum_rust "$(log_of tests)")
+read -r rust_passed rust_failed rust_ignored < <(sum_rust "$(log_of tests)" "$(log_of restart)")
 py_log=$(log_of python)
 py_passed=$(count_in passed "$py_log")
 py_failed=$(($(count_in failed "$py_log") + $(count_in error "$py_log")))

@@ -21,6 +21,24 @@ pub fn target_dir() -> PathBuf {
     dir
 }
 
+/// The virtual environment of the Python test servers (moto, BriskDB, bqemulator) that
+/// `tests/services.sh start` installs: `services-venv` in the test cache (`tests/cache.sh`:
+/// `$FASTLANE_TEST_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/fastlane-tests`).
+pub fn services_venv() -> PathBuf {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let cache = env("FASTLANE_TEST_CACHE").unwrap_or_else(|| {
+        env("XDG_CACHE_HOME")
+            .or_else(|| env("HOME").map(|h| h.join(".cache")))
+            .unwrap_or_else(|| PathBuf::from(".cache"))
+            .join("fastlane-tests")
+    });
+    cache.join("services-venv")
+}
+
 /// The `fastlane` binary.
 pub fn fastlane_bin() -> PathBuf {
     built("fastlane")

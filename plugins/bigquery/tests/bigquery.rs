@@ -715,7 +715,7 @@ impl TokenServer {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let python = root.join("target/services/venv/bin/python");
+        let python = fastlane_tests::services_venv().join("bin/python");
         let child = Command::new(&python)
             .arg(root.join("tests/bigquery/token_server.py"))
             .arg(dir.path())

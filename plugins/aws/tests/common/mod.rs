@@ -264,7 +264,7 @@ fn moto_binary() -> PathBuf {
     if let Ok(path) = std::env::var("FASTLANE_MOTO_SERVER") {
         return PathBuf::from(path);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/services/venv/bin/moto_server")
+    fastlane_tests::services_venv().join("bin/moto_server")
 }
 
 impl Moto {
