@@ -18,6 +18,7 @@ pub mod log_sinks;
 pub mod logging;
 pub mod monitoring;
 pub mod plugins;
+pub mod problem;
 pub mod progress;
 pub mod runner;
 pub mod secrets;

@@ -11,8 +11,8 @@
 use fastlane_plugin_api::ComponentKind;
 use serde_json::{Map, Value, json};
 
-use crate::config::Problem;
 use crate::plugins::Registry;
+use crate::problem::Problem;
 
 /// The source id of the plugin component that reads secrets.
 pub const SECRETS_SOURCE: &str = "secretsmanager";

@@ -359,14 +359,14 @@ impl InfluxDbTargetConfig {
                 problems.push("give `measurement` or `measurement_column`, not both".into())
             }
             (Some(m), None) => {
-                if let Err(e) = crate::line::check_measurement(m) {
+                if let Err(e) = crate::names::check_measurement(m) {
                     problems.push(format!("`measurement`: {e}"));
                 }
             }
             (None, Some(_)) => {}
         }
         for tag in &self.tag_columns {
-            if let Err(e) = crate::line::check_key(tag) {
+            if let Err(e) = crate::names::check_key(tag) {
                 problems.push(format!("`tag_columns`: {e}"));
             }
             if Some(tag) == self.time_column.as_ref() {
@@ -387,7 +387,7 @@ impl InfluxDbTargetConfig {
                 problems.push("`field_columns` must name at least one column".into());
             }
             for field in fields {
-                if let Err(e) = crate::line::check_key(field) {
+                if let Err(e) = crate::names::check_key(field) {
                     problems.push(format!("`field_columns`: {e}"));
                 }
                 if !seen.insert(field) {

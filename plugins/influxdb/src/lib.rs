@@ -15,6 +15,7 @@
 mod client;
 pub mod config;
 pub mod line;
+pub mod names;
 mod target;
 
 pub use config::InfluxDbTargetConfig;

@@ -16,6 +16,7 @@
 
 mod columns;
 mod config;
+mod plan;
 mod source;
 mod stream;
 #[cfg(test)]

@@ -9,7 +9,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, Statement};
 
 use crate::columns::{At, BatchBuilder};
-use crate::source::{TablePlan, set_cursor, sql_error};
+use crate::plan::{TablePlan, set_cursor, sql_error};
 
 /// The output columns of a statement: names and declared types of its first `count` columns.
 fn declared_columns(stmt: &Statement<'_>, count: usize) -> Vec<(String, Option<String>)> {

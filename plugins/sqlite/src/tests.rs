@@ -520,7 +520,7 @@ fn missing_things_are_not_found() {
         ErrorCode::NOT_FOUND,
         &format!("`{missing}` does not exist"),
     );
-    let spec = serde_json::to_value(crate::source::RangeSpec::default()).unwrap();
+    let spec = serde_json::to_value(crate::plan::RangeSpec::default()).unwrap();
     assert_error(
         s.read(&Partition { index: 0, spec }),
         ErrorCode::NOT_FOUND,
