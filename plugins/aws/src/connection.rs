@@ -2,7 +2,6 @@
 //! a connector's settings, and turning SDK errors into short messages.
 
 use std::error::Error as StdError;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::meta::region::RegionProviderChain;
@@ -12,18 +11,15 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use fastlane_plugin_api::{ErrorCode, PluginError};
+use fastlane_plugin_support::runtime::PluginRuntime;
 
-/// The runtime every AWS call of this plugin runs on, sized by the host.
+/// The plugin's tokio runtime, from the plugin toolkit: built on first use, with as many
+/// worker threads as the host runs (at most 16).
+pub static RUNTIME: PluginRuntime = PluginRuntime::new("aws", 16);
+
+/// The plugin's tokio runtime.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(fastlane_plugin_api::host_threads().clamp(1, 16))
-            .thread_name("fastlane-aws")
-            .enable_all()
-            .build()
-            .expect("the tokio runtime of the aws plugin could not start")
-    })
+    RUNTIME.get()
 }
 
 /// The AWS settings of a connector, taken from its configuration.

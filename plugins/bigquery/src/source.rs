@@ -9,6 +9,7 @@ use arrow_schema::SchemaRef;
 use fastlane_plugin_api::{
     BatchStream, IterStream, Partition, PluginError, ReadContext, ReplicationMode, Result, Source,
 };
+use fastlane_plugin_support::runtime::PluginRuntime;
 use serde_json::{Value, json};
 
 use crate::client::{Auth, Rest, Retry};
@@ -16,17 +17,13 @@ use crate::config::{BigQuerySourceConfig, ReadApi};
 use crate::storage::{GOOGLE_STORAGE, Storage, StreamReader};
 use crate::types::{BqField, arrow_schema, ident, offset_literal, rows_to_batch};
 
-/// The runtime every call of this plugin runs on.
+/// The plugin's tokio runtime, from the plugin toolkit: built on first use, with as many
+/// worker threads as the host runs (at most 8).
+static RUNTIME: PluginRuntime = PluginRuntime::new("bigquery", 8);
+
+/// The plugin's tokio runtime.
 fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(fastlane_plugin_api::host_threads().clamp(1, 8))
-            .thread_name("fastlane-bigquery")
-            .enable_all()
-            .build()
-            .expect("the tokio runtime of the bigquery plugin could not start")
-    })
+    RUNTIME.get()
 }
 
 /// How the planned rows are read.

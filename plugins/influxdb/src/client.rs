@@ -1,27 +1,24 @@
 //! The HTTP side: write requests with retries, and InfluxQL queries (v1 API).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fastlane_plugin_api::{ErrorCode, PluginError, Result};
+use fastlane_plugin_support::runtime::PluginRuntime;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use crate::config::{Api, InfluxDbTargetConfig};
 
-/// The runtime every request of this plugin runs on.
+/// The plugin's tokio runtime, from the plugin toolkit: built on first use, with as many
+/// worker threads as the host runs (at most 8).
+pub static RUNTIME: PluginRuntime = PluginRuntime::new("influxdb", 8);
+
+/// The plugin's tokio runtime.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(fastlane_plugin_api::host_threads().clamp(1, 8))
-            .thread_name("fastlane-influxdb")
-            .enable_all()
-            .build()
-            .expect("the tokio runtime of the influxdb plugin could not start")
-    })
+    RUNTIME.get()
 }
 
 /// What a write request came back with, when it did not succeed.

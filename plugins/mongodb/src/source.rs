@@ -11,6 +11,7 @@ use std::time::Duration;
 use fastlane_plugin_api::{
     BatchStream, ErrorCode, Partition, PluginError, ReadContext, ReplicationMode, Result, Source,
 };
+use fastlane_plugin_support::runtime::PluginRuntime;
 use mongodb::bson::{self, Bson, Document, RawBson, RawBsonRef, RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::{ClientOptions, Credential};
@@ -21,17 +22,13 @@ use crate::config::{MongoSourceConfig, OnMismatch};
 use crate::convert::BatchBuilder;
 use crate::kinds::Kind;
 
-/// The runtime every call of this plugin runs on.
+/// The plugin's tokio runtime, from the plugin toolkit: built on first use, with as many
+/// worker threads as the host runs (at most 8).
+static RUNTIME: PluginRuntime = PluginRuntime::new("mongodb", 8);
+
+/// The plugin's tokio runtime.
 fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(fastlane_plugin_api::host_threads().clamp(1, 8))
-            .thread_name("fastlane-mongodb")
-            .enable_all()
-            .build()
-            .expect("the tokio runtime of the mongodb plugin could not start")
-    })
+    RUNTIME.get()
 }
 
 /// What the run reads: the columns, and the filter with the offset applied.
