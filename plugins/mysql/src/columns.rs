@@ -37,7 +37,7 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::{Column, Value};
 
 use crate::config::{TimeAs, ZeroDates};
-use crate::conn::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Field metadata key holding the column's MySQL type.
 pub const COLUMN_TYPE_KEY: &str = "fastlane.mysql.column_type";

@@ -21,7 +21,8 @@
 use arrow_schema::{DataType, Field, TimeUnit};
 
 use crate::columns::COLUMN_TYPE_KEY;
-use crate::conn::{Error, Result, ident};
+use crate::conn::ident;
+use crate::error::{Error, Result};
 
 /// Whether `t` is a plain MySQL type expression: words, numbers, commas, parentheses, spaces
 /// and single-quoted strings (for ENUM and SET members), and nothing that could end the

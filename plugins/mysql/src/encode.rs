@@ -16,7 +16,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use mysql_async::Value;
 
-use crate::conn::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How a staging column takes a value from the text stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

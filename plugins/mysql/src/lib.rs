@@ -9,6 +9,9 @@
 //!   upsert on the key in one transaction for INCREMENTAL. A failed run leaves the target as
 //!   it was.
 //!
+//! Both are written as async code on the plugin toolkit's runtime
+//! (`fastlane_plugin_support::runtime`), which runs them for the host's blocking calls.
+//!
 //! See `README.md` beside this crate for every option and the type mappings.
 
 #![warn(missing_docs)]
@@ -18,12 +21,14 @@ mod config;
 mod conn;
 mod ddl;
 mod encode;
+mod error;
+mod plan;
 mod source;
 mod target;
 
 pub use columns::COLUMN_TYPE_KEY;
 pub use config::{LoadMethod, MysqlSourceConfig, MysqlTargetConfig, TimeAs, ZeroDates};
-pub use conn::Error;
+pub use error::Error;
 pub use source::MysqlSource;
 pub use target::MysqlTarget;
 
@@ -33,11 +38,11 @@ fastlane_plugin_api::export_plugin!(
         .source(
             "mysql",
             "Reads a MySQL table by keyset paging (incremental, partitioned) or a query.",
-            MysqlSource::new,
+            |config| MysqlSource::new(config).map(|source| conn::RUNTIME.on(source)),
         )
         .target(
             "mysql",
             "Loads a MySQL table through a staging table: atomic swap or upsert on the key.",
-            MysqlTarget::new,
+            |config| MysqlTarget::new(config).map(|target| conn::RUNTIME.on(target)),
         )
 );

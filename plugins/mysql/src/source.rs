@@ -14,17 +14,19 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use fastlane_plugin_api::{
     BatchStream, Partition, PluginError, ReadContext, ReplicationMode, Result as PluginResult,
-    Source,
 };
+use fastlane_plugin_support::runtime::{AsyncSource, BatchSender};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
-use serde_json::{Value as Json, json};
-use tokio::sync::mpsc;
+use serde_json::Value as Json;
 
 use crate::columns::{BatchSizes, Layout, ReadOptions, value_text};
 use crate::config::MysqlSourceConfig;
-use crate::conn::{
-    Connector, Context, Error, Result, Session, ident, is_lost_error, qualified, runtime,
+use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
+use crate::error::{Context, Error, Result, is_lost_error};
+use crate::plan::{
+    KeyKind, Plan, Range, TableColumn, bounds, choose_key, decimal_cast, key_kind_of, param,
+    partitions_between, plain_param, query_partition, range_expressions, select_columns,
 };
 
 /// The `mysql` source.
@@ -32,88 +34,6 @@ pub struct MysqlSource {
     config: MysqlSourceConfig,
     connector: Connector,
     options: ReadOptions,
-}
-
-/// What a partition reads: the key range and where incremental reading starts.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Range {
-    /// Read keys strictly above this (the incremental offset).
-    after: Option<Json>,
-    /// Read keys at or above this.
-    from: Option<Json>,
-    /// Read keys below this.
-    below: Option<Json>,
-}
-
-/// What the source learned about the table when it planned the partitions.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Plan {
-    select: String,
-    key: String,
-    key_unique: bool,
-    /// How a key value is bound: `?`, or `CAST(? AS DECIMAL(p,s))` for decimal keys, which
-    /// would otherwise be compared as doubles and lose digits.
-    #[serde(default = "plain_param")]
-    key_param: String,
-    /// Whether the key is text, compared by its collation.
-    #[serde(default)]
-    key_text: bool,
-    column_types: HashMap<String, String>,
-}
-
-fn plain_param() -> String {
-    "?".to_owned()
-}
-
-/// The category of a key column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
-    Integer,
-    Decimal,
-    Float,
-    Temporal,
-    Text,
-}
-
-fn key_kind(data_type: &str) -> Option<KeyKind> {
-    Some(match data_type {
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
-            KeyKind::Integer
-        }
-        "decimal" | "numeric" => KeyKind::Decimal,
-        "float" | "double" | "real" => KeyKind::Float,
-        "date" | "datetime" | "timestamp" | "time" => KeyKind::Temporal,
-        "char" | "varchar" | "binary" | "varbinary" | "tinytext" | "text" | "mediumtext"
-        | "longtext" => KeyKind::Text,
-        _ => return None,
-    })
-}
-
-/// `CAST(? AS DECIMAL(p,s))` for a `decimal(p,s) [unsigned]` column type.
-fn decimal_cast(column_type: &str) -> Option<String> {
-    let t = column_type.trim().to_ascii_lowercase();
-    let rest = t
-        .strip_prefix("decimal(")
-        .or_else(|| t.strip_prefix("numeric("))?;
-    let (args, _) = rest.split_once(')')?;
-    let (p, sc) = args.split_once(',').unwrap_or((args, "0"));
-    let (p, sc): (u8, u8) = (p.trim().parse().ok()?, sc.trim().parse().ok()?);
-    Some(format!("CAST(? AS DECIMAL({p},{sc}))"))
-}
-
-/// A JSON offset or bound as a statement parameter.
-fn param(v: &Json) -> Value {
-    match v {
-        Json::Null => Value::NULL,
-        Json::Bool(b) => Value::Int(i64::from(*b)),
-        Json::Number(n) => n
-            .as_i64()
-            .map(Value::Int)
-            .or_else(|| n.as_u64().map(Value::UInt))
-            .unwrap_or_else(|| Value::Double(n.as_f64().unwrap_or(0.0))),
-        Json::String(s) => Value::Bytes(s.clone().into_bytes()),
-        other => Value::Bytes(other.to_string().into_bytes()),
-    }
 }
 
 impl MysqlSource {
@@ -185,59 +105,21 @@ impl MysqlSource {
             )
             .await
             .what(|| format!("reading the keys of {}", self.table_name()))?;
-        let key = match &self.config.key {
-            Some(k) => k.clone(),
-            None if primary.len() == 1 => primary[0].clone(),
-            None => {
-                return Err(Error::Config(format!(
-                    "table {} has no single-column primary key to page on; set `key` to an \
-                     indexed column",
-                    self.table_name()
-                )));
-            }
-        };
-        let Some((_, key_column_type, key_type, key_nullable)) =
-            columns.iter().find(|c| c.0 == key)
-        else {
-            let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
-            return Err(Error::NotFound(format!(
-                "unknown replication key `{key}`: {} has the columns {}",
-                self.table_name(),
-                names.join(", ")
-            )));
-        };
-        let kind = key_kind(key_type).ok_or_else(|| {
-            Error::Config(format!(
-                "replication key `{key}` is of type {key_type}, which cannot be paged on; \
-                 use a numeric, string, date or time column"
-            ))
-        })?;
-        let selected: Vec<String> = match &self.config.columns {
-            None => columns.iter().map(|c| c.0.clone()).collect(),
-            Some(list) => {
-                let unknown: Vec<&String> = list
-                    .iter()
-                    .filter(|c| !columns.iter().any(|t| &t.0 == *c))
-                    .collect();
-                if !unknown.is_empty() {
-                    return Err(Error::NotFound(format!(
-                        "`columns` names columns that {} lacks: {}",
-                        self.table_name(),
-                        unknown
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-                if !list.contains(&key) {
-                    return Err(Error::Config(format!(
-                        "`columns` must include the replication key `{key}`"
-                    )));
-                }
-                list.clone()
-            }
-        };
+        let table_columns: Vec<TableColumn> = columns
+            .iter()
+            .map(|c| TableColumn {
+                name: c.0.clone(),
+                column_type: c.1.clone(),
+                data_type: c.2.clone(),
+                nullable: c.3 == "YES",
+            })
+            .collect();
+        let shown = self.table_name();
+        let key_column = choose_key(self.config.key.as_deref(), &primary, &table_columns, &shown)?;
+        let key = key_column.name.clone();
+        let kind = key_kind_of(key_column)?;
+        let selected =
+            select_columns(self.config.columns.as_deref(), &table_columns, &key, &shown)?;
         let unique_indexes: Vec<(String, u32)> = conn
             .exec(
                 "SELECT INDEX_NAME, COUNT(*) FROM information_schema.STATISTICS \
@@ -261,7 +143,7 @@ impl MysqlSource {
                 self.table_name()
             );
         }
-        if key_nullable == "YES" {
+        if key_column.nullable {
             let nulls: Option<u8> = conn
                 .query_first(format!(
                     "SELECT 1 FROM {} WHERE {} IS NULL LIMIT 1",
@@ -304,7 +186,7 @@ impl MysqlSource {
                 select,
                 key,
                 key_unique: !unique_indexes.is_empty(),
-                key_param: decimal_cast(key_column_type).unwrap_or_else(plain_param),
+                key_param: decimal_cast(&key_column.column_type).unwrap_or_else(plain_param),
                 key_text: kind == KeyKind::Text,
                 column_types,
             },
@@ -323,23 +205,7 @@ impl MysqlSource {
     ) -> Result<Vec<Json>> {
         let table = self.config.table.as_deref().unwrap_or_default();
         let key = ident(&plan.key);
-        let (expr_min, expr_max) = match kind {
-            KeyKind::Integer => (format!("MIN({key})"), format!("MAX({key})")),
-            KeyKind::Decimal | KeyKind::Float => (
-                format!("CAST(MIN({key}) AS DOUBLE)"),
-                format!("CAST(MAX({key}) AS DOUBLE)"),
-            ),
-            KeyKind::Temporal => (
-                format!("TIMESTAMPDIFF(MICROSECOND, '1970-01-01', MIN({key}))"),
-                format!("TIMESTAMPDIFF(MICROSECOND, '1970-01-01', MAX({key}))"),
-            ),
-            KeyKind::Text => {
-                return Err(Error::Config(format!(
-                    "`partitions` cannot split the string key `{}`; give `partition_bounds`",
-                    plan.key
-                )));
-            }
-        };
+        let (expr_min, expr_max) = range_expressions(kind, &plan.key)?;
         let mut sql = format!(
             "SELECT {expr_min}, {expr_max} FROM {}",
             qualified(&self.config.db, table)
@@ -354,74 +220,10 @@ impl MysqlSource {
             .await
             .what(|| format!("reading the range of `{}`", plan.key))?;
         let Some(row) = row else { return Ok(vec![]) };
-        let (lo, hi) = (row.as_ref(0).cloned(), row.as_ref(1).cloned());
-        let (Some(lo), Some(hi)) = (lo, hi) else {
-            return Ok(vec![]);
-        };
-        if lo == Value::NULL || hi == Value::NULL {
-            return Ok(vec![]);
+        match (row.as_ref(0), row.as_ref(1)) {
+            (Some(lo), Some(hi)) => Ok(bounds(kind, lo, hi, n)),
+            _ => Ok(vec![]),
         }
-        let bounds = match kind {
-            KeyKind::Integer => {
-                let as_i128 = |v: &Value| match v {
-                    Value::Int(i) => Some(i128::from(*i)),
-                    Value::UInt(u) => Some(i128::from(*u)),
-                    Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-                    _ => None,
-                };
-                let (Some(lo), Some(hi)) = (as_i128(&lo), as_i128(&hi)) else {
-                    return Ok(vec![]);
-                };
-                let span = hi - lo + 1;
-                let mut out: Vec<Json> = Vec::new();
-                for i in 1..n as i128 {
-                    let b = lo + span * i / n as i128;
-                    if b > lo
-                        && out
-                            .last()
-                            .is_none_or(|l| l.as_i64().map(i128::from) != Some(b))
-                    {
-                        out.push(if let Ok(x) = i64::try_from(b) {
-                            json!(x)
-                        } else {
-                            json!(u64::try_from(b).unwrap_or(u64::MAX))
-                        });
-                    }
-                }
-                out
-            }
-            KeyKind::Decimal | KeyKind::Float | KeyKind::Temporal => {
-                let as_f64 = |v: &Value| match v {
-                    Value::Int(i) => Some(*i as f64),
-                    Value::UInt(u) => Some(*u as f64),
-                    Value::Double(d) => Some(*d),
-                    Value::Float(f) => Some(f64::from(*f)),
-                    Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-                    _ => None,
-                };
-                let (Some(lo), Some(hi)) = (as_f64(&lo), as_f64(&hi)) else {
-                    return Ok(vec![]);
-                };
-                let mut out = Vec::new();
-                for i in 1..n {
-                    let b = lo + (hi - lo) * i as f64 / n as f64;
-                    if b > lo {
-                        out.push(if kind == KeyKind::Temporal {
-                            let t = chrono::DateTime::from_timestamp_micros(b as i64)
-                                .unwrap_or_default()
-                                .naive_utc();
-                            json!(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
-                        } else {
-                            json!(b)
-                        });
-                    }
-                }
-                out.dedup();
-                out
-            }
-            KeyKind::Text => unreachable!("refused above"),
-        };
-        Ok(bounds)
     }
 
     async fn partitions_async(&self, context: &ReadContext) -> Result<Vec<Partition>> {
@@ -439,18 +241,9 @@ impl MysqlSource {
                         "INCREMENTAL mode needs `table` and `key`; a `query` is read whole".into(),
                     ));
                 }
-                let plan = Plan {
-                    select: self.config.query.clone().unwrap_or_default(),
-                    key: String::new(),
-                    key_unique: false,
-                    key_param: plain_param(),
-                    key_text: false,
-                    column_types: HashMap::new(),
-                };
-                vec![Partition {
-                    index: 0,
-                    spec: json!({"plan": plan, "range": Json::Null}),
-                }]
+                vec![query_partition(
+                    self.config.query.clone().unwrap_or_default(),
+                )]
             }
             Some(table) => {
                 let (plan, kind) = self.plan(conn, table).await?;
@@ -466,20 +259,7 @@ impl MysqlSource {
                     }
                     None => vec![],
                 };
-                let mut edges: Vec<Option<Json>> = vec![None];
-                edges.extend(bounds.into_iter().map(Some));
-                edges.push(None);
-                edges
-                    .windows(2)
-                    .enumerate()
-                    .map(|(index, w)| Partition {
-                        index,
-                        spec: json!({
-                            "plan": plan,
-                            "range": Range { after: after.clone(), from: w[0].clone(), below: w[1].clone() },
-                        }),
-                    })
-                    .collect()
+                partitions_between(&plan, after.as_ref(), bounds)
             }
         };
         session.close().await;
@@ -487,9 +267,11 @@ impl MysqlSource {
     }
 }
 
-impl Source for MysqlSource {
-    fn partitions(&self, context: &ReadContext) -> PluginResult<Vec<Partition>> {
-        Ok(runtime().block_on(self.partitions_async(context))?)
+impl AsyncSource for MysqlSource {
+    type Error = Error;
+
+    async fn partitions(&self, context: &ReadContext) -> Result<Vec<Partition>> {
+        self.partitions_async(context).await
     }
 
     fn read(&self, partition: &Partition) -> PluginResult<Box<dyn BatchStream>> {
@@ -497,10 +279,6 @@ impl Source for MysqlSource {
             .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
         let range: Option<Range> = serde_json::from_value(partition.spec["range"].clone())
             .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
-        // One finished batch waits for the host at most, and the reader starts the next one
-        // only once the host has taken it (see `room`): a partition holds at most two batches.
-        let (tx, rx) = mpsc::channel(1);
-        let index = partition.index;
         let reader = Reader {
             connector: self.connector.clone(),
             plan: Arc::new(plan),
@@ -508,62 +286,11 @@ impl Source for MysqlSource {
             batch_size: self.config.batch_size,
             options: self.options,
         };
-        runtime().spawn(async move {
-            use futures_util::FutureExt;
-            let failed = tx.clone();
-            let outcome = std::panic::AssertUnwindSafe(reader.run(tx.clone()))
-                .catch_unwind()
-                .await;
-            let error = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(panic) => Some(Error::Data(format!(
-                    "the reader of partition {index} panicked: {}",
-                    panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("(no message)")
-                ))),
-            };
-            match error {
-                Some(e) => {
-                    let _ = failed.send(Err(e)).await;
-                }
-                None => {
-                    let _ = tx.send(Ok(None)).await;
-                }
-            }
-        });
-        Ok(Box::new(Stream { rx, done: false }))
-    }
-}
-
-/// Batches (`Some`), the end (`None`), or an error, from the reader task.
-type Message = Result<Option<RecordBatch>>;
-
-struct Stream {
-    rx: mpsc::Receiver<Message>,
-    done: bool,
-}
-
-impl BatchStream for Stream {
-    fn next_batch(&mut self) -> PluginResult<Option<RecordBatch>> {
-        if self.done {
-            return Ok(None);
-        }
-        match self.rx.blocking_recv() {
-            Some(Ok(Some(batch))) => Ok(Some(batch)),
-            Some(Ok(None)) => {
-                self.done = true;
-                Ok(None)
-            }
-            Some(Err(e)) => Err(e.into()),
-            // The reader ended without saying so: never report that as a complete read.
-            None => Err(PluginError::internal(
-                "the partition's reader stopped before the end of its data",
-            )),
-        }
+        // One finished batch waits for the host at most, and the reader starts the next one
+        // only once the host has taken it (`BatchSender::room`): a partition holds at most two
+        // batches.
+        let what = format!("the reader of partition {}", partition.index);
+        Ok(RUNTIME.stream(1, what, move |tx| reader.run(tx)))
     }
 }
 
@@ -586,7 +313,7 @@ struct Page {
 }
 
 impl Reader {
-    async fn run(self, tx: mpsc::Sender<Message>) -> Result<()> {
+    async fn run(self, tx: BatchSender) -> Result<()> {
         let mut session = Session::open_retrying(self.connector.clone()).await?;
         match &self.range {
             None => self.run_query(&mut session, &tx).await?,
@@ -597,7 +324,7 @@ impl Reader {
     }
 
     /// A custom query, in one pass; a lost connection is retried only before the first batch.
-    async fn run_query(&self, session: &mut Session, tx: &mpsc::Sender<Message>) -> Result<()> {
+    async fn run_query(&self, session: &mut Session, tx: &BatchSender) -> Result<()> {
         let mut sent = false;
         let mut since: Option<std::time::Instant> = None;
         loop {
@@ -626,7 +353,7 @@ impl Reader {
     async fn query_pass(
         &self,
         session: &mut Session,
-        tx: &mpsc::Sender<Message>,
+        tx: &BatchSender,
         sent: &mut bool,
     ) -> Result<()> {
         let conn = session.conn().await?;
@@ -658,7 +385,7 @@ impl Reader {
                 if builders.rows() >= self.batch_size {
                     let batch = builders.finish()?;
                     *sent = true;
-                    if tx.send(Ok(Some(batch))).await.is_err() || !room(tx).await {
+                    if !tx.send(batch).await || !tx.room().await {
                         return Ok(());
                     }
                 }
@@ -668,7 +395,7 @@ impl Reader {
         if builders.rows() > 0 || !*sent {
             let batch = builders.finish()?;
             *sent = true;
-            let _ = tx.send(Ok(Some(batch))).await;
+            tx.send(batch).await;
         }
         Ok(())
     }
@@ -678,7 +405,7 @@ impl Reader {
         &self,
         session: &mut Session,
         range: &Range,
-        tx: &mpsc::Sender<Message>,
+        tx: &BatchSender,
     ) -> Result<()> {
         let key = ident(&self.plan.key);
         let p = &self.plan.key_param;
@@ -687,7 +414,7 @@ impl Reader {
         // The previous page's string sizes, to size the next page's builders.
         let mut sizes: Option<BatchSizes> = None;
         loop {
-            if !room(tx).await {
+            if !tx.room().await {
                 return Ok(());
             }
             // The page's conditions: after the cursor (or the offset and the lower bound on the
@@ -732,7 +459,7 @@ impl Reader {
                 // An empty page ends the partition; send one empty batch if nothing was sent,
                 // so the host learns the schema.
                 if !sent_any {
-                    let _ = tx.send(Ok(Some(page.batch))).await;
+                    tx.send(page.batch).await;
                 }
                 return Ok(());
             };
@@ -756,16 +483,16 @@ impl Reader {
                 } else {
                     page.batch.slice(0, page.tie_start)
                 };
-                if head.num_rows() > 0 && tx.send(Ok(Some(head))).await.is_err() {
+                if head.num_rows() > 0 && !tx.send(head).await {
                     return Ok(());
                 }
                 let mut sql = self.plan.select.clone();
                 sql.push_str(&format!(" WHERE {key} = {p}"));
                 let ties = self.page(session, &sql, vec![last.clone()], None).await?;
-                if tx.send(Ok(Some(ties.batch))).await.is_err() {
+                if !tx.send(ties.batch).await {
                     return Ok(());
                 }
-            } else if tx.send(Ok(Some(page.batch))).await.is_err() {
+            } else if !tx.send(page.batch).await {
                 return Ok(());
             }
             sent_any = true;
@@ -809,12 +536,6 @@ impl Reader {
             })
             .await
     }
-}
-
-/// Waits until the host has taken the batch sent last, so that the next one is not built
-/// while it still waits; false when the host has gone.
-async fn room(tx: &mpsc::Sender<Message>) -> bool {
-    tx.reserve().await.is_ok()
 }
 
 /// The error for a SELECT that came back without its result set.

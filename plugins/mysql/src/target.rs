@@ -23,16 +23,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use fastlane_plugin_api::{
-    PluginError, ReplicationMode, Result as PluginResult, Target, WriteContext, Writer,
+    PluginError, ReplicationMode, Result as PluginResult, WriteContext, Writer,
 };
+use fastlane_plugin_support::runtime::{AsyncTarget, AsyncWriter};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use serde_json::{Value as Json, json};
 
 use crate::config::{LoadMethod, MysqlTargetConfig};
-use crate::conn::{Connector, Context, Error, Result, Session, ident, qualified, runtime};
+use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
 use crate::ddl::create_table;
 use crate::encode::{Encoder, Slot};
+use crate::error::{Context, Error, Result, is_lost_error};
 
 /// The `mysql` target.
 pub struct MysqlTarget {
@@ -230,7 +232,9 @@ impl MysqlTarget {
         )
     }
 
-    async fn open_async(&mut self, context: &WriteContext) -> Result<()> {
+    /// Checks the target, takes its lock and creates the run's state (the staging table is
+    /// created by the first writer).
+    async fn prepare(&mut self, context: &WriteContext) -> Result<()> {
         let mut control = Session::open(self.connector.clone()).await?;
         let db = self.config.db.clone();
         let table = self.config.table.clone();
@@ -329,9 +333,10 @@ impl MysqlTarget {
         Ok(())
     }
 
-    async fn commit_async(&mut self) -> Result<()> {
+    /// Publishes the staging table (see [`Publish`]).
+    async fn publish(&mut self) -> Result<()> {
         let table = self.table();
-        let old_name = format!("{}old", self.staging_prefix());
+        let old = qualified(&self.config.db, &format!("{}old", self.staging_prefix()));
         let lock = self.lock_name();
         let Some(run) = self.run.as_mut() else {
             return Ok(());
@@ -357,26 +362,10 @@ impl MysqlTarget {
                 )));
             }
         }
-        let staged = match staged {
-            Some(s) => s,
-            // No rows: FULL_TABLE still replaces the table's contents (with none).
-            None if run.mode == ReplicationMode::FullTable && run.target_exists => {
-                run.control
-                    .execute(
-                        format!("CREATE TABLE {staging} LIKE {table}"),
-                        "creating the staging table",
-                    )
-                    .await?;
-                Staging {
-                    columns: vec![],
-                    unique: vec![],
-                    written: vec![],
-                }
-            }
-            None => return Ok(()),
-        };
-        match (run.mode, run.target_exists) {
-            (_, false) => {
+        let written = staged.map(|s| s.written);
+        match Publish::choose(run.mode, run.target_exists, written.is_some()) {
+            Publish::Nothing => {}
+            Publish::Rename => {
                 run.control
                     .execute(
                         format!("RENAME TABLE {staging} TO {table}"),
@@ -384,81 +373,27 @@ impl MysqlTarget {
                     )
                     .await?;
             }
-            (ReplicationMode::FullTable, true) => {
-                let old = qualified(&db, &old_name);
-                run.control
-                    .execute(format!("DROP TABLE IF EXISTS {old}"), "preparing the swap")
-                    .await?;
-                // Not retried: a swap whose answer was lost may have happened.
-                let swap = format!("RENAME TABLE {table} TO {old}, {staging} TO {table}");
-                run.control
-                    .run_retrying(false, |conn| {
-                        let swap = swap.clone();
-                        Box::pin(async move {
-                            // Wait at most 5 minutes behind other sessions' transactions on
-                            // the table (the server's default is a year), then fail cleanly.
-                            conn.query_drop(LOCK_WAIT)
-                                .await
-                                .what(|| "preparing the swap".to_owned())?;
-                            conn.query_drop(swap)
-                                .await
-                                .what(|| "swapping in the new table".to_owned())
-                        })
-                    })
-                    .await?;
-                if let Err(e) = run
-                    .control
-                    .execute(format!("DROP TABLE {old}"), "dropping the replaced table")
-                    .await
-                {
-                    log::warn!("the new table is published, but {e}; the next run drops it");
+            Publish::Swap { empty } => {
+                if empty {
+                    run.control
+                        .execute(
+                            format!("CREATE TABLE {staging} LIKE {table}"),
+                            "creating the staging table",
+                        )
+                        .await?;
                 }
+                swap(&mut run.control, &table, &old, &staging).await?;
             }
-            (ReplicationMode::Incremental, true) => {
-                let names: Vec<String> = staged.written.iter().map(|c| ident(c)).collect();
-                let list = names.join(", ");
-                let updates = names
-                    .iter()
-                    .map(|c| format!("{c} = VALUES({c})"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let upsert = format!(
-                    "INSERT INTO {table} ({list}) SELECT {list} FROM {staging} \
-                     ON DUPLICATE KEY UPDATE {updates}"
-                );
-                // One transaction: every row or none. Not retried: a lost connection after
-                // COMMIT was sent could apply it twice only as an idempotent upsert anyway,
-                // but a clear failure is better than guessing.
-                let conn = run.control.conn().await?;
-                conn.query_drop(LOCK_WAIT)
-                    .await
-                    .what(|| "preparing the upsert".to_owned())?;
-                let mut tx = conn
-                    .start_transaction(mysql_async::TxOpts::default())
-                    .await
-                    .what(|| "starting the upsert".to_owned())?;
-                tx.query_drop(upsert)
-                    .await
-                    .what(|| format!("upserting the new rows into {table}"))?;
-                tx.commit()
-                    .await
-                    .what(|| format!("committing the upsert into {table}"))?;
-                if let Err(e) = run
-                    .control
-                    .execute(
-                        format!("DROP TABLE {staging}"),
-                        "dropping the staging table",
-                    )
-                    .await
-                {
-                    log::warn!("the rows are published, but {e}; the next run drops it");
-                }
+            Publish::Upsert => {
+                let written = written.unwrap_or_default();
+                upsert(&mut run.control, &table, &staging, &written).await?;
             }
         }
         Ok(())
     }
 
-    async fn abort_async(&mut self) -> Result<()> {
+    /// Drops the run's staging table.
+    async fn drop_staging(&mut self) -> Result<()> {
         if let Some(run) = self.run.as_mut() {
             let staging = qualified(&run.shared.config.db, &run.shared.staging_name);
             run.control
@@ -482,18 +417,142 @@ impl MysqlTarget {
     }
 }
 
-impl Target for MysqlTarget {
-    fn get_offset(&self) -> PluginResult<Option<Json>> {
+/// How the staging table becomes the target's data at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// Nothing to publish: no row was staged, and nothing is to be replaced.
+    Nothing,
+    /// The target did not exist: the staging table takes its name.
+    Rename,
+    /// FULL_TABLE into an existing table: an atomic swap, then the old table is dropped.
+    /// `empty`: no row was staged, so an empty copy of the target is swapped in.
+    Swap {
+        /// Whether the staging table must first be created empty.
+        empty: bool,
+    },
+    /// INCREMENTAL into an existing table: the staged rows upserted on the key in one
+    /// transaction, then the staging table is dropped.
+    Upsert,
+}
+
+impl Publish {
+    /// The step for a run of `mode`, into a target that existed at open or not, with rows
+    /// staged or not.
+    fn choose(mode: ReplicationMode, target_exists: bool, staged: bool) -> Self {
+        match (staged, mode, target_exists) {
+            (false, ReplicationMode::FullTable, true) => Self::Swap { empty: true },
+            (false, _, _) => Self::Nothing,
+            (true, _, false) => Self::Rename,
+            (true, ReplicationMode::FullTable, true) => Self::Swap { empty: false },
+            (true, ReplicationMode::Incremental, true) => Self::Upsert,
+        }
+    }
+}
+
+/// The statement that swaps the staging table in and the target out, in one step.
+fn swap_statement(table: &str, old: &str, staging: &str) -> String {
+    format!("RENAME TABLE {table} TO {old}, {staging} TO {table}")
+}
+
+/// The statement that upserts the `written` columns of the staged rows into the target.
+fn upsert_statement(table: &str, staging: &str, written: &[String]) -> String {
+    let names: Vec<String> = written.iter().map(|c| ident(c)).collect();
+    let list = names.join(", ");
+    let updates = names
+        .iter()
+        .map(|c| format!("{c} = VALUES({c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} ({list}) SELECT {list} FROM {staging} ON DUPLICATE KEY UPDATE \
+         {updates}"
+    )
+}
+
+/// Swaps the staging table in (FULL_TABLE), then drops the replaced table.
+async fn swap(control: &mut Session, table: &str, old: &str, staging: &str) -> Result<()> {
+    control
+        .execute(format!("DROP TABLE IF EXISTS {old}"), "preparing the swap")
+        .await?;
+    // Not retried: a swap whose answer was lost may have happened.
+    let swap = swap_statement(table, old, staging);
+    control
+        .run_retrying(false, |conn| {
+            let swap = swap.clone();
+            Box::pin(async move {
+                // Wait at most 5 minutes behind other sessions' transactions on the table
+                // (the server's default is a year), then fail cleanly.
+                conn.query_drop(LOCK_WAIT)
+                    .await
+                    .what(|| "preparing the swap".to_owned())?;
+                conn.query_drop(swap)
+                    .await
+                    .what(|| "swapping in the new table".to_owned())
+            })
+        })
+        .await?;
+    if let Err(e) = control
+        .execute(format!("DROP TABLE {old}"), "dropping the replaced table")
+        .await
+    {
+        log::warn!("the new table is published, but {e}; the next run drops it");
+    }
+    Ok(())
+}
+
+/// Upserts the staged rows into the target in one transaction (INCREMENTAL), then drops the
+/// staging table.
+async fn upsert(
+    control: &mut Session,
+    table: &str,
+    staging: &str,
+    written: &[String],
+) -> Result<()> {
+    let upsert = upsert_statement(table, staging, written);
+    // One transaction: every row or none. Not retried: a lost connection after COMMIT was
+    // sent could apply it twice only as an idempotent upsert anyway, but a clear failure is
+    // better than guessing.
+    let conn = control.conn().await?;
+    conn.query_drop(LOCK_WAIT)
+        .await
+        .what(|| "preparing the upsert".to_owned())?;
+    let mut tx = conn
+        .start_transaction(mysql_async::TxOpts::default())
+        .await
+        .what(|| "starting the upsert".to_owned())?;
+    tx.query_drop(upsert)
+        .await
+        .what(|| format!("upserting the new rows into {table}"))?;
+    tx.commit()
+        .await
+        .what(|| format!("committing the upsert into {table}"))?;
+    if let Err(e) = control
+        .execute(
+            format!("DROP TABLE {staging}"),
+            "dropping the staging table",
+        )
+        .await
+    {
+        log::warn!("the rows are published, but {e}; the next run drops it");
+    }
+    Ok(())
+}
+
+impl AsyncTarget for MysqlTarget {
+    type Error = Error;
+
+    async fn get_offset(&self) -> Result<Option<Json>> {
         let Some(key) = self.config.key.clone() else {
-            return Err(PluginError::config(
+            return Err(Error::Config(
                 "INCREMENTAL mode needs the target's `key`, the column whose largest value is \
-                 the offset",
+                 the offset"
+                    .into(),
             ));
         };
         let table = self.table();
         let (db, name) = (self.config.db.clone(), self.config.table.clone());
         let connector = self.connector.clone();
-        let out: Result<Option<Json>> = runtime().block_on(async move {
+        async move {
             let mut session = Session::open(connector).await?;
             let conn = session.conn().await?;
             let columns = describe(conn, &db, &name).await?;
@@ -521,16 +580,16 @@ impl Target for MysqlTarget {
                 }
                 other => Ok(other.and_then(offset_json)),
             }
-        });
-        Ok(out?)
+        }
+        .await
     }
 
-    fn open(&mut self, context: &WriteContext) -> PluginResult<()> {
-        let out = runtime().block_on(self.open_async(context));
+    async fn open(&mut self, context: &WriteContext) -> Result<()> {
+        let out = self.prepare(context).await;
         if out.is_err() {
-            runtime().block_on(self.finish());
+            self.finish().await;
         }
-        Ok(out?)
+        out
     }
 
     fn writer(&self, index: usize) -> PluginResult<Box<dyn Writer>> {
@@ -538,26 +597,26 @@ impl Target for MysqlTarget {
             .run
             .as_ref()
             .ok_or_else(|| PluginError::internal("writer() before open()"))?;
-        Ok(Box::new(MysqlWriter {
+        Ok(Box::new(RUNTIME.on(MysqlWriter {
             shared: run.shared.clone(),
             session: None,
             index,
-        }))
+        })))
     }
 
-    fn commit(&mut self) -> PluginResult<()> {
-        let out = runtime().block_on(self.commit_async());
+    async fn commit(&mut self) -> Result<()> {
+        let out = self.publish().await;
         if out.is_err() {
-            let _ = runtime().block_on(self.abort_async());
+            let _ = self.drop_staging().await;
         }
-        runtime().block_on(self.finish());
-        Ok(out?)
+        self.finish().await;
+        out
     }
 
-    fn abort(&mut self) -> PluginResult<()> {
-        let out = runtime().block_on(self.abort_async());
-        runtime().block_on(self.finish());
-        Ok(out?)
+    async fn abort(&mut self) -> Result<()> {
+        let out = self.drop_staging().await;
+        self.finish().await;
+        out
     }
 }
 
@@ -640,7 +699,7 @@ impl MysqlWriter {
         Ok(staging)
     }
 
-    async fn write_async(&mut self, batch: RecordBatch) -> Result<()> {
+    async fn load(&mut self, batch: RecordBatch) -> Result<()> {
         let staging = self.staging(&batch).await?;
         // MySQL column names are case-insensitive.
         let by_name: HashMap<String, &StagedColumn> = staging
@@ -914,7 +973,7 @@ fn statement_for(attempt: u32, first: &str, again: &str) -> String {
 /// `error` as the run's error: a lost connection while loading a table that no unique index of
 /// the data's columns protects stops the run, since a resend could duplicate rows.
 fn keyless_loss(error: Error, keyed: bool) -> Error {
-    if keyed || !crate::conn::is_lost_error(&error) {
+    if keyed || !is_lost_error(&error) {
         return error;
     }
     Error::Data(format!(
@@ -984,14 +1043,16 @@ async fn check_warnings(conn: &mut Conn, table: &str) -> Result<()> {
     )))
 }
 
-impl Writer for MysqlWriter {
-    fn write(&mut self, batch: RecordBatch) -> PluginResult<()> {
-        Ok(runtime().block_on(self.write_async(batch))?)
+impl AsyncWriter for MysqlWriter {
+    type Error = Error;
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.load(batch).await
     }
 
-    fn close(&mut self) -> PluginResult<()> {
+    async fn close(&mut self) -> Result<()> {
         if let Some(session) = self.session.take() {
-            runtime().block_on(session.close());
+            session.close().await;
         }
         Ok(())
     }
@@ -1000,6 +1061,41 @@ impl Writer for MysqlWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_table_swaps_and_incremental_upserts_into_an_existing_table() {
+        use ReplicationMode::{FullTable, Incremental};
+        assert_eq!(
+            Publish::choose(FullTable, true, true),
+            Publish::Swap { empty: false }
+        );
+        assert_eq!(Publish::choose(Incremental, true, true), Publish::Upsert);
+        // A new table is renamed into place, whatever the mode.
+        assert_eq!(Publish::choose(FullTable, false, true), Publish::Rename);
+        assert_eq!(Publish::choose(Incremental, false, true), Publish::Rename);
+        // No rows: FULL_TABLE still empties an existing table; otherwise nothing changes.
+        assert_eq!(
+            Publish::choose(FullTable, true, false),
+            Publish::Swap { empty: true }
+        );
+        assert_eq!(Publish::choose(FullTable, false, false), Publish::Nothing);
+        assert_eq!(Publish::choose(Incremental, true, false), Publish::Nothing);
+        assert_eq!(Publish::choose(Incremental, false, false), Publish::Nothing);
+    }
+
+    #[test]
+    fn the_publish_statements_name_every_written_column() {
+        assert_eq!(
+            swap_statement("`db`.`t`", "`db`.`old`", "`db`.`stage`"),
+            "RENAME TABLE `db`.`t` TO `db`.`old`, `db`.`stage` TO `db`.`t`"
+        );
+        let written = ["id".to_owned(), "na`me".to_owned()];
+        assert_eq!(
+            upsert_statement("`db`.`t`", "`db`.`stage`", &written),
+            "INSERT INTO `db`.`t` (`id`, `na``me`) SELECT `id`, `na``me` FROM `db`.`stage` \
+             ON DUPLICATE KEY UPDATE `id` = VALUES(`id`), `na``me` = VALUES(`na``me`)"
+        );
+    }
 
     #[test]
     fn bulk_execution_is_used_on_mariadb_10_2_7_and_later() {
