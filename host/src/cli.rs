@@ -271,127 +271,186 @@ fn print_error(error: &dyn std::error::Error) {
 }
 
 fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
-    let Some(config_path) = &args.config else {
-        eprintln!(
-            "error: no configuration given\n  hint: fastlane --source=<id> --target=<id> --config=pipeline.json"
-        );
-        return EXIT_USAGE;
-    };
-    if let Some(path) = &args.logs_to_file
-        && let Err(e) = logging::log_to_file(path)
-    {
-        eprintln!("error: cannot open the log file `{}`: {e}", path.display());
-        return EXIT_USAGE;
-    }
-    let registry = registry(global);
-    report_registry(&registry);
-    let selection = Selection {
-        source: args.source.clone(),
-        transform: args.transform.clone(),
-        target: args.target.clone(),
-    };
-    let config = match config::load_file(config_path, &selection, &registry) {
-        Ok(c) => c,
+    match CheckedRun::check(args, global) {
+        Ok(checked) => checked.execute(args),
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_USAGE;
+            EXIT_USAGE
         }
-    };
-    if let Some(path) = &config.logs.log_file
-        && let Err(e) = logging::log_to_file(std::path::Path::new(path))
-    {
-        eprintln!("error: cannot open the log file `{path}` (logs.log_file): {e}");
-        return EXIT_USAGE;
     }
-    let mut options = runner::engine_options(&config);
-    let flags = log_sinks::SinkFlags {
-        cloudwatch: args.logs_to_cloudwatch,
-        cloudwatch_log_group: args.cloudwatch_log_group.clone(),
-        cloudwatch_log_stream: args.cloudwatch_log_stream.clone(),
-        slack: args.logs_to_slack.clone(),
-    };
-    let pipeline_id = monitoring::pipeline_id(&config);
-    let sinks =
-        match log_sinks::Sinks::start(&config, &flags, &registry, &pipeline_id, &options.run_id) {
+}
+
+/// Why a run cannot start: bad usage or configuration (exit code 2).
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    /// No `--config`.
+    #[error(
+        "no configuration given\n  hint: fastlane --source=<id> --target=<id> --config=pipeline.json"
+    )]
+    NoConfig,
+    /// `--logs_to_file` or `logs.log_file` cannot be opened.
+    #[error("cannot open the log file `{path}`{field}: {source}")]
+    LogFile {
+        /// The file.
+        path: String,
+        /// ` (logs.log_file)` when the configuration named it.
+        field: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration has problems.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+/// A run whose flags and configuration were checked, with the plugins found: what
+/// [`CheckedRun::execute`] builds and runs.
+struct CheckedRun {
+    config: config::PipelineConfig,
+    registry: Registry,
+}
+
+impl CheckedRun {
+    /// Checks the flags, opens the log files, finds the plugins and loads the configuration.
+    fn check(args: &RunArgs, global: &GlobalArgs) -> Result<Self, UsageError> {
+        let config_path = args.config.as_ref().ok_or(UsageError::NoConfig)?;
+        if let Some(path) = &args.logs_to_file {
+            logging::log_to_file(path).map_err(|source| UsageError::LogFile {
+                path: path.display().to_string(),
+                field: "",
+                source,
+            })?;
+        }
+        let registry = registry(global);
+        report_registry(&registry);
+        let selection = Selection {
+            source: args.source.clone(),
+            transform: args.transform.clone(),
+            target: args.target.clone(),
+        };
+        let config = config::load_file(config_path, &selection, &registry)?;
+        if let Some(path) = &config.logs.log_file {
+            logging::log_to_file(std::path::Path::new(path)).map_err(|source| {
+                UsageError::LogFile {
+                    path: path.clone(),
+                    field: " (logs.log_file)",
+                    source,
+                }
+            })?;
+        }
+        Ok(Self { config, registry })
+    }
+
+    /// Starts the log sinks and the monitor, builds the components, runs the pipeline and
+    /// reports how it went; the exit code.
+    fn execute(self, args: &RunArgs) -> u8 {
+        let Self { config, registry } = self;
+        let mut options = runner::engine_options(&config);
+        let flags = log_sinks::SinkFlags {
+            cloudwatch: args.logs_to_cloudwatch,
+            cloudwatch_log_group: args.cloudwatch_log_group.clone(),
+            cloudwatch_log_stream: args.cloudwatch_log_stream.clone(),
+            slack: args.logs_to_slack.clone(),
+        };
+        let pipeline_id = monitoring::pipeline_id(&config);
+        let sinks = match log_sinks::Sinks::start(
+            &config,
+            &flags,
+            &registry,
+            &pipeline_id,
+            &options.run_id,
+        ) {
             Ok(s) => s,
-            Err(e @ log_sinks::SinkError::Config { .. }) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
             Err(e) => {
                 eprintln!("error: {e}");
+                return match e {
+                    log_sinks::SinkError::Config { .. } => EXIT_USAGE,
+                    _ => EXIT_RUN_FAILED,
+                };
+            }
+        };
+        let stop = stop_flag();
+        options.stop = Some(stop.clone());
+        let overrides = monitoring::Overrides {
+            url: args.monitor_url.clone(),
+            disabled: args.no_monitor,
+        };
+        let mut monitor =
+            monitoring::destination(&config.monitoring, &overrides).and_then(|(dest, interval)| {
+                tracing::debug!("reporting to the {dest}");
+                monitoring::RunMonitor::start(
+                    &config,
+                    &options.run_id,
+                    dest,
+                    interval,
+                    stop.clone(),
+                    sinks.cloudwatch_stream(),
+                )
+            });
+        // Components connect when they are built: a failure here is a failed run, and recorded.
+        let pipeline = match runner::build(&config, &registry) {
+            Ok((p, _)) => p,
+            Err(e) => {
+                print_error(&e);
+                let error = crate::error::chain(&e);
+                if let Some(m) = monitor {
+                    m.fail(&error);
+                }
+                sinks.finish(log_sinks::RunEnd::NotStarted(&error), SINK_FINISH_LIMIT);
                 return EXIT_RUN_FAILED;
             }
         };
-    let stop = stop_flag();
-    options.stop = Some(stop.clone());
-    let overrides = monitoring::Overrides {
-        url: args.monitor_url.clone(),
-        disabled: args.no_monitor,
-    };
-    let mut monitor =
-        monitoring::destination(&config.monitoring, &overrides).and_then(|(dest, interval)| {
-            tracing::debug!("reporting to the {dest}");
-            monitoring::RunMonitor::start(
-                &config,
-                &options.run_id,
-                dest,
-                interval,
-                stop.clone(),
-                sinks.cloudwatch_stream(),
-            )
-        });
-    // Components connect when they are built: a failure here is a failed run, and recorded.
-    let pipeline = match runner::build(&config, &registry) {
-        Ok((p, _)) => p,
-        Err(e) => {
-            print_error(&e);
-            let error = crate::error::chain(&e);
-            if let Some(m) = monitor {
-                m.fail(&error);
+        tracing::info!(
+            run_id = %options.run_id,
+            "running {} `{}` → {} → {} `{}` ({})",
+            "source",
+            config.source.id,
+            if pipeline.transforms.is_empty() {
+                "no transform".to_owned()
+            } else {
+                format!("transform `{}`", config.transform.id)
+            },
+            "target",
+            config.target.id,
+            options.mode,
+        );
+        let mut progress = Progress::new(
+            args.progress,
+            Duration::from_secs_f64(args.progress_interval.max(0.1)),
+        );
+        let result = match monitor.as_mut() {
+            Some(m) => engine::run(pipeline, &options, &mut monitoring::Tee(&mut progress, m)),
+            None => engine::run(pipeline, &options, &mut progress),
+        };
+        progress.finish();
+        let (summary, code) = match &result {
+            Ok(s) => (s, 0),
+            Err(f) if f.summary.status == engine::RunStatus::Stopped => {
+                (f.summary.as_ref(), EXIT_STOPPED)
             }
-            sinks.finish(log_sinks::RunEnd::NotStarted(&error), SINK_FINISH_LIMIT);
-            return EXIT_RUN_FAILED;
+            Err(f) => (f.summary.as_ref(), EXIT_RUN_FAILED),
+        };
+        if let Some(m) = monitor
+            && let Some(n) = m.finish(summary)
+        {
+            tracing::info!(run_id = %options.run_id, "recorded as run {n} of `{pipeline_id}`");
         }
-    };
-    tracing::info!(
-        run_id = %options.run_id,
-        "running {} `{}` → {} → {} `{}` ({})",
-        "source",
-        config.source.id,
-        if pipeline.transforms.is_empty() {
-            "no transform".to_owned()
-        } else {
-            format!("transform `{}`", config.transform.id)
-        },
-        "target",
-        config.target.id,
-        options.mode,
-    );
-    let mut progress = Progress::new(
-        args.progress,
-        Duration::from_secs_f64(args.progress_interval.max(0.1)),
-    );
-    let result = match monitor.as_mut() {
-        Some(m) => engine::run(pipeline, &options, &mut monitoring::Tee(&mut progress, m)),
-        None => engine::run(pipeline, &options, &mut progress),
-    };
-    progress.finish();
-    let (summary, code) = match &result {
-        Ok(s) => (s, 0),
-        Err(f) if f.summary.status == engine::RunStatus::Stopped => {
-            (f.summary.as_ref(), EXIT_STOPPED)
+        sinks.finish(log_sinks::RunEnd::Ran(summary), SINK_FINISH_LIMIT);
+        report_run(summary, args.summary_json.as_deref());
+        if let Err(failed) = &result {
+            print_error(failed);
+            if let Some(abort) = &failed.abort_error {
+                eprintln!("  note: the target's abort failed too: {abort}");
+            }
         }
-        Err(f) => (f.summary.as_ref(), EXIT_RUN_FAILED),
-    };
-    if let Some(m) = monitor
-        && let Some(n) = m.finish(summary)
-    {
-        tracing::info!(run_id = %options.run_id, "recorded as run {n} of `{pipeline_id}`");
+        code
     }
-    sinks.finish(log_sinks::RunEnd::Ran(summary), SINK_FINISH_LIMIT);
+}
+
+/// Prints the run summary, and writes it as JSON where `--summary-json` asks.
+fn report_run(summary: &RunSummary, summary_json: Option<&std::path::Path>) {
     out(format_args!("{}", render_summary(summary)));
-    if let Some(path) = &args.summary_json {
+    if let Some(path) = summary_json {
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
             eprintln!(
@@ -400,13 +459,6 @@ fn run(args: &RunArgs, global: &GlobalArgs) -> u8 {
             );
         }
     }
-    if let Err(failed) = &result {
-        print_error(failed);
-        if let Some(abort) = &failed.abort_error {
-            eprintln!("  note: the target's abort failed too: {abort}");
-        }
-    }
-    code
 }
 
 /// The run summary as text.

@@ -8,26 +8,24 @@
 mod arrow_py;
 mod components;
 mod convert;
+mod run;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use fastlane_host::config::{self, PipelineConfig, Problem, Selection};
-use fastlane_host::engine::{self, EngineOptions, Named, Pipeline, RunFailed, RunSummary};
+use fastlane_host::engine::{RunFailed, RunSummary};
 use fastlane_host::plugins::{ComponentInfo, Registry, SearchDir, set_package_dir};
-use fastlane_host::progress::{Progress, ProgressMode};
-use fastlane_host::{log_sinks, logging, monitoring, runner, transforms};
-use fastlane_plugin_api::{ComponentKind, Source, Target, Transform};
+use fastlane_host::{logging, transforms};
+use fastlane_plugin_api::ComponentKind;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
 
 use arrow_py::ArrowBatch;
-use components::{Failures, PySource, PyTarget, PyTransform, json_to_py};
+use components::{Failures, json_to_py};
 use convert::RowConverter;
 
 /// Runs the `fastlane` command line with `argv` (program name first); returns the exit code.
@@ -75,7 +73,7 @@ fn kind_of(s: &str) -> PyResult<ComponentKind> {
     }
 }
 
-fn errors_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+pub(crate) fn errors_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("fastlane.errors")
 }
 
@@ -240,176 +238,22 @@ impl Config {
     fn run<'py>(
         &self,
         py: Python<'py>,
-        source: Option<(Py<PyAny>, Bound<'py, PyDict>)>,
-        transform: Option<(Py<PyAny>, Bound<'py, PyDict>)>,
-        target: Option<(Py<PyAny>, Bound<'py, PyDict>)>,
+        source: run::Given<'py>,
+        transform: run::Given<'py>,
+        target: run::Given<'py>,
         progress: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mode = match progress {
-            "auto" => ProgressMode::Auto,
-            "bar" => ProgressMode::Bar,
-            "log" => ProgressMode::Log,
-            "off" => ProgressMode::Off,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "progress must be auto, bar, log or off, not `{other}`"
-                )));
-            }
-        };
+        let mut request = run::RunRequest::parse(progress, source, transform, target)?;
         let failures = Arc::new(Failures::default());
-        let c = &self.config;
-        let build_err = |e: runner::BuildError| -> PyErr {
-            let cls = errors_module(py).and_then(|m| m.getattr("PipelineError"));
-            match cls.and_then(|cls| {
-                cls.call1((error_text(&e), e.kind.as_str(), e.id.clone(), "creating it"))
-            }) {
-                Ok(v) => PyErr::from_value(v),
-                Err(e) => e,
-            }
-        };
-
-        let source: Box<dyn Source> = match source {
-            Some((obj, opts)) => {
-                let with_index: bool = opt(&opts, "with_index")?.unwrap_or(false);
-                let partitions: usize = opt(&opts, "partitions")?.unwrap_or(1);
-                let batch_size: usize = opt(&opts, "batch_size")?.unwrap_or(1);
-                let schema = match opts.get_item("schema")? {
-                    Some(s) if !s.is_none() => Some(arrow_py::import_schema(&s)?),
-                    _ => None,
-                };
-                Box::new(PySource::new(
-                    obj,
-                    with_index,
-                    partitions,
-                    batch_size,
-                    schema,
-                    failures.clone(),
-                ))
-            }
-            None => runner::create_source(&self.registry, &c.source).map_err(build_err)?,
-        };
-        let mut transform_list: Vec<Named<Box<dyn Transform>>> = Vec::new();
-        match transform {
-            Some((obj, opts)) => {
-                let frame: String = opt(&opts, "frame")?.unwrap_or_else(|| "pandas".into());
-                let add_op_fields: bool = opt(&opts, "add_op_fields")?.unwrap_or(true);
-                transform_list.push(Named::new(
-                    c.transform.id.clone(),
-                    Box::new(PyTransform::new(
-                        obj,
-                        frame,
-                        add_op_fields,
-                        failures.clone(),
-                    )),
-                ));
-            }
-            None => {
-                if let Some(t) =
-                    runner::create_transform(&self.registry, &c.transform).map_err(build_err)?
-                {
-                    transform_list.push(Named::new(c.transform.id.clone(), t));
-                }
-            }
-        }
-        let target: Box<dyn Target> = match target {
-            Some((obj, opts)) => {
-                let frame: String = opt(&opts, "frame")?.unwrap_or_else(|| "pandas".into());
-                let batch_size: usize = opt(&opts, "batch_size")?.unwrap_or(1);
-                Box::new(PyTarget::new(obj, frame, batch_size, failures.clone()))
-            }
-            None => runner::create_target(&self.registry, &c.target).map_err(build_err)?,
-        };
-        let pipeline = Pipeline {
-            source: Named::new(c.source.id.clone(), source),
-            transforms: transform_list,
-            target: Named::new(c.target.id.clone(), target),
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let options = EngineOptions {
-            stop: Some(stop.clone()),
-            ..runner::engine_options(c)
-        };
-        let sinks = log_sinks::Sinks::start(
-            c,
-            &log_sinks::SinkFlags::default(),
-            &self.registry,
-            &monitoring::pipeline_id(c),
-            &options.run_id,
-        )
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let mut monitor = monitoring::destination(&c.monitoring, &Default::default()).and_then(
-            |(dest, interval)| {
-                monitoring::RunMonitor::start(
-                    c,
-                    &options.run_id,
-                    dest,
-                    interval,
-                    stop.clone(),
-                    sinks.cloudwatch_stream(),
-                )
-            },
-        );
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let handle = std::thread::Builder::new()
-            .name("fastlane-run".into())
-            .spawn(move || {
-                let mut progress = Progress::new(mode, Duration::from_secs(5));
-                let result = match monitor.as_mut() {
-                    Some(m) => {
-                        engine::run(pipeline, &options, &mut monitoring::Tee(&mut progress, m))
-                    }
-                    None => engine::run(pipeline, &options, &mut progress),
-                };
-                progress.finish();
-                let summary = match &result {
-                    Ok(s) => s,
-                    Err(f) => f.summary.as_ref(),
-                };
-                if let Some(m) = monitor {
-                    m.finish(summary);
-                }
-                sinks.finish(log_sinks::RunEnd::Ran(summary), Duration::from_secs(15));
-                let _ = tx.send(result);
-            })
-            .map_err(|e| PyValueError::new_err(format!("cannot start the run: {e}")))?;
-        let mut interrupted: Option<PyErr> = None;
-        let result = loop {
-            let got = py.detach(|| rx.recv_timeout(Duration::from_millis(100)));
-            match got {
-                Ok(r) => break r,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if interrupted.is_none()
-                        && let Err(e) = py.check_signals()
-                    {
-                        stop.store(true, Ordering::SeqCst);
-                        interrupted = Some(e);
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    let _ = handle.join();
-                    return Err(PyValueError::new_err("the run ended without a result"));
-                }
-            }
-        };
-        let _ = py.detach(|| handle.join());
-        if let Some(e) = interrupted {
-            return Err(e);
-        }
-        match result {
+        let pipeline = request.build(py, &self.config, &self.registry, &failures)?;
+        match run::execute(py, &self.config, &self.registry, pipeline, request.progress)? {
             Ok(summary) => summary_to_py(py, &summary),
             Err(failed) => Err(pipeline_error(py, &failed, &failures)),
         }
     }
 }
 
-fn opt<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
-    match d.get_item(key)? {
-        Some(v) if !v.is_none() => v.extract().map(Some).map_err(Into::into),
-        _ => Ok(None),
-    }
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     for cause in fastlane_host::error::causes(e) {
         text.push_str(&format!(": {cause}"));
