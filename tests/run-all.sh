@@ -165,12 +165,32 @@ step_python_install() {
   # The dev profile, so that pip's build reuses the workspace build.
   FASTLANE_BUILD_PROFILE=dev "$pyvenv/bin/python" -m pip install -q ".[test]"
 }
+step_build() {
+  cargo build --workspace --all-targets
+  # The test executables (for the restart step); compiles nothing more.
+  cargo test --workspace --no-run --message-format=json >"$logs/test-executables.json"
+}
 step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 step_docs() { RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; }
-# A test that restarts a shared server runs alone, after everything else (step "restart").
+# A test that restarts a shared server runs alone, after everything else (step "restart"), from
+# the executable the workspace build made: `cargo test -p` would resolve other dependency
+# features and compile them again.
 alone=a_server_restart_mid_run_loses_and_repeats_nothing
 step_tests() { cargo test --workspace --no-fail-fast -- --skip "$alone"; }
-step_restart() { cargo test -p fastlane-plugin-mysql --test restart -- --exact "$alone"; }
+step_restart() {
+  local exe
+  exe=$(python3 - "$logs/test-executables.json" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["name"] == "restart" and "plugins/mysql" in m["package_id"]):
+        print(m["executable"])
+PY
+  )
+  [ -n "$exe" ] || { echo "the mysql restart test was not built" >&2; return 1; }
+  "$exe" --exact "$alone"
+}
 step_python() { "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python; }
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to
 # target/browser/.
@@ -185,7 +205,7 @@ step "format" cargo fmt --all -- --check || true
 if [ -n "$serial" ]; then
   step "services" step_services
   step "venvs" step_venvs
-  step "build" cargo build --workspace --all-targets
+  step "build" step_build
   step "python-install" step_python_install || true
   for name in clippy docs tests python browser api-fuzz restart; do
     step "$name" "step_${name//-/_}" || true
@@ -197,7 +217,7 @@ else
   lane venvs &
   venvs_pid=$!
   build_rc=0
-  step "build" cargo build --workspace --all-targets || build_rc=$?
+  step "build" step_build || build_rc=$?
   wait "$services_pid" || true
   wait "$venvs_pid" || true
   report services venvs
