@@ -143,6 +143,19 @@ pub(crate) fn key_kind_of(column: &TableColumn) -> Result<KeyKind> {
     })
 }
 
+/// Refuses a key column that holds NULL (`has_null`, as the server said): such rows can be
+/// neither paged nor resumed.
+pub(crate) fn refuse_null_keys(key: &TableColumn, has_null: bool, table: &str) -> Result<()> {
+    if !has_null {
+        return Ok(());
+    }
+    Err(Error::Data(format!(
+        "replication key `{}` of {table} has NULL values, and rows with a NULL key cannot be \
+         paged or resumed; fill them, or choose another `key`",
+        key.name
+    )))
+}
+
 /// The columns read: the configured `columns` (which must exist and include the key), or all.
 pub(crate) fn select_columns(
     configured: Option<&[String]>,
@@ -396,6 +409,22 @@ mod tests {
             Some("CAST(? AS DECIMAL(9,0))")
         );
         assert_eq!(decimal_cast("bigint"), None);
+    }
+
+    #[test]
+    fn a_key_holding_null_is_refused() {
+        let mut key = column("id", "bigint");
+        key.nullable = true;
+        assert!(refuse_null_keys(&key, false, "`t`").is_ok());
+        let err = refuse_null_keys(&key, true, "`db`.`t`").unwrap_err();
+        assert!(matches!(err, Error::Data(_)));
+        assert!(
+            err.to_string()
+                .starts_with("replication key `id` of `db`.`t` has NULL values"),
+            "{err}"
+        );
+        // A range whose smallest or largest key reads as NULL has no bounds.
+        assert!(bounds(KeyKind::Integer, &Value::NULL, &Value::Int(9), 3).is_empty());
     }
 
     #[test]

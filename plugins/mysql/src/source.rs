@@ -26,7 +26,8 @@ use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
 use crate::error::{Context, Error, Result, is_lost_error};
 use crate::plan::{
     KeyKind, Plan, Range, TableColumn, bounds, choose_key, decimal_cast, key_kind_of, param,
-    partitions_between, plain_param, query_partition, range_expressions, select_columns,
+    partitions_between, plain_param, query_partition, range_expressions, refuse_null_keys,
+    select_columns,
 };
 
 /// The `mysql` source.
@@ -152,13 +153,7 @@ impl MysqlSource {
                 ))
                 .await
                 .what(|| format!("checking `{key}` for NULLs"))?;
-            if nulls.is_some() {
-                return Err(Error::Data(format!(
-                    "replication key `{key}` of {} has NULL values, and rows with a NULL key \
-                     cannot be paged or resumed; fill them, or choose another `key`",
-                    self.table_name()
-                )));
-            }
+            refuse_null_keys(key_column, nulls.is_some(), &shown)?;
         }
         let column_types = columns
             .iter()
