@@ -346,47 +346,13 @@ impl CheckedRun {
     fn execute(self, args: &RunArgs) -> u8 {
         let Self { config, registry } = self;
         let mut options = runner::engine_options(&config);
-        let flags = log_sinks::SinkFlags {
-            cloudwatch: args.logs_to_cloudwatch,
-            cloudwatch_log_group: args.cloudwatch_log_group.clone(),
-            cloudwatch_log_stream: args.cloudwatch_log_stream.clone(),
-            slack: args.logs_to_slack.clone(),
-        };
-        let pipeline_id = monitoring::pipeline_id(&config);
-        let sinks = match log_sinks::Sinks::start(
-            &config,
-            &flags,
-            &registry,
-            &pipeline_id,
-            &options.run_id,
-        ) {
+        let sinks = match start_sinks(&config, &registry, args, &options.run_id) {
             Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return match e {
-                    log_sinks::SinkError::Config { .. } => EXIT_USAGE,
-                    _ => EXIT_RUN_FAILED,
-                };
-            }
+            Err(code) => return code,
         };
         let stop = stop_flag();
         options.stop = Some(stop.clone());
-        let overrides = monitoring::Overrides {
-            url: args.monitor_url.clone(),
-            disabled: args.no_monitor,
-        };
-        let mut monitor =
-            monitoring::destination(&config.monitoring, &overrides).and_then(|(dest, interval)| {
-                tracing::debug!("reporting to the {dest}");
-                monitoring::RunMonitor::start(
-                    &config,
-                    &options.run_id,
-                    dest,
-                    interval,
-                    stop.clone(),
-                    sinks.cloudwatch_stream(),
-                )
-            });
+        let mut monitor = start_monitor(&config, args, &options.run_id, &stop, &sinks);
         // Components connect when they are built: a failure here is a failed run, and recorded.
         let pipeline = match runner::build(&config, &registry) {
             Ok((p, _)) => p,
@@ -433,6 +399,7 @@ impl CheckedRun {
         if let Some(m) = monitor
             && let Some(n) = m.finish(summary)
         {
+            let pipeline_id = monitoring::pipeline_id(&config);
             tracing::info!(run_id = %options.run_id, "recorded as run {n} of `{pipeline_id}`");
         }
         sinks.finish(log_sinks::RunEnd::Ran(summary), SINK_FINISH_LIMIT);
@@ -445,6 +412,54 @@ impl CheckedRun {
         }
         code
     }
+}
+
+/// Starts the run's log sinks (CloudWatch, Slack); on failure, the exit code.
+fn start_sinks(
+    config: &config::PipelineConfig,
+    registry: &Registry,
+    args: &RunArgs,
+    run_id: &str,
+) -> Result<log_sinks::Sinks, u8> {
+    let flags = log_sinks::SinkFlags {
+        cloudwatch: args.logs_to_cloudwatch,
+        cloudwatch_log_group: args.cloudwatch_log_group.clone(),
+        cloudwatch_log_stream: args.cloudwatch_log_stream.clone(),
+        slack: args.logs_to_slack.clone(),
+    };
+    let pipeline_id = monitoring::pipeline_id(config);
+    log_sinks::Sinks::start(config, &flags, registry, &pipeline_id, run_id).map_err(|e| {
+        eprintln!("error: {e}");
+        match e {
+            log_sinks::SinkError::Config { .. } => EXIT_USAGE,
+            _ => EXIT_RUN_FAILED,
+        }
+    })
+}
+
+/// Starts reporting the run to the monitor the flags and configuration name, if any.
+fn start_monitor(
+    config: &config::PipelineConfig,
+    args: &RunArgs,
+    run_id: &str,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sinks: &log_sinks::Sinks,
+) -> Option<monitoring::RunMonitor> {
+    let overrides = monitoring::Overrides {
+        url: args.monitor_url.clone(),
+        disabled: args.no_monitor,
+    };
+    monitoring::destination(&config.monitoring, &overrides).and_then(|(dest, interval)| {
+        tracing::debug!("reporting to the {dest}");
+        monitoring::RunMonitor::start(
+            config,
+            run_id,
+            dest,
+            interval,
+            stop.clone(),
+            sinks.cloudwatch_stream(),
+        )
+    })
 }
 
 /// Prints the run summary, and writes it as JSON where `--summary-json` asks.
