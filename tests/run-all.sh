@@ -176,7 +176,19 @@ step_docs() { RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; }
 # the executable the workspace build made: `cargo test -p` would resolve other dependency
 # features and compile them again.
 alone=a_server_restart_mid_run_loses_and_repeats_nothing
-step_tests() { cargo test --workspace --no-fail-fast -- --skip "$alone"; }
+# The Rust tests under cargo nextest where it is installed (each test in its own process, test
+# binaries side by side, the emulator-bound ones one at a time: .config/nextest.toml), then the
+# doctests; otherwise cargo test.
+step_tests() {
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo test --workspace --no-fail-fast -- --skip "$alone"
+    return
+  fi
+  local rc=0
+  cargo nextest run --workspace --no-fail-fast || rc=$?
+  cargo test --workspace --doc || rc=$?
+  return "$rc"
+}
 step_restart() {
   local exe
   exe=$(python3 - "$logs/test-executables.json" <<'PY'
@@ -240,9 +252,16 @@ else
 fi
 
 # How many tests each kind ran.
-sum_rust() { # passed failed ignored, over every `test result:` line
-  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' "$@" |
-    awk '{p += $1; f += $2; i += $3} END {printf "%d %d %d\n", p, f, i}'
+sum_rust() { # passed failed ignored, over cargo test's `test result:` lines and nextest's summary
+  {
+    sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' "$@"
+    grep -hE '^ *Summary \[.*\] [0-9]+ tests? run:' "$@" | sed -E 's/.* run: //' |
+      awk '{p = 0; f = 0; for (i = 1; i < NF; i++) {
+              if ($(i + 1) ~ /^passed/) p = $i
+              if ($(i + 1) ~ /^failed/) f = $i
+            }
+            print p, f, 0}'
+  } | awk '{p += $1; f += $2; i += $3} END {printf "%d %d %d\n", p, f, i}'
 }
 count_in() { # PATTERN FILE: the number before PATTERN on the last line holding it, or 0
   local n
