@@ -35,14 +35,20 @@ case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR=$root/$CARGO_TARGET_DIR ;; 
 export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$fastlane_cache/pip}
 export npm_config_cache=${npm_config_cache:-$fastlane_cache/npm}
 export FASTLANE_BIN=$CARGO_TARGET_DIR/debug/fastlane
-# Cargo never removes what it built before: past FASTLANE_TEST_CACHE_MAX_GB (default 30) the
-# incremental data goes, and if that is not enough the whole target folder (a cold run).
+# Cargo never removes what it built before, and each checkout folder gets its own build of the
+# workspace's crates. Past FASTLANE_TEST_CACHE_MAX_GB (default 30) the workspace's crates are
+# cleaned (every folder's; the dependencies stay), and if that is not enough the whole target
+# folder goes (a cold run).
 target_kb() { du -sk "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1; }
 trim_target() {
-  local max_kb=$((${FASTLANE_TEST_CACHE_MAX_GB:-30} * 1024 * 1024)) size
+  local max_kb=$((${FASTLANE_TEST_CACHE_MAX_GB:-30} * 1024 * 1024)) size packages
   size=$(target_kb)
   if [ "${size:-0}" -le "$max_kb" ]; then return 0; fi
-  echo "the target folder holds $((size / 1024 / 1024)) GiB: removing its incremental data" >&2
+  echo "the target folder holds $((size / 1024 / 1024)) GiB: cleaning the workspace's crates" >&2
+  packages=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json, sys; print(" ".join("-p " + p["name"] for p in json.load(sys.stdin)["packages"]))')
+  # shellcheck disable=SC2086
+  cargo clean -q $packages || true
   rm -rf "$CARGO_TARGET_DIR"/*/incremental
   size=$(target_kb)
   if [ "${size:-0}" -gt "$max_kb" ]; then
