@@ -39,7 +39,9 @@ export FASTLANE_BIN=$CARGO_TARGET_DIR/debug/fastlane
 # workspace's crates. Past FASTLANE_TEST_CACHE_MAX_GB (default 30) the workspace's crates are
 # cleaned (every folder's; the dependencies stay), and if that is not enough the whole target
 # folder goes (a cold run).
-target_kb() { du -sk "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1; }
+target_kb() {
+  if [ -d "$CARGO_TARGET_DIR" ]; then du -sk "$CARGO_TARGET_DIR" | cut -f1; else echo 0; fi
+}
 trim_target() {
   local max_kb=$((${FASTLANE_TEST_CACHE_MAX_GB:-30} * 1024 * 1024)) size packages
   size=$(target_kb)
