@@ -321,14 +321,12 @@ impl CheckedRun {
                 source,
             })?;
         }
-        let registry = registry(global);
-        report_registry(&registry);
-        let selection = Selection {
-            source: args.source.clone(),
-            transform: args.transform.clone(),
-            target: args.target.clone(),
-        };
-        let config = config::load_file(config_path, &selection, &registry)?;
+        let (registry, config) = load_config(
+            config_path,
+            [&args.source, &args.transform, &args.target],
+            global,
+        );
+        let config = config?;
         if let Some(path) = &config.logs.log_file {
             logging::log_to_file(std::path::Path::new(path)).map_err(|source| {
                 UsageError::LogFile {
@@ -526,15 +524,30 @@ pub fn render_summary(s: &RunSummary) -> String {
     out
 }
 
-fn validate(args: &ValidateArgs, global: &GlobalArgs) -> u8 {
+/// Finds the plugins (reporting those that failed to load), then loads the configuration with
+/// the source, transform and target the flags select.
+fn load_config(
+    path: &std::path::Path,
+    [source, transform, target]: [&Option<String>; 3],
+    global: &GlobalArgs,
+) -> (
+    Registry,
+    Result<config::PipelineConfig, config::ConfigError>,
+) {
     let registry = registry(global);
     report_registry(&registry);
     let selection = Selection {
-        source: args.source.clone(),
-        transform: args.transform.clone(),
-        target: args.target.clone(),
+        source: source.clone(),
+        transform: transform.clone(),
+        target: target.clone(),
     };
-    match config::load_file(&args.config, &selection, &registry) {
+    let loaded = config::load_file(path, &selection, &registry);
+    (registry, loaded)
+}
+
+fn validate(args: &ValidateArgs, global: &GlobalArgs) -> u8 {
+    let stages = [&args.source, &args.transform, &args.target];
+    match load_config(&args.config, stages, global).1 {
         Ok(c) => {
             out(format_args!(
                 "`{}` is valid: source `{}` → transform `{}` → target `{}`, {}\n",
