@@ -135,7 +135,7 @@ pub(super) struct Crew {
     tx: Sender<Msg>,
     clock: Arc<Clock>,
     slots: Vec<Arc<Slot>>,
-    started: usize,
+    spawned: usize,
 }
 
 /// What the supervisor takes over from the crew once every worker is started.
@@ -162,7 +162,7 @@ impl Crew {
             tx,
             clock: Arc::new(Clock(started)),
             slots: Vec::new(),
-            started: 0,
+            spawned: 0,
         };
         (crew, rx)
     }
@@ -209,7 +209,7 @@ impl Crew {
             let (control, clock) = (self.control.clone(), self.clock.clone());
             let done = (ExitSignal(self.tx.clone()), ProducerDone(output.clone()));
             let id = chain_id.to_owned();
-            self.started += 1;
+            self.spawned += 1;
             pool.spawn(move || {
                 let _done = done;
                 guarded(&control, Stage::Transform, &id, || {
@@ -253,7 +253,7 @@ impl Crew {
             events,
             clock: self.clock,
             slots: self.slots,
-            workers: self.started,
+            workers: self.spawned,
         }
     }
 
@@ -272,7 +272,7 @@ impl Crew {
         component: &str,
         f: impl FnOnce() + Send + 'static,
     ) {
-        self.started += 1;
+        self.spawned += 1;
         if let Err(e) = std::thread::Builder::new().name(name).spawn(f) {
             self.control.fail(StageError::new(
                 stage,
