@@ -4,6 +4,7 @@
 //! fastlane --source=file --target=file --config=pipeline.json     run a pipeline (the original's flags)
 //! fastlane run --config=pipeline.json                             the same; --source/--target may be
 //!                                                                 left out when the config has one of each
+//! fastlane run --config=pipeline.json --resume RUN_ID | --fresh  continue an unfinished run, or start over
 //! fastlane validate --config=pipeline.json                        check a configuration, run nothing
 //! fastlane plugins list [--json]                                  plugins found, and those that failed
 //! fastlane plugins schema <source|transform|target> <id>          a component's configuration schema
@@ -122,6 +123,13 @@ struct RunArgs {
     /// Do not report the run to the monitor.
     #[arg(long)]
     no_monitor: bool,
+    /// Continue this unfinished run (its id, as the summary of the failed run printed it);
+    /// fail if it cannot be resumed.
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "fresh")]
+    resume: Option<String>,
+    /// Start afresh, discarding the staging of any unfinished run of this pipeline.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -344,6 +352,13 @@ impl CheckedRun {
     fn execute(self, args: &RunArgs) -> u8 {
         let Self { config, registry } = self;
         let mut options = runner::engine_options(&config);
+        if let Some(checkpoint) = options.checkpoint.as_mut() {
+            if let Some(run) = &args.resume {
+                checkpoint.resume = engine::Resume::Run(run.clone());
+            } else if args.fresh {
+                checkpoint.resume = engine::Resume::Never;
+            }
+        }
         let sinks = match start_sinks(&config, &registry, args, &options.run_id) {
             Ok(s) => s,
             Err(code) => return code,
@@ -495,6 +510,25 @@ pub fn render_summary(s: &RunSummary) -> String {
     if let Some(o) = &s.start_offset {
         let _ = writeln!(out, "  started after offset {o}");
     }
+    if let Some(c) = &s.checkpoint {
+        if c.resumed {
+            let _ = writeln!(
+                out,
+                "  resumed run {}: {} rows already loaded, {} read now",
+                c.staging_run_id,
+                progress::count(c.rows_already_loaded),
+                progress::count(s.rows_extracted),
+            );
+        }
+        if c.kept {
+            let _ = writeln!(
+                out,
+                "  the staging of run {} is kept: the next run of this pipeline resumes it (or \
+                 run with --fresh to start over)",
+                c.staging_run_id
+            );
+        }
+    }
     for st in &s.stages {
         let _ = writeln!(
             out,
@@ -593,7 +627,7 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ));
     } else {
-        let rows: Vec<[String; 5]> = registry
+        let rows: Vec<[String; 6]> = registry
             .components()
             .map(|c| {
                 let (plugin, version, from) = match &c.plugin {
@@ -608,18 +642,30 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
                         "built-in".into(),
                     ),
                 };
+                let capabilities = match c.info.kind {
+                    ComponentKind::Transform => "-".to_owned(),
+                    _ if c.info.capabilities.is_empty() => "none".to_owned(),
+                    _ => c
+                        .info
+                        .capabilities
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
                 [
                     c.info.kind.as_str().to_owned(),
                     c.info.id.clone(),
                     plugin,
                     version,
+                    capabilities,
                     from,
                 ]
             })
             .collect();
         // Each column as wide as its longest entry (at least its heading).
-        let headings = ["KIND", "ID", "PLUGIN", "VERSION"];
-        let widths: Vec<usize> = (0..4)
+        let headings = ["KIND", "ID", "PLUGIN", "VERSION", "CAPABILITIES"];
+        let widths: Vec<usize> = (0..5)
             .map(|i| {
                 rows.iter()
                     .map(|r| r[i].chars().count())
@@ -628,23 +674,23 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
                     .unwrap_or(0)
             })
             .collect();
-        let line = |cells: [&str; 5]| {
+        let line = |cells: [&str; 6]| {
             let mut text = String::new();
             for (cell, width) in cells.iter().zip(&widths) {
                 text.push_str(&format!("{cell:<width$} "));
             }
-            text.push_str(cells[4]);
+            text.push_str(cells[5]);
             text.push('\n');
             text
         };
         out(format_args!(
             "{}",
-            line(["KIND", "ID", "PLUGIN", "VERSION", "FROM"])
+            line(["KIND", "ID", "PLUGIN", "VERSION", "CAPABILITIES", "FROM"])
         ));
         for r in &rows {
             out(format_args!(
                 "{}",
-                line([&r[0], &r[1], &r[2], &r[3], &r[4]])
+                line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]])
             ));
         }
         for w in &registry.warnings {

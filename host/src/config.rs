@@ -115,6 +115,9 @@ struct TopLevel {
     max_buffered_batches: usize,
     max_buffered_bytes: Option<Value>,
     stall_timeout_secs: Option<f64>,
+    #[serde(default)]
+    resume: ResumePolicy,
+    checkpoint_interval_secs: Option<f64>,
     // The sections are read from the document by `choose`; they are declared here so that
     // `deny_unknown_fields` knows them.
     #[allow(dead_code)]
@@ -136,6 +139,21 @@ struct TopLevel {
 fn default_max_buffered_batches() -> usize {
     8
 }
+
+/// Whether a run may continue an unfinished run of the same pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumePolicy {
+    /// Continue the unfinished run whose source and target sections are unchanged, when the
+    /// source and the target can resume; otherwise start afresh and say why.
+    #[default]
+    Auto,
+    /// Always start afresh (an unfinished run's staging is discarded).
+    Never,
+}
+
+/// The default seconds between checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: f64 = 5.0;
 
 /// The default byte budget of the queues: 256 MiB.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
@@ -160,6 +178,8 @@ pub fn top_level_schema() -> Value {
                 ]
             },
             "stall_timeout_secs": {"type": "number", "exclusiveMinimum": 0, "description": "Fail when a stage spends longer than this in one call."},
+            "resume": {"enum": ["auto", "never"], "description": "auto (the default): a run continues the unfinished run of the same pipeline whose source and target sections are unchanged, when its source and target can resume; never: every run starts afresh."},
+            "checkpoint_interval_secs": {"type": "number", "minimum": 0, "maximum": 3600, "description": "How often the target makes what it wrote durable with its checkpoints (default 5; 0 after every batch)."},
             "source": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
             "transform": {"type": ["object", "null"]},
             "target": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
@@ -248,6 +268,10 @@ pub struct PipelineConfig {
     pub max_buffered_bytes: usize,
     /// Stall timeout, seconds.
     pub stall_timeout_secs: Option<f64>,
+    /// Whether a run may continue an unfinished one.
+    pub resume: ResumePolicy,
+    /// Seconds between the target's checkpoints.
+    pub checkpoint_interval_secs: f64,
     /// The source.
     pub source: Section,
     /// The transform.
@@ -409,6 +433,10 @@ pub fn load_str_with(
         max_buffered_batches: top.max_buffered_batches,
         max_buffered_bytes: max_bytes,
         stall_timeout_secs: top.stall_timeout_secs,
+        resume: top.resume,
+        checkpoint_interval_secs: top
+            .checkpoint_interval_secs
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_SECS),
         source,
         transform,
         target,

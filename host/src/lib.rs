@@ -10,6 +10,9 @@
 //! and run it with an [`engine::Observer`]. Every run reports itself to the monitor
 //! ([`monitoring`]); `fastlane serve` serves the monitoring API and web UI.
 
+// The JSON Schema of the configuration's top level is one `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod config;
 pub mod engine;

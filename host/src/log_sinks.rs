@@ -416,6 +416,7 @@ impl CloudWatchSink {
                 mode: ReplicationMode::FullTable,
                 run_id: run_id.to_owned(),
                 concurrency: 1,
+                checkpoint: None,
             })
             .map_err(|e| start_err(e.to_string()))?;
         let writer = target.writer(0).map_err(|e| start_err(e.to_string()))?;

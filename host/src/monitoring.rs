@@ -253,6 +253,7 @@ impl RunMonitor {
             stages: json!({
                 "stages": stages,
                 "queues": summary.queues,
+                "checkpoint": summary.checkpoint,
                 "duration_secs": summary.duration_secs,
                 "rows_per_sec": summary.rows_per_sec,
             })

@@ -5,8 +5,8 @@ use std::time::Duration;
 use fastlane_plugin_api::{ComponentKind, PluginError, Source, Target, Transform};
 use serde_json::Value;
 
-use crate::config::{PipelineConfig, Section};
-use crate::engine::{EngineOptions, Named, Pipeline, new_run_id};
+use crate::config::{PipelineConfig, ResumePolicy, Section};
+use crate::engine::{CheckpointOptions, EngineOptions, Named, Pipeline, Resume, new_run_id};
 use crate::plugins::Registry;
 use crate::transforms;
 
@@ -119,13 +119,66 @@ pub fn build(
     let transform = create_transform(registry, &config.transform)?;
     let target = create_target(registry, &config.target)?;
     let pipeline = Pipeline {
-        source: Named::new(config.source.id.clone(), source),
+        source: Named::new(config.source.id.clone(), source).with_capabilities(capabilities(
+            registry,
+            ComponentKind::Source,
+            &config.source,
+        )),
         transforms: transform
             .map(|t| vec![Named::new(config.transform.id.clone(), t)])
             .unwrap_or_default(),
-        target: Named::new(config.target.id.clone(), target),
+        target: Named::new(config.target.id.clone(), target).with_capabilities(capabilities(
+            registry,
+            ComponentKind::Target,
+            &config.target,
+        )),
     };
     Ok((pipeline, engine_options(config)))
+}
+
+/// What the component of a section declares it can do (resume…).
+pub fn capabilities(
+    registry: &Registry,
+    kind: ComponentKind,
+    section: &Section,
+) -> Vec<fastlane_plugin_api::Capability> {
+    registry
+        .find(kind, &section.id)
+        .map(|c| c.info.capabilities.clone())
+        .unwrap_or_default()
+}
+
+/// A digest of what a resumed run must share with the run it resumes: the source, transform
+/// and target (ids and sections) and the replication mode.
+pub fn fingerprint(config: &PipelineConfig) -> String {
+    let text = serde_json::json!({
+        "mode": config.replication_mode,
+        "source": [&config.source.id, &config.source.config],
+        "transform": [&config.transform.id, &config.transform.config],
+        "target": [&config.target.id, &config.target.config],
+    })
+    .to_string();
+    // FNV-1a, 64 bits: stable across builds and platforms.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The checkpoint options of a configuration: resume an unfinished run when there is one,
+/// checkpoint every `checkpoint_interval_secs`; none with `"resume": "never"`.
+pub fn checkpoint_options(config: &PipelineConfig) -> Option<CheckpointOptions> {
+    if config.resume == ResumePolicy::Never {
+        return None;
+    }
+    Some(CheckpointOptions {
+        resume: Resume::Auto,
+        fingerprint: fingerprint(config),
+        interval: Duration::try_from_secs_f64(config.checkpoint_interval_secs)
+            .unwrap_or(Duration::from_secs(5)),
+    })
 }
 
 /// The engine options a configuration asks for (queue limits, workers, stall timeout), with a
@@ -142,6 +195,7 @@ pub fn engine_options(config: &PipelineConfig) -> EngineOptions {
         stall_timeout: config
             .stall_timeout_secs
             .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
+        checkpoint: checkpoint_options(config),
         ..EngineOptions::default()
     }
 }

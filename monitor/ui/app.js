@@ -47,6 +47,19 @@ function when(iso) {
   const d = new Date(iso);
   return isNaN(d) ? iso : d.toLocaleString();
 }
+/** What a checkpointed run resumed, or kept for a resume, as a line under the title. */
+function resumeNote(checkpoint, rowsRead) {
+  if (!checkpoint) return null;
+  const parts = [];
+  if (checkpoint.resumed) {
+    parts.push(`Resumed run ${checkpoint.staging_run_id}: ${n(checkpoint.rows_already_loaded)} rows already loaded, ${n(rowsRead)} read now.`);
+  }
+  if (checkpoint.kept) {
+    parts.push(`Its staging is kept: the next run of this pipeline resumes run ${checkpoint.staging_run_id}.`);
+  }
+  return parts.length ? el("p", { class: "sub", "data-field": "checkpoint", text: parts.join(" ") }) : null;
+}
+
 function badge(status) {
   return el("span", { class: `badge s-${status}`, "data-field": "status", "data-value": status, text: status });
 }
@@ -347,6 +360,7 @@ async function runPage(id) {
       ` · started ${when(run.started)}`, run.finished ? ` · finished ${when(run.finished)}` : "",
       run.start_offset ? ` · after offset ${run.start_offset}` : "", run.run_key ? ` · ${run.run_key}` : ""),
     stop,
+    resumeNote(totals.checkpoint, run.rows_extracted),
     run.error ? el("pre", { class: "error", role: "alert", "data-field": "error", text: run.error }) : null,
     cards,
     el("h2", { text: "Progress" }), charts,

@@ -60,6 +60,25 @@ pub trait FfiSource: Send + Sync {
         &self,
         partition: RStr<'_>,
     ) -> RResult<FfiBatchStream_TO<'static, RBox<()>>, PluginError>;
+
+    /// Whether the source, as configured, can position its batches and read ranges. Added
+    /// after the first release of ABI 1, like `open_range`: older plugins answer false.
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// Opens part of one partition (JSON): `range` is a JSON [`ReadRange`](crate::ReadRange).
+    /// Added after the first release of ABI 1: older plugins answer "unsupported".
+    fn open_range(
+        &self,
+        partition: RStr<'_>,
+        range: RStr<'_>,
+    ) -> RResult<FfiBatchStream_TO<'static, RBox<()>>, PluginError> {
+        let _ = (partition, range);
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before resumable runs",
+        ))
+    }
 }
 
 /// FFI form of a [`BatchStream`](crate::BatchStream).
@@ -67,6 +86,12 @@ pub trait FfiSource: Send + Sync {
 pub trait FfiBatchStream: Send {
     /// The next batch, or none at the end.
     fn next(&mut self) -> RResult<ROption<FfiBatch>, PluginError>;
+
+    /// The position after the last batch (JSON), if the stream can say. Added after the first
+    /// release of ABI 1: older plugins answer none.
+    fn position(&self) -> ROption<RString> {
+        ROption::RNone
+    }
 }
 
 /// FFI form of a [`Transform`](crate::Transform).
@@ -93,6 +118,29 @@ pub trait FfiTarget: Send + Sync {
 
     /// Discards everything written since `open`.
     fn abort(&mut self) -> RResult<(), PluginError>;
+
+    /// The unfinished runs whose staging the target keeps: a JSON array of
+    /// [`StagedRun`](crate::StagedRun). Added after the first release of ABI 1, like the
+    /// methods below: older plugins answer "unsupported".
+    fn resumable_runs(&self) -> RResult<RString, PluginError> {
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before resumable runs",
+        ))
+    }
+
+    /// The tags kept with the rows of a resumed run's staging.
+    fn checkpoints(&self) -> RResult<RVec<RString>, PluginError> {
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before resumable runs",
+        ))
+    }
+
+    /// Ends a failed run keeping its staging for a resume.
+    fn suspend(&mut self) -> RResult<(), PluginError> {
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before resumable runs",
+        ))
+    }
 }
 
 /// FFI form of a [`Writer`](crate::Writer).
@@ -103,6 +151,20 @@ pub trait FfiWriter: Send {
 
     /// Flushes and finishes this writer's output (still invisible until commit).
     fn close(&mut self) -> RResult<(), PluginError>;
+
+    /// Writes one batch and keeps `tag` with its rows. Added after the first release of ABI 1,
+    /// like `flush`: older plugins answer "unsupported".
+    fn write_tagged(&mut self, batch: FfiBatch, tag: RStr<'_>) -> RResult<(), PluginError> {
+        let _ = (batch, tag);
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before resumable runs",
+        ))
+    }
+
+    /// Makes what was written so far durable, with its tags.
+    fn flush(&mut self) -> RResult<(), PluginError> {
+        RResult::ROk(())
+    }
 }
 
 /// A boxed [`FfiSource`] trait object.
@@ -136,6 +198,11 @@ pub struct PluginMod {
     #[sabi(last_prefix_field)]
     pub create_target:
         extern "C" fn(id: RStr<'_>, config: RStr<'_>) -> RResult<FfiTargetBox, PluginError>,
+    /// What each component can do beyond the first contract of ABI 1: a JSON object from
+    /// `"<kind>:<id>"` to a list of [`Capability`](crate::Capability) names. Added after the
+    /// first release of ABI 1: absent from older plugins, whose components can do none of it.
+    #[sabi(missing_field(option))]
+    pub capabilities: extern "C" fn() -> RString,
 }
 
 impl RootModule for PluginModRef {

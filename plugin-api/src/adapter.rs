@@ -12,6 +12,7 @@ use crate::abi::{
     FfiWriter, FfiWriter_TO, FfiWriterBox,
 };
 use crate::batch::FfiBatch;
+use crate::checkpoint::ReadRange;
 use crate::component::{
     BatchStream, Partition, ReadContext, Source, Target, Transform, WriteContext, Writer,
 };
@@ -83,6 +84,27 @@ impl FfiSource for SourceAdapter {
             ))
         })
     }
+
+    fn resumable(&self) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.0.resumable())).unwrap_or(false)
+    }
+
+    fn open_range(
+        &self,
+        partition: RStr<'_>,
+        range: RStr<'_>,
+    ) -> RResult<FfiBatchStreamBox, PluginError> {
+        guard(|| {
+            let partition: Partition =
+                serde_json::from_str(partition.as_str()).map_err(json_err)?;
+            let range: ReadRange = serde_json::from_str(range.as_str()).map_err(json_err)?;
+            let stream = self.0.read_range(&partition, &range)?;
+            Ok(FfiBatchStream_TO::from_value(
+                StreamAdapter(stream),
+                TD_Opaque,
+            ))
+        })
+    }
 }
 
 struct StreamAdapter(Box<dyn BatchStream>);
@@ -93,6 +115,16 @@ impl FfiBatchStream for StreamAdapter {
             Some(batch) => Ok(ROption::RSome(FfiBatch::export(batch)?)),
             None => Ok(ROption::RNone),
         })
+    }
+
+    fn position(&self) -> ROption<RString> {
+        let position = catch_unwind(AssertUnwindSafe(|| self.0.position()))
+            .ok()
+            .flatten();
+        match position {
+            Some(v) => ROption::RSome(RString::from(v.to_string())),
+            None => ROption::RNone,
+        }
     }
 }
 
@@ -137,6 +169,30 @@ impl FfiTarget for TargetAdapter {
     fn abort(&mut self) -> RResult<(), PluginError> {
         guard(|| self.0.abort())
     }
+
+    fn resumable_runs(&self) -> RResult<RString, PluginError> {
+        guard(|| {
+            let runs = self.0.resumable_runs()?;
+            serde_json::to_string(&runs)
+                .map(RString::from)
+                .map_err(PluginError::internal)
+        })
+    }
+
+    fn checkpoints(&self) -> RResult<RVec<RString>, PluginError> {
+        guard(|| {
+            Ok(self
+                .0
+                .checkpoints()?
+                .into_iter()
+                .map(RString::from)
+                .collect())
+        })
+    }
+
+    fn suspend(&mut self) -> RResult<(), PluginError> {
+        guard(|| self.0.suspend())
+    }
 }
 
 struct WriterAdapter(Box<dyn Writer>);
@@ -148,5 +204,13 @@ impl FfiWriter for WriterAdapter {
 
     fn close(&mut self) -> RResult<(), PluginError> {
         guard(|| self.0.close())
+    }
+
+    fn write_tagged(&mut self, batch: FfiBatch, tag: RStr<'_>) -> RResult<(), PluginError> {
+        guard(|| self.0.write_tagged(batch.import()?, tag.as_str()))
+    }
+
+    fn flush(&mut self) -> RResult<(), PluginError> {
+        guard(|| self.0.flush())
     }
 }

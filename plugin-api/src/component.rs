@@ -4,7 +4,8 @@ use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::checkpoint::{Checkpointing, ReadRange, StagedRun};
+use crate::error::{PluginError, Result};
 
 /// How a pipeline replicates: the whole table every run, or only what is new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -62,6 +63,11 @@ pub struct WriteContext {
     pub run_id: String,
     /// How many writers the host will ask for.
     pub concurrency: usize,
+    /// Set when the run is checkpointed (the target declared
+    /// [`Capability::Resume`](crate::Capability::Resume)): the plan to store with the staging,
+    /// and whether this run continues the staging of `run_id`.
+    #[serde(default)]
+    pub checkpoint: Option<Checkpointing>,
 }
 
 /// Reads data as record batches.
@@ -80,12 +86,38 @@ pub trait Source: Send + Sync + 'static {
 
     /// Opens one partition as a stream of batches.
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>>;
+
+    /// Whether this source, as configured, positions its batches and reads ranges (a table
+    /// read by key can, a one-pass query may not). Asked only of sources declaring
+    /// [`Capability::Resume`](crate::Capability::Resume); a run whose source answers false is
+    /// not checkpointed.
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// Opens a part of one partition: the rows after `range.after` and up to `range.upto`,
+    /// positions that this source's streams gave. Sources declaring
+    /// [`Capability::Resume`](crate::Capability::Resume) implement it, and give a
+    /// [`BatchStream::position`] after every batch.
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        let _ = (partition, range);
+        Err(PluginError::unsupported(
+            "this source cannot read part of a partition",
+        ))
+    }
 }
 
 /// A stream of record batches, pulled by the host.
 pub trait BatchStream: Send {
     /// The next batch, or `None` at the end. Batches of 8k–64k rows keep overhead negligible.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+
+    /// Where the read stands after the last batch [`next_batch`](Self::next_batch) returned:
+    /// reading the partition again with [`ReadRange::after`] set to it continues with the
+    /// next row. `None` when the stream cannot say (the default).
+    fn position(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// A [`BatchStream`] over any iterator of batches.
@@ -128,6 +160,26 @@ pub trait Target: Send + Sync + 'static {
 
     /// Discards everything written since `open`, leaving the destination as it was.
     fn abort(&mut self) -> Result<()>;
+
+    /// The unfinished checkpointed runs whose staging this destination keeps, newest first.
+    /// Called before `open`.
+    fn resumable_runs(&self) -> Result<Vec<StagedRun>> {
+        Err(PluginError::unsupported("this target cannot resume a run"))
+    }
+
+    /// After an `open` that resumes a run: the tags kept with the rows of its staging. Rows
+    /// written without a kept tag are discarded by the time this returns.
+    fn checkpoints(&self) -> Result<Vec<String>> {
+        Err(PluginError::unsupported("this target cannot resume a run"))
+    }
+
+    /// Ends a failed checkpointed run keeping its staging, so that a later run can resume it;
+    /// the destination itself stays as it was.
+    fn suspend(&mut self) -> Result<()> {
+        Err(PluginError::unsupported(
+            "this target cannot keep a run's staging",
+        ))
+    }
 }
 
 /// Writes the batches of one target worker.
@@ -137,4 +189,21 @@ pub trait Writer: Send {
 
     /// Flushes and finishes this writer's output; it stays invisible until the target commits.
     fn close(&mut self) -> Result<()>;
+
+    /// Writes one batch (possibly without rows) and keeps `tag` with its rows: the tag is
+    /// stored in the same transaction, or recorded once the rows are on disk, so that
+    /// [`Target::checkpoints`] returns it only for rows that are there. Used in checkpointed
+    /// runs instead of [`write`](Self::write).
+    fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        let _ = (batch, tag);
+        Err(PluginError::unsupported(
+            "this target cannot keep checkpoints",
+        ))
+    }
+
+    /// Makes what was written so far durable, with its tags. The host calls it every
+    /// checkpoint interval; the default does nothing (for writers whose every write is durable).
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

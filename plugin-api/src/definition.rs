@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::checkpoint::Capability;
 use crate::component::{Source, Target, Transform};
 use crate::error::{PluginError, Result};
 use crate::manifest::{ComponentKind, ComponentManifest, PluginManifest};
@@ -26,6 +27,7 @@ struct Entry {
     id: String,
     description: String,
     schema: Value,
+    capabilities: Vec<Capability>,
     factory: Factory,
 }
 
@@ -97,6 +99,7 @@ impl PluginDefinition {
             id: id.to_owned(),
             description: description.to_owned(),
             schema: schema_of::<C>(),
+            capabilities: Vec::new(),
             factory: Factory::Source(Box::new(move |config| {
                 let config = parse_config::<C>(ComponentKind::Source, &owned, config)?;
                 Ok(Box::new(create(config)?) as Box<dyn Source>)
@@ -118,6 +121,7 @@ impl PluginDefinition {
             id: id.to_owned(),
             description: description.to_owned(),
             schema: schema_of::<C>(),
+            capabilities: Vec::new(),
             factory: Factory::Transform(Box::new(move |config| {
                 let config = parse_config::<C>(ComponentKind::Transform, &owned, config)?;
                 Ok(Box::new(create(config)?) as Box<dyn Transform>)
@@ -139,12 +143,47 @@ impl PluginDefinition {
             id: id.to_owned(),
             description: description.to_owned(),
             schema: schema_of::<C>(),
+            capabilities: Vec::new(),
             factory: Factory::Target(Box::new(move |config| {
                 let config = parse_config::<C>(ComponentKind::Target, &owned, config)?;
                 Ok(Box::new(create(config)?) as Box<dyn Target>)
             })),
         });
         self
+    }
+
+    /// Declares what the component added last can do beyond the basic contract (see
+    /// [`checkpoint`](crate::checkpoint)): the host calls the matching methods only on
+    /// components that declare them, and lists them in `fastlane plugins list`.
+    pub fn capabilities(mut self, capabilities: &[Capability]) -> Self {
+        if let Some(entry) = self.entries.last_mut() {
+            for c in capabilities {
+                if !entry.capabilities.contains(c) {
+                    entry.capabilities.push(*c);
+                }
+            }
+            entry.capabilities.sort();
+        }
+        self
+    }
+
+    /// The capabilities of every component that declares some, as the JSON object the root
+    /// module's `capabilities` entry returns: `{"source:mysql": ["resume"]}`.
+    pub fn capabilities_json(&self) -> Value {
+        let map: serde_json::Map<String, Value> = self
+            .entries
+            .iter()
+            .filter(|e| !e.capabilities.is_empty())
+            .map(|e| {
+                let names = e
+                    .capabilities
+                    .iter()
+                    .map(|c| Value::from(c.as_str()))
+                    .collect();
+                (format!("{}:{}", e.kind, e.id), Value::Array(names))
+            })
+            .collect();
+        Value::Object(map)
     }
 
     /// The plugin's name.

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr};
+use abi_stable::std_types::{RResult, RStr, RString};
 
 use crate::abi::{
     FfiSource_TO, FfiSourceBox, FfiTarget_TO, FfiTargetBox, FfiTransform_TO, FfiTransformBox,
@@ -38,7 +38,18 @@ pub fn root_module(constructor: fn() -> PluginDefinition) -> PluginModRef {
         create_source,
         create_transform,
         create_target,
+        capabilities,
     })
+}
+
+extern "C" fn capabilities() -> RString {
+    let json = std::panic::catch_unwind(|| {
+        DEFINITION
+            .get()
+            .map(|d| d.capabilities_json().to_string())
+            .unwrap_or_else(|| "{}".to_owned())
+    });
+    RString::from(json.unwrap_or_else(|_| "{}".to_owned()))
 }
 
 extern "C" fn init(host: HostContext) -> RResult<PluginManifest, PluginError> {

@@ -87,12 +87,26 @@
 //! [`ABI_VERSION`] is the major version of this contract. The host refuses a plugin built for
 //! another version with a sentence naming the file and both versions; within a version the root
 //! module and trait objects are frozen, and their layout is checked by abi_stable at load time.
+//!
+//! ABI 1 grows without breaking plugins built against its first release:
+//! - the root module ([`abi::PluginMod`]) is an abi_stable prefix type: new entry points are
+//!   added after its last field, marked `missing_field(option)`, and the host treats an absent
+//!   one as "not supported by <plugin> <version>";
+//! - the trait objects ([`abi::FfiSource`] and the others) gain methods only at their end, each
+//!   with a default body that abi_stable calls when an older plugin's vtable lacks it (it
+//!   answers "unsupported", or does nothing where that is harmless);
+//! - messages that cross as JSON ([`ReadContext`], [`WriteContext`], [`Partition`]) gain only
+//!   optional fields, which older plugins ignore.
+//!
+//! The first additions are the [`checkpoint`] contract of resumable runs and the
+//! [`Capability`] list of each component.
 
 #![deny(missing_docs)]
 
 pub mod abi;
 mod adapter;
 mod batch;
+pub mod checkpoint;
 mod component;
 mod definition;
 mod error;
@@ -108,6 +122,7 @@ pub use schemars;
 pub use serde_json;
 
 pub use batch::FfiBatch;
+pub use checkpoint::{Capability, Checkpointing, ReadRange, StagedRun};
 pub use component::{
     BatchStream, IterStream, Partition, ReadContext, ReplicationMode, Source, Target, Transform,
     WriteContext, Writer,

@@ -143,6 +143,7 @@ fn load_config(
             id,
             description,
             schema,
+            capabilities: Vec::new(),
         });
     }
     let failure: Mutex<Option<PyErr>> = Mutex::new(None);

@@ -12,7 +12,7 @@ use fastlane_host::engine::{self, EngineOptions, Named, Pipeline, RunFailed, Run
 use fastlane_host::plugins::Registry;
 use fastlane_host::progress::{Progress, ProgressMode};
 use fastlane_host::{log_sinks, monitoring, runner};
-use fastlane_plugin_api::{Source, Target, Transform};
+use fastlane_plugin_api::{ComponentKind, Source, Target, Transform};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -137,6 +137,14 @@ impl RunRequest {
                 Err(e) => e,
             }
         };
+        let source_caps = match &self.source {
+            Some(_) => Vec::new(),
+            None => runner::capabilities(registry, ComponentKind::Source, &config.source),
+        };
+        let target_caps = match &self.target {
+            Some(_) => Vec::new(),
+            None => runner::capabilities(registry, ComponentKind::Target, &config.target),
+        };
         let source: Box<dyn Source> = match self.source.take() {
             Some(s) => Box::new(PySource::new(
                 s.obj,
@@ -167,11 +175,11 @@ impl RunRequest {
             None => runner::create_target(registry, &config.target).map_err(build_err)?,
         };
         Ok(Pipeline {
-            source: Named::new(config.source.id.clone(), source),
+            source: Named::new(config.source.id.clone(), source).with_capabilities(source_caps),
             transforms: transform
                 .map(|t| vec![Named::new(config.transform.id.clone(), t)])
                 .unwrap_or_default(),
-            target: Named::new(config.target.id.clone(), target),
+            target: Named::new(config.target.id.clone(), target).with_capabilities(target_caps),
         })
     }
 }

@@ -94,6 +94,8 @@ pub enum Event {
     Committed,
     /// The target was aborted.
     Aborted,
+    /// The target kept the failed run's staging, so that a later run can resume it.
+    Suspended,
 }
 
 /// Totals of one stage.
@@ -161,7 +163,7 @@ impl Totals {
                 ..
             } => add(&mut self.target, *rows, *bytes, *elapsed),
             Event::PartitionFinished { .. } => self.partitions_done += 1,
-            Event::StageFailed { .. } | Event::Committed | Event::Aborted => {}
+            Event::StageFailed { .. } | Event::Committed | Event::Aborted | Event::Suspended => {}
         }
     }
 }
@@ -266,4 +268,24 @@ pub struct RunSummary {
     pub peak_rss_bytes: u64,
     /// The error, for a failed run.
     pub error: Option<String>,
+    /// For a checkpointed run: its staging, what a resumed run found there, and whether a
+    /// failed run kept it for a resume.
+    pub checkpoint: Option<CheckpointSummary>,
+}
+
+/// The checkpoints of a run, in its summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckpointSummary {
+    /// The run whose staging this run loaded: its own id, or the id of the run it resumed.
+    pub staging_run_id: String,
+    /// Whether this run resumed an unfinished run.
+    pub resumed: bool,
+    /// Rows the staging held when this run started.
+    pub rows_already_loaded: u64,
+    /// Partitions read completely before this run.
+    pub partitions_already_done: usize,
+    /// Seconds between checkpoints.
+    pub interval_secs: f64,
+    /// Whether the run failed and its staging is kept for a resume.
+    pub kept: bool,
 }

@@ -18,6 +18,7 @@
 //! `plan`), opening the target, the queues, starting the workers (`workers`), supervising
 //! them and concluding the run (`supervise`).
 
+pub mod checkpoint;
 pub mod events;
 pub mod memory;
 mod plan;
@@ -30,16 +31,18 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use fastlane_plugin_api::{
-    PluginError, ReplicationMode, Source, Target, Transform, WriteContext, Writer,
+    Capability, Checkpointing as TargetCheckpoint, PluginError, ReplicationMode, Source, Target,
+    Transform, WriteContext, Writer,
 };
 use serde_json::Value;
 
+pub use checkpoint::{CheckpointOptions, Resume};
 pub use events::{
-    Event, NoObserver, Observer, QueueSummary, RunStatus, RunSummary, Stage, StageSummary,
-    StageTotals, Totals,
+    CheckpointSummary, Event, NoObserver, Observer, QueueSummary, RunStatus, RunSummary, Stage,
+    StageSummary, StageTotals, Totals,
 };
 pub use plan::RunPlan;
-use plan::{plan_partitions, resolve_start_offset};
+use plan::{Checkpointing, decide_checkpointing, plan_partitions, resolve_start_offset};
 use queue::BatchQueue;
 use supervise::{NamedQueue, StageShape, SummaryContext, Supervisor, conclude, summarize};
 use workers::Crew;
@@ -50,6 +53,8 @@ pub struct Named<T> {
     pub id: String,
     /// The component.
     pub component: T,
+    /// What it can do beyond the basic contract (resume…), as its plugin declares.
+    pub capabilities: Vec<Capability>,
 }
 
 impl<T> Named<T> {
@@ -58,7 +63,14 @@ impl<T> Named<T> {
         Self {
             id: id.into(),
             component,
+            capabilities: Vec::new(),
         }
+    }
+
+    /// The component, declaring `capabilities`.
+    pub fn with_capabilities(mut self, capabilities: Vec<Capability>) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 }
 
@@ -97,6 +109,9 @@ pub struct EngineOptions {
     pub sample_interval: Duration,
     /// Stops the run cleanly when set (Ctrl-C, a stop request).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Checkpoint the run so that it can be resumed, where the source and target can; `None`
+    /// runs without checkpoints.
+    pub checkpoint: Option<CheckpointOptions>,
 }
 
 impl Default for EngineOptions {
@@ -113,6 +128,7 @@ impl Default for EngineOptions {
             cancel_grace: Duration::from_secs(5),
             sample_interval: Duration::from_millis(250),
             stop: None,
+            checkpoint: None,
         }
     }
 }
@@ -181,9 +197,10 @@ pub fn run(
     options: &EngineOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, Box<RunFailed>> {
-    let early = EarlyFailure {
+    let mut early = EarlyFailure {
         options,
         started: Instant::now(),
+        keep_staging: false,
     };
     let Pipeline {
         source,
@@ -191,13 +208,88 @@ pub fn run(
         target,
     } = pipeline;
     let ids = [source.id.clone(), chain_id(&transforms), target.id.clone()];
-    let mut target = target.component;
 
-    let start_offset = resolve_start_offset(options.mode, target.as_ref(), &ids[2])
-        .map_err(|e| early.fail(e, None))?;
-    let plan = plan_partitions(&source, options, &start_offset)
-        .map_err(|e| early.fail(e, start_offset.clone()))?;
-    let writers = open_target(target.as_mut(), &ids[2], &plan, &early)?;
+    let checkpointing =
+        decide_checkpointing(options, &source, &target).map_err(|e| early.fail(e, None))?;
+    let mut target = target.component;
+    let (plan, writers, checkpoint) = match checkpointing {
+        Checkpointing::Resume(resuming) => {
+            let plan::Resuming {
+                options: ck,
+                staged,
+                plan: stored,
+            } = *resuming;
+            early.keep_staging = true;
+            let Resumed { writers, work } =
+                open_resumed(target.as_mut(), &ids[2], &staged, &stored, &early)?;
+            tracing::info!(
+                run = %staged.run_id,
+                rows = work.rows_done,
+                "resuming run {}: {} rows already loaded, {} of {} partitions complete",
+                staged.run_id,
+                work.rows_done,
+                work.partitions_done,
+                stored.partitions.len()
+            );
+            let plan = RunPlan::resumed(&stored, work.jobs, options);
+            let summary = CheckpointSummary {
+                staging_run_id: staged.run_id.clone(),
+                resumed: true,
+                rows_already_loaded: work.rows_done,
+                partitions_already_done: work.partitions_done,
+                interval_secs: ck.interval.as_secs_f64(),
+                kept: false,
+            };
+            (plan, writers, Some((ck, summary)))
+        }
+        other => {
+            let start_offset = resolve_start_offset(options.mode, target.as_ref(), &ids[2])
+                .map_err(|e| early.fail(e, None))?;
+            let plan = plan_partitions(&source, options, &start_offset)
+                .map_err(|e| early.fail(e, start_offset.clone()))?;
+            let (ck, context_checkpoint) = match other {
+                Checkpointing::Fresh { options: ck, why } => {
+                    if let Some(why) = why {
+                        tracing::warn!("{why}");
+                    }
+                    let stored = plan.stored(&ck.fingerprint, &options.run_id);
+                    let value = serde_json::to_value(&stored).unwrap_or(Value::Null);
+                    let context = TargetCheckpoint {
+                        plan: value,
+                        resume: false,
+                    };
+                    (Some(ck), Some(context))
+                }
+                Checkpointing::Off { why } => {
+                    if let Some(why) = why {
+                        tracing::warn!("{why}");
+                    }
+                    (None, None)
+                }
+                Checkpointing::Resume(_) => unreachable!("handled above"),
+            };
+            let context = WriteContext {
+                mode: plan.mode,
+                run_id: options.run_id.clone(),
+                concurrency: options.target_concurrency.max(1),
+                checkpoint: context_checkpoint,
+            };
+            let writers = open_target(target.as_mut(), &ids[2], &context, &plan, &early)?;
+            early.keep_staging = ck.is_some();
+            let checkpoint = ck.map(|ck| {
+                let summary = CheckpointSummary {
+                    staging_run_id: options.run_id.clone(),
+                    resumed: false,
+                    rows_already_loaded: 0,
+                    partitions_already_done: 0,
+                    interval_secs: ck.interval.as_secs_f64(),
+                    kept: false,
+                };
+                (ck, summary)
+            });
+            (plan, writers, checkpoint)
+        }
+    };
     let transform_workers = match transforms.len() {
         0 => 0,
         _ => options.transform_concurrency.max(1),
@@ -213,7 +305,14 @@ pub fn run(
     let mut totals = Totals::default();
     announce(&plan, options, observer, &mut totals);
     let (mut crew, events) = Crew::new(queues.all(), early.started);
-    crew.spawn_sources(source, plan.partitions, plan.source_workers, &queues.source);
+    let tagging = checkpoint.is_some();
+    crew.spawn_sources(
+        source,
+        plan.jobs.clone(),
+        plan.source_workers,
+        tagging,
+        &queues.source,
+    );
     if let Some(pool) = &pool {
         let (input, output) = (&queues.source, &queues.target);
         crew.spawn_transforms(
@@ -225,7 +324,8 @@ pub fn run(
             output,
         );
     }
-    crew.spawn_targets(writers, &shape.ids[2], &queues.target);
+    let flush_every = checkpoint.as_ref().map(|(ck, _)| ck.interval);
+    crew.spawn_targets(writers, &shape.ids[2], flush_every, &queues.target);
 
     let supervisor = Supervisor::new(options, observer, crew.started(events), &queues.named);
     let ending = supervisor.watch(&shape.ids[0], &mut totals);
@@ -235,10 +335,55 @@ pub fn run(
         start_offset: plan.start_offset,
         shape: &shape,
         queues: &queues.named,
+        checkpoint: checkpoint.map(|(_, s)| s),
     };
     let concluded = conclude(target.as_mut(), ending, context, observer);
     drop(pool);
     concluded
+}
+
+/// A target opened on the staging of the run being resumed.
+struct Resumed {
+    /// Its writers.
+    writers: Vec<Box<dyn Writer>>,
+    /// What is left to read.
+    work: checkpoint::ResumeWork,
+}
+
+/// Opens the target on the staging of the run being resumed, reads back its checkpoints and
+/// creates the writers.
+fn open_resumed(
+    target: &mut dyn Target,
+    target_id: &str,
+    staged: &fastlane_plugin_api::StagedRun,
+    stored: &checkpoint::StoredPlan,
+    early: &EarlyFailure<'_>,
+) -> Result<Resumed, Box<RunFailed>> {
+    let context = WriteContext {
+        mode: stored.mode,
+        run_id: staged.run_id.clone(),
+        concurrency: early.options.target_concurrency.max(1),
+        checkpoint: Some(TargetCheckpoint {
+            plan: staged.plan.clone(),
+            resume: true,
+        }),
+    };
+    let placeholder = RunPlan::resumed(stored, Vec::new(), early.options);
+    let writers = open_target(target, target_id, &context, &placeholder, early)?;
+    let tags = target
+        .checkpoints()
+        .and_then(|texts| checkpoint::parse_tags(&texts).map_err(PluginError::data));
+    match tags {
+        Ok(tags) => Ok(Resumed {
+            writers,
+            work: checkpoint::resume_work(&stored.partitions, tags),
+        }),
+        Err(cause) => {
+            drop(writers);
+            let error = StageError::new(Stage::Target, target_id, "reading its checkpoints", cause);
+            Err(early.abort_then_fail(target, error, &placeholder))
+        }
+    }
 }
 
 fn chain_id(transforms: &[Named<Box<dyn Transform>>]) -> String {
@@ -254,15 +399,11 @@ fn chain_id(transforms: &[Named<Box<dyn Transform>>]) -> String {
 fn open_target(
     target: &mut dyn Target,
     target_id: &str,
+    context: &WriteContext,
     plan: &RunPlan,
     early: &EarlyFailure<'_>,
 ) -> Result<Vec<Box<dyn Writer>>, Box<RunFailed>> {
-    let context = WriteContext {
-        mode: plan.mode,
-        run_id: early.options.run_id.clone(),
-        concurrency: early.options.target_concurrency.max(1),
-    };
-    if let Err(e) = target.open(&context) {
+    if let Err(e) = target.open(context) {
         let error = StageError::new(Stage::Target, target_id, "opening", e);
         return Err(early.fail(error, plan.start_offset.clone()));
     }
@@ -359,6 +500,8 @@ fn announce(
 struct EarlyFailure<'a> {
     options: &'a EngineOptions,
     started: Instant,
+    /// Whether an opened target keeps its staging (a checkpointed run) instead of aborting.
+    keep_staging: bool,
 }
 
 impl EarlyFailure<'_> {
@@ -378,6 +521,7 @@ impl EarlyFailure<'_> {
             start_offset,
             shape: &shape,
             queues: &[],
+            checkpoint: None,
         };
         Box::new(RunFailed {
             run_id: self.options.run_id.clone(),
@@ -387,14 +531,18 @@ impl EarlyFailure<'_> {
         })
     }
 
-    /// Aborts the opened target, then fails the run.
+    /// Aborts the opened target (suspends it, in a checkpointed run), then fails the run.
     fn abort_then_fail(
         &self,
         target: &mut dyn Target,
         error: StageError,
         plan: &RunPlan,
     ) -> Box<RunFailed> {
-        let abort_error = target.abort().err();
+        let abort_error = if self.keep_staging {
+            target.suspend().err()
+        } else {
+            target.abort().err()
+        };
         let mut failed = self.fail(error, plan.start_offset.clone());
         failed.abort_error = abort_error;
         failed

@@ -10,8 +10,11 @@ use arrow_array::RecordBatch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cancelled;
 
+/// A batch in a queue, with the checkpoint tag it carries in a checkpointed run.
+pub type Item = (RecordBatch, Option<String>);
+
 struct State {
-    items: VecDeque<(RecordBatch, usize)>,
+    items: VecDeque<(Item, usize)>,
     bytes: usize,
     producers: usize,
     cancelled: bool,
@@ -69,6 +72,11 @@ impl BatchQueue {
 
     /// Adds a batch of `bytes` bytes, waiting while the queue is full.
     pub fn push(&self, batch: RecordBatch, bytes: usize) -> Result<(), Cancelled> {
+        self.push_item((batch, None), bytes)
+    }
+
+    /// Adds a batch with its tag, waiting while the queue is full.
+    pub fn push_item(&self, item: Item, bytes: usize) -> Result<(), Cancelled> {
         let mut s = self.lock();
         loop {
             if s.cancelled {
@@ -81,7 +89,7 @@ impl BatchQueue {
             }
             s = self.not_full.wait(s).unwrap_or_else(|p| p.into_inner());
         }
-        s.items.push_back((batch, bytes));
+        s.items.push_back((item, bytes));
         s.bytes += bytes;
         s.max_len = s.max_len.max(s.items.len());
         s.max_bytes_seen = s.max_bytes_seen.max(s.bytes);
@@ -93,16 +101,22 @@ impl BatchQueue {
     /// Takes the next batch, waiting while the queue is empty; `None` at the end or when
     /// cancelled.
     pub fn pop(&self) -> Option<RecordBatch> {
+        self.pop_item().map(|(batch, _)| batch)
+    }
+
+    /// Takes the next batch with its tag, waiting while the queue is empty; `None` at the end
+    /// or when cancelled.
+    pub fn pop_item(&self) -> Option<Item> {
         let mut s = self.lock();
         loop {
             if s.cancelled {
                 return None;
             }
-            if let Some((batch, bytes)) = s.items.pop_front() {
+            if let Some((item, bytes)) = s.items.pop_front() {
                 s.bytes -= bytes;
                 drop(s);
                 self.not_full.notify_all();
-                return Some(batch);
+                return Some(item);
             }
             if s.producers == 0 {
                 return None;

@@ -11,7 +11,8 @@ use fastlane_plugin_api::{ErrorCode, PluginError, Target};
 use serde_json::Value;
 
 use super::events::{
-    Event, Observer, QueueSummary, RunStatus, RunSummary, Stage, StageSummary, StageTotals, Totals,
+    CheckpointSummary, Event, Observer, QueueSummary, RunStatus, RunSummary, Stage, StageSummary,
+    StageTotals, Totals,
 };
 use super::queue::BatchQueue;
 use super::workers::{Msg, Started};
@@ -212,14 +213,26 @@ impl<'a> Supervisor<'a> {
 }
 
 /// Aborts the target after a failure, telling the observer; the abort's own error, if any.
+/// A checkpointed run suspends it instead, keeping its staging for a resume.
 pub(super) fn abort(
     target: &mut dyn Target,
     observer: &mut dyn Observer,
     totals: &Totals,
+    checkpoint: Option<&mut CheckpointSummary>,
 ) -> Option<PluginError> {
-    let abort_error = target.abort().err();
-    observer.event(&Event::Aborted, totals);
-    abort_error
+    match checkpoint {
+        Some(summary) => {
+            let error = target.suspend().err();
+            summary.kept = error.is_none();
+            observer.event(&Event::Suspended, totals);
+            error
+        }
+        None => {
+            let abort_error = target.abort().err();
+            observer.event(&Event::Aborted, totals);
+            abort_error
+        }
+    }
 }
 
 /// Ends a run whose workers are done: commits the target when nothing failed, aborts it
@@ -227,7 +240,7 @@ pub(super) fn abort(
 pub(super) fn conclude(
     target: &mut dyn Target,
     ending: Ending,
-    context: SummaryContext<'_>,
+    mut context: SummaryContext<'_>,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, Box<RunFailed>> {
     let totals = context.totals;
@@ -239,12 +252,12 @@ pub(super) fn conclude(
             }
             Err(e) => {
                 let err = StageError::new(Stage::Target, &context.shape.ids[2], "committing", e);
-                let abort_error = abort(target, observer, totals);
+                let abort_error = abort(target, observer, totals, context.checkpoint.as_mut());
                 (RunStatus::Failed, Some(err), abort_error)
             }
         },
         Some(err) => {
-            let abort_error = abort(target, observer, totals);
+            let abort_error = abort(target, observer, totals, context.checkpoint.as_mut());
             let stopped = ending.stop_requested
                 && err.cause.code() == ErrorCode::CANCELLED
                 && err.cause.message() == STOPPED;
@@ -275,6 +288,7 @@ pub(super) struct SummaryContext<'a> {
     pub(super) start_offset: Option<Value>,
     pub(super) shape: &'a StageShape,
     pub(super) queues: &'a [NamedQueue],
+    pub(super) checkpoint: Option<CheckpointSummary>,
 }
 
 /// The summary of a run, finished or failed.
@@ -325,5 +339,6 @@ pub(super) fn summarize(
             .collect(),
         peak_rss_bytes: memory::rss().peak,
         error: error.map(|e| crate::error::chain(e)),
+        checkpoint: context.checkpoint.clone(),
     }
 }

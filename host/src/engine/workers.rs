@@ -5,12 +5,14 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchOptions};
 use crossbeam_channel::{Receiver, Sender};
-use fastlane_plugin_api::{ErrorCode, Partition, PluginError, Source, Transform, Writer};
+use fastlane_plugin_api::{ErrorCode, PluginError, Source, Transform, Writer};
+use serde_json::Value;
 
+use super::checkpoint::{ReadJob, Tag};
 use super::events::{Event, Stage};
 use super::queue::BatchQueue;
 use super::{Named, StageError, memory};
@@ -167,16 +169,18 @@ impl Crew {
         (crew, rx)
     }
 
-    /// Starts `workers` source workers taking partitions from one list, in order.
+    /// Starts `workers` source workers taking read jobs from one list, in order; with
+    /// `tagging`, every batch carries its checkpoint tag.
     pub(super) fn spawn_sources(
         &mut self,
         source: Named<Box<dyn Source>>,
-        partitions: Vec<Partition>,
+        jobs: Vec<ReadJob>,
         workers: usize,
+        tagging: bool,
         queue: &Arc<BatchQueue>,
     ) {
         let source = Arc::new(source);
-        let pending = Arc::new(Mutex::new(partitions.into_iter().collect::<VecDeque<_>>()));
+        let pending = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
         for w in 0..workers {
             let slot = self.slot(Stage::Source, &source.id);
             let (source, pending, queue) = (source.clone(), pending.clone(), queue.clone());
@@ -186,7 +190,15 @@ impl Crew {
             self.spawn_thread(format!("fl-source-{w}"), Stage::Source, &id, move || {
                 let _done = done;
                 guarded(&control, Stage::Source, &source.id, || {
-                    source_worker(&source, &pending, &queue, &control, &clock, &slot)
+                    let worker = SourceWorker {
+                        source: &source,
+                        queue: &queue,
+                        control: &control,
+                        clock: &clock,
+                        slot: &slot,
+                        tagging,
+                    };
+                    worker.run(&pending)
                 });
             });
         }
@@ -219,11 +231,13 @@ impl Crew {
         }
     }
 
-    /// Starts one target worker per writer.
+    /// Starts one target worker per writer; in a checkpointed run each flushes its writer every
+    /// `flush_every`.
     pub(super) fn spawn_targets(
         &mut self,
         writers: Vec<Box<dyn Writer>>,
         target_id: &str,
+        flush_every: Option<Duration>,
         queue: &Arc<BatchQueue>,
     ) {
         for (w, writer) in writers.into_iter().enumerate() {
@@ -239,7 +253,7 @@ impl Crew {
                 move || {
                     let _done = done;
                     guarded(&control, Stage::Target, &id, || {
-                        target_worker(w, writer, &queue, &control, &clock, &slot)
+                        target_worker(w, writer, flush_every, &queue, &control, &clock, &slot)
                     });
                 },
             );
@@ -321,52 +335,89 @@ fn guarded(control: &Control, stage: Stage, component: &str, body: impl FnOnce()
     }
 }
 
-/// Reads partitions from the shared list until it is empty or the run fails.
-fn source_worker(
-    source: &Named<Box<dyn Source>>,
-    pending: &Mutex<VecDeque<Partition>>,
-    queue: &BatchQueue,
-    control: &Control,
-    clock: &Clock,
-    slot: &Slot,
-) {
-    loop {
-        if control.is_failed() {
-            return;
+/// A source worker: reads jobs from the shared list until it is empty or the run fails.
+struct SourceWorker<'a> {
+    source: &'a Named<Box<dyn Source>>,
+    queue: &'a BatchQueue,
+    control: &'a Control,
+    clock: &'a Clock,
+    slot: &'a Slot,
+    tagging: bool,
+}
+
+impl SourceWorker<'_> {
+    fn run(&self, pending: &Mutex<VecDeque<ReadJob>>) {
+        loop {
+            if self.control.is_failed() {
+                return;
+            }
+            let Some(job) = pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()
+            else {
+                return;
+            };
+            if !self.read(&job) {
+                return;
+            }
         }
-        let Some(partition) = pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
-        else {
-            return;
-        };
-        let index = partition.index;
-        let fail = |during: String, cause: PluginError| {
-            control.fail(StageError::new(Stage::Source, &source.id, during, cause))
-        };
+    }
+
+    fn fail(&self, during: String, cause: PluginError) {
+        self.control.fail(StageError::new(
+            Stage::Source,
+            &self.source.id,
+            during,
+            cause,
+        ));
+    }
+
+    /// Reads one job to its end; false when the run failed or the queue was cancelled.
+    fn read(&self, job: &ReadJob) -> bool {
+        let index = job.partition.index;
         let stream = {
-            let _busy = Busy::enter(slot, clock, || format!("opening partition {index}"));
-            source.component.read(&partition)
+            let _busy = Busy::enter(self.slot, self.clock, || {
+                format!("opening partition {index}")
+            });
+            match &job.range {
+                None => self.source.component.read(&job.partition),
+                Some(range) => self.source.component.read_range(&job.partition, range),
+            }
         };
         let mut stream = match stream {
             Ok(s) => s,
-            Err(e) => return fail(format!("opening partition {index}"), e),
+            Err(e) => {
+                self.fail(format!("opening partition {index}"), e);
+                return false;
+            }
         };
+        let (job_after, job_upto) = job.bounds();
+        let mut tags = Tags {
+            partition: index,
+            job_after,
+            job_upto,
+            seq: 0,
+            cursor: None,
+        };
+        tags.cursor = tags.job_after.clone();
+        let mut schema = None;
         loop {
-            if control.is_failed() {
-                return;
+            if self.control.is_failed() {
+                return false;
             }
             let t = Instant::now();
             let next = {
-                let _busy = Busy::enter(slot, clock, || format!("reading partition {index}"));
+                let _busy = Busy::enter(self.slot, self.clock, || {
+                    format!("reading partition {index}")
+                });
                 stream.next_batch()
             };
             match next {
                 Ok(Some(batch)) => {
                     let elapsed = t.elapsed();
                     let (rows, bytes) = (batch.num_rows(), batch_bytes(&batch));
-                    control.emit(Event::BatchExtracted {
+                    self.control.emit(Event::BatchExtracted {
                         partition: index,
                         rows,
                         bytes,
@@ -375,18 +426,95 @@ fn source_worker(
                     if rows == 0 {
                         continue;
                     }
-                    if queue.push(batch, bytes).is_err() {
-                        return;
+                    let tag = match self.tagging {
+                        false => None,
+                        true => match stream.position() {
+                            Some(position) => Some(tags.next(position, rows)),
+                            None => {
+                                self.fail(
+                                    format!("reading partition {index}"),
+                                    PluginError::internal(
+                                        "the source declares it can resume, but gave no \
+                                         position after a batch",
+                                    ),
+                                );
+                                return false;
+                            }
+                        },
+                    };
+                    schema.get_or_insert_with(|| batch.schema());
+                    if self.queue.push_item((batch, tag), bytes).is_err() {
+                        return false;
                     }
                 }
                 Ok(None) => {
-                    control.emit(Event::PartitionFinished { partition: index });
-                    break;
+                    if self.tagging {
+                        let end = (empty_batch(), Some(tags.end()));
+                        if self.queue.push_item(end, 0).is_err() {
+                            return false;
+                        }
+                    }
+                    self.control
+                        .emit(Event::PartitionFinished { partition: index });
+                    return true;
                 }
-                Err(e) => return fail(format!("reading partition {index}"), e),
+                Err(e) => {
+                    self.fail(format!("reading partition {index}"), e);
+                    return false;
+                }
             }
         }
     }
+}
+
+/// The tags of one read job's batches.
+struct Tags {
+    partition: usize,
+    job_after: Option<Value>,
+    job_upto: Option<Value>,
+    seq: u64,
+    cursor: Option<Value>,
+}
+
+impl Tags {
+    /// The tag of the next batch, of `rows` rows, after which the source stands at `position`.
+    fn next(&mut self, position: Value, rows: usize) -> String {
+        let tag = Tag {
+            p: self.partition,
+            ja: self.job_after.clone(),
+            ju: self.job_upto.clone(),
+            s: self.seq,
+            a: self.cursor.replace(position.clone()),
+            u: Some(position),
+            n: rows as u64,
+            end: false,
+        };
+        self.seq += 1;
+        serde_json::to_string(&tag).unwrap_or_default()
+    }
+
+    /// The job's end tag.
+    fn end(&mut self) -> String {
+        let tag = Tag {
+            p: self.partition,
+            ja: self.job_after.clone(),
+            ju: self.job_upto.clone(),
+            s: self.seq,
+            a: self.cursor.clone(),
+            u: self.job_upto.clone(),
+            n: 0,
+            end: true,
+        };
+        self.seq += 1;
+        serde_json::to_string(&tag).unwrap_or_default()
+    }
+}
+
+/// A batch without rows or columns: it only carries a tag to the target.
+fn empty_batch() -> RecordBatch {
+    let options = RecordBatchOptions::new().with_row_count(Some(0));
+    RecordBatch::try_new_with_options(Arc::new(arrow_schema::Schema::empty()), vec![], &options)
+        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty())))
 }
 
 /// Applies the transform chain to batches from `input` until it is closed.
@@ -399,7 +527,14 @@ fn transform_worker(
     clock: &Clock,
     slot: &Slot,
 ) {
-    while let Some(mut batch) = input.pop() {
+    while let Some((mut batch, tag)) = input.pop_item() {
+        if tag.is_some() && batch.num_rows() == 0 {
+            // A job's end tag: nothing to transform.
+            if output.push_item((batch, tag), 0).is_err() {
+                return;
+            }
+            continue;
+        }
         let t = Instant::now();
         let rows_in = batch.num_rows();
         for step in chain {
@@ -428,20 +563,22 @@ fn transform_worker(
             bytes,
             elapsed: t.elapsed(),
         });
-        if batch.num_rows() == 0 {
+        if batch.num_rows() == 0 && tag.is_none() {
             continue;
         }
-        if output.push(batch, bytes).is_err() {
+        if output.push_item((batch, tag), bytes).is_err() {
             return;
         }
     }
 }
 
 /// Writes batches from `queue` until it is closed, then closes the writer (unless the run
-/// failed).
+/// failed). Tagged batches are written with their tags, and the writer is flushed every
+/// `flush_every` and before it is closed.
 fn target_worker(
     worker: usize,
     mut writer: Box<dyn Writer>,
+    flush_every: Option<Duration>,
     queue: &BatchQueue,
     control: &Control,
     clock: &Clock,
@@ -455,28 +592,58 @@ fn target_worker(
             cause,
         ))
     };
-    while let Some(batch) = queue.pop() {
+    let mut last_flush = Instant::now();
+    let mut unflushed = false;
+    while let Some((batch, tag)) = queue.pop_item() {
         let (rows, bytes) = (batch.num_rows(), batch_bytes(&batch));
         let t = Instant::now();
         let result = {
             let _busy = Busy::enter(slot, clock, || "writing a batch".into());
-            writer.write(batch)
+            match &tag {
+                Some(tag) => writer.write_tagged(batch, tag),
+                None => writer.write(batch),
+            }
         };
         if let Err(e) = result {
             return fail("writing a batch", e);
         }
+        unflushed = true;
         if bytes >= memory::TRIM_AFTER_BYTES {
             memory::return_free_memory();
         }
-        control.emit(Event::BatchLoaded {
-            worker,
-            rows,
-            bytes,
-            elapsed: t.elapsed(),
-        });
+        if rows > 0 {
+            control.emit(Event::BatchLoaded {
+                worker,
+                rows,
+                bytes,
+                elapsed: t.elapsed(),
+            });
+        }
+        if let Some(every) = flush_every
+            && last_flush.elapsed() >= every
+        {
+            let result = {
+                let _busy = Busy::enter(slot, clock, || "making its writes durable".into());
+                writer.flush()
+            };
+            if let Err(e) = result {
+                return fail("making its writes durable", e);
+            }
+            last_flush = Instant::now();
+            unflushed = false;
+        }
     }
     if control.is_failed() {
         return;
+    }
+    if flush_every.is_some() && unflushed {
+        let result = {
+            let _busy = Busy::enter(slot, clock, || "making its writes durable".into());
+            writer.flush()
+        };
+        if let Err(e) = result {
+            return fail("making its writes durable", e);
+        }
     }
     let result = {
         let _busy = Busy::enter(slot, clock, || "closing its writer".into());

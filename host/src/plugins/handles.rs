@@ -7,8 +7,8 @@ use fastlane_plugin_api::abi::{
     FfiBatchStreamBox, FfiSourceBox, FfiTargetBox, FfiTransformBox, FfiWriterBox,
 };
 use fastlane_plugin_api::{
-    BatchStream, FfiBatch, Partition, PluginError, ReadContext, Result, Source, Target, Transform,
-    WriteContext, Writer,
+    BatchStream, FfiBatch, Partition, PluginError, ReadContext, ReadRange, Result, Source,
+    StagedRun, Target, Transform, WriteContext, Writer,
 };
 use serde_json::Value;
 
@@ -76,6 +76,18 @@ impl Source for PluginSource {
         let stream = ok(self.0.open(RStr::from_str(&partition)))?;
         Ok(Box::new(PluginStream(stream)))
     }
+
+    fn resumable(&self) -> bool {
+        self.0.resumable()
+    }
+
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        let (partition, range) = (to_json(partition)?, to_json(range)?);
+        let stream = ok(self
+            .0
+            .open_range(RStr::from_str(&partition), RStr::from_str(&range)))?;
+        Ok(Box::new(PluginStream(stream)))
+    }
 }
 
 struct PluginStream(FfiBatchStreamBox);
@@ -85,6 +97,13 @@ impl BatchStream for PluginStream {
         match ok(self.0.next())? {
             ROption::RSome(b) => b.import().map(Some),
             ROption::RNone => Ok(None),
+        }
+    }
+
+    fn position(&self) -> Option<Value> {
+        match self.0.position() {
+            ROption::RSome(s) => serde_json::from_str(s.as_str()).ok(),
+            ROption::RNone => None,
         }
     }
 }
@@ -128,6 +147,24 @@ impl Target for PluginTarget {
     fn abort(&mut self) -> Result<()> {
         ok(self.0.abort())
     }
+
+    fn resumable_runs(&self) -> Result<Vec<StagedRun>> {
+        let text = ok(self.0.resumable_runs())?;
+        serde_json::from_str(text.as_str()).map_err(|e| {
+            PluginError::internal(format!("the plugin returned malformed staged runs: {e}"))
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<String>> {
+        Ok(ok(self.0.checkpoints())?
+            .into_iter()
+            .map(|s| s.into_string())
+            .collect())
+    }
+
+    fn suspend(&mut self) -> Result<()> {
+        ok(self.0.suspend())
+    }
 }
 
 struct PluginWriter(FfiWriterBox);
@@ -139,5 +176,15 @@ impl Writer for PluginWriter {
 
     fn close(&mut self) -> Result<()> {
         ok(self.0.close())
+    }
+
+    fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        ok(self
+            .0
+            .write_tagged(FfiBatch::export(batch)?, RStr::from_str(tag)))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        ok(self.0.flush())
     }
 }

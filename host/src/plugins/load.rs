@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use abi_stable::library::{LibraryError, RawLibrary, RootModuleError, lib_header_from_raw_library};
 use abi_stable::std_types::{RResult, RStr};
 use fastlane_plugin_api::abi::{HostContext, LogLevel, PluginModRef};
-use fastlane_plugin_api::{ABI_VERSION, ABI_VERSION_SYMBOL, ComponentKind, ErrorCode};
+use fastlane_plugin_api::{ABI_VERSION, ABI_VERSION_SYMBOL, Capability, ComponentKind, ErrorCode};
 use serde_json::Value;
 
 use super::discover::Origin;
@@ -138,6 +138,8 @@ pub struct ComponentInfo {
     /// The JSON Schema of its configuration.
     #[serde(skip)]
     pub schema: Value,
+    /// What it can do beyond the first contract of ABI 1 (resume, verification).
+    pub capabilities: Vec<Capability>,
 }
 
 fn ser_kind<S: serde::Serializer>(k: &ComponentKind, s: S) -> Result<S::Ok, S::Error> {
@@ -410,6 +412,7 @@ pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPl
         }
     };
 
+    let capabilities = capabilities_of(&module, path)?;
     let mut components = Vec::new();
     for c in manifest.components.iter() {
         let schema: Value =
@@ -431,6 +434,10 @@ pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPl
             id: c.id.to_string(),
             description: c.description.to_string(),
             schema,
+            capabilities: capabilities
+                .get(&format!("{}:{}", c.kind, c.id))
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     Ok(LoadedPlugin {
@@ -443,4 +450,28 @@ pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPl
         components,
         module,
     })
+}
+
+/// The capabilities a plugin declares per `"<kind>:<id>"`; none for a plugin built before the
+/// root module had the entry. Unknown names (from a newer plugin) are skipped.
+fn capabilities_of(
+    module: &PluginModRef,
+    path: &Path,
+) -> Result<std::collections::HashMap<String, Vec<Capability>>, LoadError> {
+    let Some(entry) = module.capabilities() else {
+        return Ok(Default::default());
+    };
+    let text = entry();
+    let map: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(text.as_str())
+        .map_err(|e| LoadError::Manifest {
+        path: path.to_path_buf(),
+        message: format!("its list of capabilities is not valid: {e}"),
+    })?;
+    Ok(map
+        .into_iter()
+        .map(|(k, names)| {
+            let caps = names.iter().filter_map(|n| Capability::parse(n)).collect();
+            (k, caps)
+        })
+        .collect())
 }

@@ -186,6 +186,7 @@ fn info<C: JsonSchema>(id: &str, description: &str) -> ComponentInfo {
         id: id.to_owned(),
         description: description.to_owned(),
         schema: serde_json::to_value(schemars::schema_for!(C)).unwrap_or(Value::Bool(true)),
+        capabilities: Vec::new(),
     }
 }
 

@@ -8,10 +8,14 @@
 //! - **Target `file`**: Parquet (snappy, zstd, gzip), CSV or JSON Lines (optionally gzip or
 //!   zstd); each worker writes its own files, rolled by rows or bytes; files are written in a
 //!   hidden staging folder and published by rename at commit, so nothing half-written is ever
-//!   visible; `get_offset` is the largest `key` in the published files.
+//!   visible; `get_offset` is the largest `key` in the published files. One run at a time
+//!   writes a folder and prefix (a lock file). Checkpointed runs record, at every flush, the
+//!   files made durable and their batches' tags, so a killed run can be resumed
+//!   ([`checkpoint`]).
 //!
 //! See `README.md` beside this crate for every option.
 
+mod checkpoint;
 mod config;
 mod io;
 mod source;
@@ -29,9 +33,11 @@ fastlane_plugin_api::export_plugin!(
             "Reads CSV, JSON Lines and Parquet files (globs, folders, gzip, zstd).",
             FileSource::new,
         )
+        .capabilities(&[fastlane_plugin_api::Capability::Resume])
         .target(
             "file",
             "Writes CSV, JSON Lines or Parquet files atomically, rolled by rows or bytes.",
             FileTarget::new,
         )
+        .capabilities(&[fastlane_plugin_api::Capability::Resume])
 );

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, Scalar};
 use arrow_schema::{Schema, SchemaRef};
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginError, ReadContext, ReplicationMode, Result, Source,
+    BatchStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode, Result, Source,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -400,8 +400,41 @@ impl Source for FileSource {
     }
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        self.open_stream(partition, &ReadRange::default())
+    }
+
+    /// Positions are row numbers in the partition's file (or part of a file).
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        self.open_stream(partition, range)
+    }
+}
+
+/// A position of the `file` source: a row number, or a malformed one.
+fn row_position(v: &Option<Value>, what: &str) -> Result<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            PluginError::internal(format!("the {what} position `{v}` is not a row number"))
+        }),
+    }
+}
+
+impl FileSource {
+    /// Opens a partition, or the rows of it after row `range.after` and up to row
+    /// `range.upto` (row numbers counted from the partition's first row, before any filter).
+    fn open_stream(
+        &self,
+        partition: &Partition,
+        range: &ReadRange,
+    ) -> Result<Box<dyn BatchStream>> {
         let spec: FileSpec =
             serde_json::from_value(partition.spec.clone()).map_err(PluginError::internal)?;
+        let skip = row_position(&range.after, "start")?.unwrap_or(0);
+        let upto = row_position(&range.upto, "end")?;
         let shown = spec.path.display().to_string();
         let batches: Box<
             dyn Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>> + Send,
@@ -430,7 +463,13 @@ impl Source for FileSource {
                     .map_err(|e| PluginError::from(e).context(format!("`{shown}`")))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                     .and_then(|b| {
-                        let b = b.with_batch_size(self.config.batch_size);
+                        let mut b = b.with_batch_size(self.config.batch_size);
+                        if skip > 0 {
+                            b = b.with_offset(skip as usize);
+                        }
+                        if let Some(upto) = upto {
+                            b = b.with_limit(upto.saturating_sub(skip) as usize);
+                        }
                         match &spec.row_groups {
                             Some(groups) => b.with_row_groups(groups.clone()).build(),
                             None => b.build(),
@@ -444,12 +483,20 @@ impl Source for FileSource {
             (Some(offset), Some(key)) => Some((offset.clone(), key.clone())),
             _ => None,
         };
+        // Parquet skips and limits in the reader; CSV and JSON Lines rows are counted here.
+        let (consumed, skip) = match spec.format {
+            Format::Parquet => (skip, skip),
+            _ => (0, skip),
+        };
         Ok(Box::new(FileStream {
             batches,
             path: shown,
             filter,
             scalar: None,
             schema: None,
+            consumed,
+            skip,
+            upto,
         }))
     }
 }
@@ -461,15 +508,52 @@ struct FileStream {
     filter: Option<(Value, String)>,
     scalar: Option<Scalar<ArrayRef>>,
     schema: Option<SchemaRef>,
+    /// Rows of the partition read so far (its position).
+    consumed: u64,
+    /// Rows at the start to leave out (a resumed read).
+    skip: u64,
+    /// The row number to stop at (a resumed read of a hole).
+    upto: Option<u64>,
 }
 
-impl BatchStream for FileStream {
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+impl FileStream {
+    /// The next batch of the partition's rows inside the range, before the offset filter.
+    fn next_in_range(&mut self) -> Result<Option<RecordBatch>> {
         loop {
+            if self.upto.is_some_and(|u| self.consumed >= u) {
+                return Ok(None);
+            }
             let Some(batch) = self.batches.next() else {
                 return Ok(None);
             };
             let batch = batch.map_err(|e| PluginError::data(format!("`{}`: {e}", self.path)))?;
+            let start = self.consumed;
+            let rows = batch.num_rows() as u64;
+            self.consumed += rows;
+            let from = self.skip.saturating_sub(start).min(rows);
+            let to = match self.upto {
+                Some(u) => u.saturating_sub(start).min(rows),
+                None => rows,
+            };
+            self.consumed = start + to;
+            if from >= to {
+                continue;
+            }
+            return Ok(Some(batch.slice(from as usize, (to - from) as usize)));
+        }
+    }
+}
+
+impl BatchStream for FileStream {
+    fn position(&self) -> Option<Value> {
+        Some(Value::from(self.consumed))
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            let Some(batch) = self.next_in_range()? else {
+                return Ok(None);
+            };
             if self.schema.is_none() {
                 self.schema = Some(batch.schema());
             }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
-use fastlane_plugin_api::{PluginError, ReplicationMode, Result, Target, WriteContext, Writer};
+use fastlane_plugin_api::{
+    PluginError, ReplicationMode, Result, StagedRun, Target, WriteContext, Writer,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -22,6 +24,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
+use crate::checkpoint::{self, Identity, Lock, Record};
 use crate::config::{
     Compression, Dictionary, FileTargetConfig, Format, Statistics, delimiter_byte,
 };
@@ -40,6 +43,14 @@ struct Run {
     mode: ReplicationMode,
     id: String,
     staging: PathBuf,
+    /// Held until the run ends.
+    _lock: Lock,
+    /// In a checkpointed run: the tags the staging held when it was resumed.
+    resumed_tags: Option<Vec<String>>,
+    /// Whether writers record their flushes (a checkpointed run).
+    checkpointed: bool,
+    /// Data files are numbered after this (the highest number a resumed staging holds).
+    first_seq: u32,
 }
 
 impl FileTarget {
@@ -68,6 +79,13 @@ impl FileTarget {
 
     fn extension(&self) -> String {
         extension(&self.config)
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            file_prefix: self.config.file_prefix.clone(),
+            extension: self.extension(),
+        }
     }
 
     /// The data files this target has written, published ones only.
@@ -239,15 +257,57 @@ impl Target for FileTarget {
                 context.run_id
             )));
         }
+        let lock = Lock::take(&self.dir, &self.config.file_prefix)?;
         let staging = self
             .dir
-            .join(format!(".fastlane-staging-{}", context.run_id));
-        std::fs::create_dir_all(&staging).map_err(io_err("cannot create", &staging))?;
+            .join(format!("{}{}", checkpoint::STAGING_PREFIX, context.run_id));
+        let (resumed_tags, first_seq) = match &context.checkpoint {
+            Some(c) if c.resume => {
+                let (tags, max_seq) = checkpoint::reopen(&staging, &context.run_id)?;
+                (Some(tags), max_seq + 1)
+            }
+            Some(c) => {
+                checkpoint::discard_others(&self.dir, &self.identity(), &context.run_id);
+                std::fs::create_dir_all(&staging).map_err(io_err("cannot create", &staging))?;
+                checkpoint::store_plan(&staging, &self.identity(), &c.plan)?;
+                (None, 0)
+            }
+            None => {
+                std::fs::create_dir_all(&staging).map_err(io_err("cannot create", &staging))?;
+                (None, 0)
+            }
+        };
         self.run = Some(Run {
             mode: context.mode,
             id: context.run_id.clone(),
             staging,
+            _lock: lock,
+            resumed_tags,
+            checkpointed: context.checkpoint.is_some(),
+            first_seq,
         });
+        Ok(())
+    }
+
+    fn resumable_runs(&self) -> Result<Vec<StagedRun>> {
+        Ok(checkpoint::resumable_runs(&self.dir, &self.identity()))
+    }
+
+    fn checkpoints(&self) -> Result<Vec<String>> {
+        self.run
+            .as_ref()
+            .and_then(|r| r.resumed_tags.clone())
+            .ok_or_else(|| PluginError::internal("checkpoints asked of a run that did not resume"))
+    }
+
+    /// Keeps the staging folder and its checkpoints, and releases the lock.
+    fn suspend(&mut self) -> Result<()> {
+        if let Some(run) = self.run.take() {
+            log::info!(
+                "kept `{}` for the next run to resume",
+                run.staging.display()
+            );
+        }
         Ok(())
     }
 
@@ -261,9 +321,15 @@ impl Target for FileTarget {
             delimiter: self.delimiter,
             staging: run.staging.clone(),
             name_stem: format!("{}-{}-{index}", self.config.file_prefix, run.id),
-            seq: 0,
+            seq: run.first_seq,
             current: None,
             finished: Arc::new(Mutex::new(Vec::new())),
+            checkpoints: run.checkpointed.then(|| Checkpoints {
+                attempt: attempt_id(),
+                index,
+                records: 0,
+                pending: Record::default(),
+            }),
         }))
     }
 
@@ -412,6 +478,25 @@ struct FileWriter {
     seq: u32,
     current: Option<OpenFile>,
     finished: Arc<Mutex<Vec<PathBuf>>>,
+    /// In a checkpointed run: what the next record holds.
+    checkpoints: Option<Checkpoints>,
+}
+
+/// A writer's records in a checkpointed run.
+struct Checkpoints {
+    /// Tells this process's records from those of the run it resumed.
+    attempt: String,
+    index: usize,
+    records: u64,
+    pending: Record,
+}
+
+/// A name part unique to this process and moment, for record names.
+fn attempt_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}{:x}", std::process::id())
 }
 
 impl FileWriter {
@@ -519,6 +604,11 @@ impl FileWriter {
         file.sync_all().map_err(io_err("cannot sync", &path))?;
         let done = path.with_extension("");
         std::fs::rename(&path, &done).map_err(io_err("cannot rename", &path))?;
+        if let Some(c) = self.checkpoints.as_mut()
+            && let Some(name) = done.file_name()
+        {
+            c.pending.files.push(name.to_string_lossy().into_owned());
+        }
         self.finished
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -572,7 +662,44 @@ impl Writer for FileWriter {
     }
 
     fn close(&mut self) -> Result<()> {
-        self.finish_current()
+        self.finish_current()?;
+        if self.checkpoints.is_some() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        if self.checkpoints.is_none() {
+            return Err(PluginError::internal(
+                "a tagged write in a run without checkpoints",
+            ));
+        }
+        if batch.num_rows() > 0 {
+            self.write(batch)?;
+        }
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.pending.tags.push(tag.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Finishes the current file, then records it, with the files finished before it and the
+    /// tags of the batches they hold.
+    fn flush(&mut self) -> Result<()> {
+        self.finish_current()?;
+        let Some(c) = self.checkpoints.as_mut() else {
+            return Ok(());
+        };
+        if c.pending.files.is_empty() && c.pending.tags.is_empty() {
+            return Ok(());
+        }
+        crate::checkpoint::sync_dir(&self.staging)?;
+        let name = format!("record-{}-{}-{:06}.json", c.attempt, c.index, c.records);
+        checkpoint::write_record(&self.staging, &name, &c.pending)?;
+        c.records += 1;
+        c.pending = Record::default();
+        Ok(())
     }
 }
 
@@ -596,6 +723,7 @@ mod tests {
             mode,
             run_id: run_id.to_owned(),
             concurrency: 1,
+            checkpoint: None,
         };
         target.open(&context).unwrap();
         let mut writer = target.writer(0).unwrap();
@@ -644,6 +772,8 @@ mod tests {
         std::fs::remove_dir(&taken).unwrap();
         let mut with_staging = before.clone();
         with_staging.insert(0, ".fastlane-staging-20260101T000001Z-bbbbbb".to_owned());
+        // The run still holds its lock until it is aborted.
+        with_staging.insert(0, ".fastlane-lock-part".to_owned());
         assert_eq!(
             listing(dir.path()),
             with_staging,

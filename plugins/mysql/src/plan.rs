@@ -11,7 +11,8 @@ use serde_json::{Value as Json, json};
 
 use crate::error::{Error, Result};
 
-/// What a partition reads: the key range and where incremental reading starts.
+/// What a partition reads: the key range and where incremental reading starts. (A resumed
+/// run narrows it further with a [`fastlane_plugin_api::ReadRange`].)
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Range {
     /// Read keys strictly above this (the incremental offset).
@@ -78,8 +79,39 @@ pub(crate) fn decimal_cast(column_type: &str) -> Option<String> {
     Some(format!("CAST(? AS DECIMAL({p},{sc}))"))
 }
 
+/// A key value as a position in a partition, JSON the host keeps and gives back to
+/// [`param`]: numbers stay numbers, dates and times are text, bytes are text when they are
+/// UTF-8 and `{"hex": …}` otherwise.
+pub(crate) fn position_json(v: &Value) -> Json {
+    match v {
+        Value::NULL => Json::Null,
+        Value::Int(i) => json!(i),
+        Value::UInt(u) => json!(u),
+        Value::Float(f) => json!(f),
+        Value::Double(d) => json!(d),
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) => Json::String(s.to_owned()),
+            Err(_) => json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
+        },
+        Value::Date(y, m, d, h, mi, s, us) => Json::String(format!(
+            "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+        )),
+        Value::Time(neg, d, h, m, s, us) => Json::String(format!(
+            "{}{:02}:{m:02}:{s:02}.{us:06}",
+            if *neg { "-" } else { "" },
+            u32::from(*h) + d * 24
+        )),
+    }
+}
+
 /// A JSON offset or bound as a statement parameter.
 pub(crate) fn param(v: &Json) -> Value {
+    if let Some(hex) = v.get("hex").and_then(Json::as_str) {
+        let bytes = (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        return Value::Bytes(bytes);
+    }
     match v {
         Json::Null => Value::NULL,
         Json::Bool(b) => Value::Int(i64::from(*b)),
@@ -593,5 +625,22 @@ mod tests {
         );
         assert_eq!(param(&json!(true)), Value::Int(1));
         assert_eq!(param(&Json::Null), Value::NULL);
+    }
+
+    #[test]
+    fn positions_round_trip_through_parameters() {
+        for v in [
+            Value::Int(-5),
+            Value::UInt(u64::MAX),
+            Value::Double(0.1),
+            Value::Bytes(b"caf\xc3\xa9".to_vec()),
+            Value::Bytes(vec![0, 255, 16]),
+        ] {
+            assert_eq!(param(&position_json(&v)), v, "{v:?}");
+        }
+        assert_eq!(
+            position_json(&Value::Date(2024, 2, 29, 23, 59, 1, 5)),
+            json!("2024-02-29 23:59:01.000005")
+        );
     }
 }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginError, ReadContext, ReplicationMode, Result as PluginResult,
+    BatchStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode,
+    Result as PluginResult,
 };
 use fastlane_plugin_support::runtime::{AsyncSource, BatchSender};
 use mysql_async::prelude::Queryable;
@@ -26,8 +27,8 @@ use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
 use crate::error::{Context, Error, Result, is_lost_error};
 use crate::plan::{
     KeyKind, Plan, Range, TableColumn, bounds, choose_key, decimal_cast, key_kind_of, param,
-    partitions_between, plain_param, query_partition, range_expressions, refuse_null_keys,
-    select_columns,
+    partitions_between, plain_param, position_json, query_partition, range_expressions,
+    refuse_null_keys, select_columns,
 };
 
 /// The `mysql` source.
@@ -270,6 +271,36 @@ impl AsyncSource for MysqlSource {
     }
 
     fn read(&self, partition: &Partition) -> PluginResult<Box<dyn BatchStream>> {
+        self.open_stream(partition, ReadRange::default())
+    }
+
+    /// A table read by key resumes after any key; a query is read in one pass.
+    fn resumable(&self) -> bool {
+        self.config.table.is_some()
+    }
+
+    fn read_range(
+        &self,
+        partition: &Partition,
+        range: &ReadRange,
+    ) -> PluginResult<Box<dyn BatchStream>> {
+        if self.config.table.is_none() {
+            return Err(PluginError::unsupported(
+                "a `query` is read in one pass and cannot be read in part",
+            ));
+        }
+        self.open_stream(partition, range.clone())
+    }
+}
+
+impl MysqlSource {
+    /// Opens a partition, or the part of it inside `part` (keys after `part.after`, up to
+    /// `part.upto`).
+    fn open_stream(
+        &self,
+        partition: &Partition,
+        part: ReadRange,
+    ) -> PluginResult<Box<dyn BatchStream>> {
         let plan: Plan = serde_json::from_value(partition.spec["plan"].clone())
             .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
         let range: Option<Range> = serde_json::from_value(partition.spec["range"].clone())
@@ -278,6 +309,7 @@ impl AsyncSource for MysqlSource {
             connector: self.connector.clone(),
             plan: Arc::new(plan),
             range,
+            part,
             batch_size: self.config.batch_size,
             options: self.options,
         };
@@ -294,6 +326,8 @@ struct Reader {
     connector: Connector,
     plan: Arc<Plan>,
     range: Option<Range>,
+    /// The part of the partition to read (all of it by default).
+    part: ReadRange,
     batch_size: usize,
     options: ReadOptions,
 }
@@ -404,7 +438,8 @@ impl Reader {
     ) -> Result<()> {
         let key = ident(&self.plan.key);
         let p = &self.plan.key_param;
-        let mut cursor: Option<Value> = None;
+        // A resumed read starts after the position it was given.
+        let mut cursor: Option<Value> = self.part.after.as_ref().map(param);
         let mut sent_any = false;
         // The previous page's string sizes, to size the next page's builders.
         let mut sizes: Option<BatchSizes> = None;
@@ -436,6 +471,10 @@ impl Reader {
                 conditions.push(format!("{key} < {p}"));
                 params.push(param(b));
             }
+            if let Some(u) = &self.part.upto {
+                conditions.push(format!("{key} <= {p}"));
+                params.push(param(u));
+            }
             let mut sql = self.plan.select.clone();
             if !conditions.is_empty() {
                 sql.push_str(" WHERE ");
@@ -458,6 +497,7 @@ impl Reader {
                 }
                 return Ok(());
             };
+            let position = position_json(&last);
             if full && !self.plan.key_unique {
                 // The last key's rows may continue past the page: keep the rows before them and
                 // read that key's rows whole. Text keys are equal by their collation (`a` = `A`,
@@ -478,16 +518,22 @@ impl Reader {
                 } else {
                     page.batch.slice(0, page.tie_start)
                 };
-                if head.num_rows() > 0 && !tx.send(head).await {
-                    return Ok(());
-                }
                 let mut sql = self.plan.select.clone();
                 sql.push_str(&format!(" WHERE {key} = {p}"));
                 let ties = self.page(session, &sql, vec![last.clone()], None).await?;
-                if !tx.send(ties.batch).await {
+                // The head and the ties go as one batch: the position after it is the last key,
+                // whose rows it holds whole.
+                let whole = arrow_select::concat::concat_batches(
+                    &ties.batch.schema(),
+                    [&head, &ties.batch],
+                )
+                .map_err(|e| {
+                    Error::Data(format!("cannot join a page with its last key's rows: {e}"))
+                })?;
+                if !tx.send_at(whole, position).await {
                     return Ok(());
                 }
-            } else if !tx.send(page.batch).await {
+            } else if !tx.send_at(page.batch, position).await {
                 return Ok(());
             }
             sent_any = true;

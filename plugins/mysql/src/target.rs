@@ -23,13 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use fastlane_plugin_api::{
-    PluginError, ReplicationMode, Result as PluginResult, WriteContext, Writer,
+    PluginError, ReplicationMode, Result as PluginResult, StagedRun, WriteContext, Writer,
 };
 use fastlane_plugin_support::runtime::{AsyncTarget, AsyncWriter};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use serde_json::{Value as Json, json};
 
+use crate::checkpoints::{self, Checkpoints, table_exists, tag_id};
 use crate::config::{LoadMethod, MysqlTargetConfig};
 use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
 use crate::ddl::create_table;
@@ -74,6 +75,10 @@ struct Shared {
     insert_only: AtomicBool,
     /// With MariaDB's bulk execution: the most bytes of parameters per request.
     bulk_payload: Option<usize>,
+    /// In a checkpointed run: where batches' tags are stored, with the batches.
+    checkpoints: Option<Checkpoints>,
+    /// Whether the run continues a staging table that may exist already.
+    resume: bool,
 }
 
 /// One run's state.
@@ -82,6 +87,8 @@ struct Run {
     mode: ReplicationMode,
     target_exists: bool,
     shared: Arc<Shared>,
+    /// In a resumed run: the tags its staging holds.
+    resumed_tags: Option<Vec<String>>,
 }
 
 /// A stable 32-bit FNV-1a hash in hex: staging names must stay the same across builds, so
@@ -224,6 +231,11 @@ impl MysqlTarget {
         }
     }
 
+    /// The checkpoint table of this target.
+    fn checkpoint_table(&self) -> String {
+        checkpoints::table_name(&short_hash(&[&self.config.db, &self.config.table]))
+    }
+
     /// Staging tables of this target start with this prefix.
     fn staging_prefix(&self) -> String {
         format!(
@@ -266,7 +278,12 @@ impl MysqlTarget {
             )
             .await
             .what(|| "listing staging tables".to_owned())?;
+        let staging_name = format!("{prefix}{}", short_hash(&[&context.run_id]));
+        let resume = context.checkpoint.as_ref().is_some_and(|c| c.resume);
         for name in stale {
+            if resume && name == staging_name {
+                continue;
+            }
             log::info!("dropping `{db}`.`{name}`, left by an earlier run that did not finish");
             conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&db, &name)))
                 .await
@@ -302,7 +319,6 @@ impl MysqlTarget {
                 self.table()
             )));
         }
-        let staging_name = format!("{prefix}{}", short_hash(&[&context.run_id]));
         if target_exists
             && context.mode == ReplicationMode::Incremental
             && !has_unique_key(conn, &db, &table).await?
@@ -314,20 +330,55 @@ impl MysqlTarget {
                 self.config.key.as_deref().unwrap_or_default()
             )));
         }
+        let checkpoints = match &context.checkpoint {
+            None => None,
+            Some(c) => {
+                if target_exists
+                    && let Some(engine) = checkpoints::engine_of(conn, &db, &table).await?
+                    && !engine.eq_ignore_ascii_case("InnoDB")
+                {
+                    return Err(Error::Config(format!(
+                        "{} uses the {engine} engine, which has no transactions, so its loads \
+                         cannot be checkpointed; set `\"resume\": \"never\"` in the \
+                         pipeline to load it without checkpoints",
+                        self.table()
+                    )));
+                }
+                let ck = Checkpoints {
+                    db: db.clone(),
+                    name: self.checkpoint_table(),
+                    run_id: context.run_id.clone(),
+                };
+                if !c.resume {
+                    ck.start(conn, &c.plan).await?;
+                }
+                Some(ck)
+            }
+        };
+        let (staged, resumed_tags) = match (&checkpoints, resume) {
+            (Some(ck), true) => {
+                let (staged, tags) = reopen(conn, ck, &db, &staging_name).await?;
+                (staged, Some(tags))
+            }
+            _ => (None, None),
+        };
         self.run = Some(Run {
             control,
             mode: context.mode,
             target_exists,
+            resumed_tags,
             shared: Arc::new(Shared {
                 config: self.config.clone(),
                 connector: self.connector.clone(),
                 staging_name,
-                staging: tokio::sync::Mutex::new(None),
+                staging: tokio::sync::Mutex::new(staged),
                 mode: context.mode,
                 target_columns: target_exists
                     .then(|| columns.iter().map(|c| c.0.clone()).collect()),
                 insert_only: AtomicBool::new(self.config.load_method == LoadMethod::Insert),
                 bulk_payload,
+                checkpoints,
+                resume,
             }),
         });
         Ok(())
@@ -386,8 +437,22 @@ impl MysqlTarget {
             }
             Publish::Upsert => {
                 let written = written.unwrap_or_default();
-                upsert(&mut run.control, &table, &staging, &written).await?;
+                let checkpoints = run.shared.checkpoints.clone();
+                upsert(
+                    &mut run.control,
+                    &table,
+                    &staging,
+                    &written,
+                    checkpoints.as_ref(),
+                )
+                .await?;
             }
+        }
+        if let Some(ck) = &run.shared.checkpoints {
+            // After a rename, a crash before this leaves tags whose staging table is gone:
+            // the next run sees a finished run there, not one to resume.
+            let conn = run.control.conn().await?;
+            ck.forget(conn).await?;
         }
         Ok(())
     }
@@ -402,6 +467,10 @@ impl MysqlTarget {
                     "dropping the staging table",
                 )
                 .await?;
+            if let Some(ck) = run.shared.checkpoints.clone() {
+                let conn = run.control.conn().await?;
+                ck.forget(conn).await?;
+            }
         }
         Ok(())
     }
@@ -507,6 +576,7 @@ async fn upsert(
     table: &str,
     staging: &str,
     written: &[String],
+    checkpoints: Option<&Checkpoints>,
 ) -> Result<()> {
     let upsert = upsert_statement(table, staging, written);
     // One transaction: every row or none. Not retried: a lost connection after COMMIT was
@@ -523,6 +593,15 @@ async fn upsert(
     tx.query_drop(upsert)
         .await
         .what(|| format!("upserting the new rows into {table}"))?;
+    if let Some(ck) = checkpoints {
+        // With the rows: a crash after the commit never leaves the run to be resumed.
+        tx.exec_drop(
+            format!("DELETE FROM {} WHERE run_id = ?", ck.table()),
+            (ck.run_id.clone(),),
+        )
+        .await
+        .what(|| "clearing the run's checkpoints".to_owned())?;
+    }
     tx.commit()
         .await
         .what(|| format!("committing the upsert into {table}"))?;
@@ -601,13 +680,22 @@ impl AsyncTarget for MysqlTarget {
             shared: run.shared.clone(),
             session: None,
             index,
+            in_tx: false,
         })))
     }
 
     async fn commit(&mut self) -> Result<()> {
         let out = self.publish().await;
-        if out.is_err() {
+        let checkpointed = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.shared.checkpoints.is_some());
+        if out.is_err() && !checkpointed {
             let _ = self.drop_staging().await;
+        }
+        if out.is_err() && checkpointed {
+            // The host suspends the run: the staging stays for a resume.
+            return out;
         }
         self.finish().await;
         out
@@ -618,6 +706,109 @@ impl AsyncTarget for MysqlTarget {
         self.finish().await;
         out
     }
+
+    async fn resumable_runs(&self) -> PluginResult<Vec<StagedRun>> {
+        let connector = self.connector.clone();
+        let (db, name) = (self.config.db.clone(), self.checkpoint_table());
+        let prefix = self.staging_prefix();
+        let runs = async move {
+            let mut session = Session::open(connector).await?;
+            let conn = session.conn().await?;
+            let mut runs = Vec::new();
+            for (run_id, plan, has_tags) in checkpoints::plans(conn, &db, &name).await? {
+                let staging = format!("{prefix}{}", short_hash(&[&run_id]));
+                // Tags without their staging table: the run was published (or its staging
+                // dropped by hand); nothing to resume.
+                if has_tags && !table_exists(conn, &db, &staging).await? {
+                    continue;
+                }
+                runs.push(StagedRun { run_id, plan });
+            }
+            session.close().await;
+            Ok::<_, Error>(runs)
+        };
+        runs.await.map_err(Into::into)
+    }
+
+    async fn checkpoints(&self) -> PluginResult<Vec<String>> {
+        self.run
+            .as_ref()
+            .and_then(|r| r.resumed_tags.clone())
+            .ok_or_else(|| PluginError::internal("checkpoints asked of a run that did not resume"))
+    }
+
+    /// Keeps the staging table and the checkpoints; releases the lock.
+    async fn suspend(&mut self) -> PluginResult<()> {
+        if let Some(run) = &self.run {
+            log::info!(
+                "kept `{}`.`{}` for the next run to resume",
+                run.shared.config.db,
+                run.shared.staging_name
+            );
+        }
+        self.finish().await;
+        Ok(())
+    }
+}
+
+/// Reopens a resumed run's staging: the staging table as the writers will find it (none when
+/// it was never created, or when it lacks its recorded columns and then holds no batch), and
+/// the tags kept with its rows.
+async fn reopen(
+    conn: &mut Conn,
+    ck: &Checkpoints,
+    db: &str,
+    staging_name: &str,
+) -> Result<(Option<Staging>, Vec<String>)> {
+    ck.ensure(conn).await?;
+    if ck.get(conn, "plan").await?.is_none() {
+        return Err(Error::NotFound(format!(
+            "run `{}` left no checkpoints in `{db}`.`{}`",
+            ck.run_id, ck.name
+        )));
+    }
+    let tags = ck.tags(conn).await?;
+    let exists = table_exists(conn, db, staging_name).await?;
+    let columns: Option<Vec<String>> = match ck.get(conn, "columns").await? {
+        Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+            Error::Data(format!(
+                "the checkpoints of run `{}` are damaged: {e}",
+                ck.run_id
+            ))
+        })?),
+        None => None,
+    };
+    match (exists, columns) {
+        (false, _) if !tags.is_empty() => Err(Error::Data(format!(
+            "the staging table `{db}`.`{staging_name}` of run `{}` is gone; start afresh \
+             with --fresh",
+            ck.run_id
+        ))),
+        (false, _) => Ok((None, tags)),
+        (true, None) => {
+            // Created, but killed before its first batch: it holds nothing.
+            conn.query_drop(format!("DROP TABLE {}", qualified(db, staging_name)))
+                .await
+                .what(|| "dropping an empty staging table".to_owned())?;
+            Ok((None, tags))
+        }
+        (true, Some(written)) => {
+            let columns = describe(conn, db, staging_name).await?;
+            let unique = unique_indexes(conn, db, staging_name).await?;
+            let staging = Staging {
+                columns: columns
+                    .into_iter()
+                    .map(|(name, t)| StagedColumn {
+                        slot: Slot::for_column(&t),
+                        name,
+                    })
+                    .collect(),
+                unique,
+                written,
+            };
+            Ok((Some(staging), tags))
+        }
+    }
 }
 
 /// Loads one target worker's batches into the staging table.
@@ -625,6 +816,9 @@ struct MysqlWriter {
     shared: Arc<Shared>,
     session: Option<Session>,
     index: usize,
+    /// Inside a checkpointed batch's transaction: a lost connection fails the statement at
+    /// once, and the whole transaction is sent again.
+    in_tx: bool,
 }
 
 impl MysqlWriter {
@@ -679,9 +873,19 @@ impl MysqlWriter {
                 create_table(&name, &fields, shared.config.key.as_deref())?
             }
         };
+        let ddl = if shared.resume {
+            ddl.replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
+        } else {
+            ddl
+        };
         let session = self.session().await?;
         session.execute(ddl, "creating the staging table").await?;
         let conn = session.conn().await?;
+        if let Some(ck) = &shared.checkpoints {
+            let written: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            let text = serde_json::to_string(&written).map_err(|e| Error::Data(e.to_string()))?;
+            ck.put(conn, "columns", &text).await?;
+        }
         let columns = describe(conn, &db, &shared.staging_name).await?;
         let unique = unique_indexes(conn, &db, &shared.staging_name).await?;
         let staging = Staging {
@@ -813,9 +1017,10 @@ impl MysqlWriter {
         let (first, again) = (statement(""), statement("REPLACE"));
         let mut attempts = 0;
         let table = self.shared.config.table.clone();
+        let (retry, in_tx) = (keyed && !self.in_tx, self.in_tx);
         let session = self.session().await?;
         let attempt = session
-            .run_retrying(keyed, |conn| {
+            .run_retrying(retry, |conn| {
                 attempts += 1;
                 let sql = statement_for(attempts, &first, &again);
                 let data = data.clone();
@@ -852,7 +1057,7 @@ impl MysqlWriter {
                 self.shared.insert_only.store(true, Ordering::Relaxed);
                 self.insert(encoder, names, slots, keyed, range).await
             }
-            other => other.map_err(|e| keyless_loss(e, keyed)),
+            other => other.map_err(|e| keyless_loss(e, keyed || in_tx)),
         }
     }
 
@@ -875,6 +1080,7 @@ impl MysqlWriter {
         let name = self.shared.config.table.clone();
         // The request's header: command, statement id, flags, then two bytes of type per column.
         let header = 7 + 2 * names.len();
+        let (retry, in_tx) = (keyed && !self.in_tx, self.in_tx);
         let mut start = range.start;
         while start < range.end {
             let mut rows = Vec::new();
@@ -895,7 +1101,7 @@ impl MysqlWriter {
             let mut attempts = 0;
             let session = self.session().await?;
             let sent = session
-                .run_retrying(keyed, |conn| {
+                .run_retrying(retry, |conn| {
                     attempts += 1;
                     let sql = statement_for(attempts, &first, &again);
                     // Built again for a resend: the first attempt gave its rows to the driver.
@@ -911,7 +1117,7 @@ impl MysqlWriter {
                     })
                 })
                 .await;
-            sent.map_err(|e| keyless_loss(e, keyed))?;
+            sent.map_err(|e| keyless_loss(e, keyed || in_tx))?;
             start = end;
         }
         Ok(())
@@ -933,6 +1139,7 @@ impl MysqlWriter {
         let per_statement = (65_535 / names.len().max(1)).clamp(1, 4_096);
         let table = qualified(&self.shared.config.db, &self.shared.staging_name);
         let name = self.shared.config.table.clone();
+        let retry = keyed && !self.in_tx;
         let mut start = range.start;
         while start < range.end {
             let end = range.end.min(start + per_statement);
@@ -944,7 +1151,7 @@ impl MysqlWriter {
             let mut attempts = 0;
             let session = self.session().await?;
             session
-                .run_retrying(keyed, |conn| {
+                .run_retrying(retry, |conn| {
                     attempts += 1;
                     let sql = statement_for(attempts, &first, &again);
                     let params = params.clone();
@@ -1043,11 +1250,98 @@ async fn check_warnings(conn: &mut Conn, table: &str) -> Result<()> {
     )))
 }
 
+impl MysqlWriter {
+    /// Writes a batch and its tag in one transaction, sent again whole after a lost
+    /// connection (see [`crate::checkpoints`]).
+    async fn load_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        let Some(ck) = self.shared.checkpoints.clone() else {
+            return Err(Error::Data(
+                "a tagged write in a run without checkpoints".to_owned(),
+            ));
+        };
+        let id = tag_id(tag);
+        if batch.num_rows() > 0 {
+            // The staging table exists before the transaction starts: DDL would commit it.
+            self.staging(&batch).await?;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let out = self.tagged_once(&batch, tag, &id, &ck).await;
+            self.in_tx = false;
+            match out {
+                Ok(()) => return Ok(()),
+                Err(e) if is_lost_error(&e) => {
+                    let budget = self.shared.connector.retry_budget();
+                    if started.elapsed() >= budget {
+                        return Err(Error::RetriesExhausted {
+                            address: self.shared.connector.address(),
+                            secs: budget.as_secs(),
+                            last: e.to_string(),
+                        });
+                    }
+                    log::warn!("lost the connection while loading a batch ({e}); sending it again");
+                    let session = self.session().await?;
+                    session.drop_connection();
+                    // The COMMIT may have reached the server before the connection broke.
+                    let conn = session.conn().await?;
+                    if ck.get(conn, &id).await?.is_some() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    if let Some(session) = self.session.as_mut()
+                        && let Ok(conn) = session.conn().await
+                    {
+                        let _ = conn.query_drop("ROLLBACK").await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn tagged_once(
+        &mut self,
+        batch: &RecordBatch,
+        tag: &str,
+        id: &str,
+        ck: &Checkpoints,
+    ) -> Result<()> {
+        let session = self.session().await?;
+        let conn = session.conn().await?;
+        conn.query_drop("START TRANSACTION")
+            .await
+            .what(|| "starting a transaction".to_owned())?;
+        self.in_tx = true;
+        if batch.num_rows() > 0 {
+            self.load(batch.clone()).await?;
+        }
+        let session = self.session().await?;
+        let conn = session.conn().await?;
+        conn.exec_drop(
+            format!(
+                "INSERT INTO {} (run_id, id, body) VALUES (?, ?, ?)",
+                ck.table()
+            ),
+            (ck.run_id.clone(), id.to_owned(), tag.to_owned()),
+        )
+        .await
+        .what(|| "storing a checkpoint".to_owned())?;
+        conn.query_drop("COMMIT")
+            .await
+            .what(|| "committing a batch".to_owned())
+    }
+}
+
 impl AsyncWriter for MysqlWriter {
     type Error = Error;
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         self.load(batch).await
+    }
+
+    async fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> PluginResult<()> {
+        self.load_tagged(batch, tag).await.map_err(Into::into)
     }
 
     async fn close(&mut self) -> Result<()> {

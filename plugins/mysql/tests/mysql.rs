@@ -494,6 +494,7 @@ fn incremental_upserts_rows_already_there() {
             mode: ReplicationMode::Incremental,
             run_id: "r1".into(),
             concurrency: 1,
+            checkpoint: None,
         })
         .expect("open");
     let mut writer = target.writer(0).expect("writer");
@@ -607,6 +608,7 @@ fn a_value_the_table_cannot_hold_fails_the_load_and_changes_nothing() {
                 mode: ReplicationMode::FullTable,
                 run_id: format!("r-{method}"),
                 concurrency: 1,
+                checkpoint: None,
             })
             .expect("open");
         let mut writer = target.writer(0).expect("writer");
@@ -694,6 +696,7 @@ fn the_target_resumes_after_its_connection_is_killed() {
             mode: ReplicationMode::FullTable,
             run_id: "r".into(),
             concurrency: 1,
+            checkpoint: None,
         })
         .expect("open");
     let mut writer = target.writer(0).expect("writer");
@@ -984,6 +987,7 @@ fn a_run_that_lost_its_lock_to_another_publishes_nothing() {
             mode: ReplicationMode::FullTable,
             run_id: "r".into(),
             concurrency: 1,
+            checkpoint: None,
         })
         .expect("open");
     let mut writer = target.writer(0).expect("writer");

@@ -6,6 +6,9 @@
 //!   key range can be split into `partitions` contiguous ranges read in parallel. In
 //!   INCREMENTAL mode only rows whose key is above the target's offset are read.
 //! - **Queries** are read in one pass, as one partition (FULL_TABLE mode only).
+//! - **Resume**: a table read gives the last key of each batch as its position, and reads the
+//!   keys after one position and up to another on request, so a killed run continues where its
+//!   target's checkpoints stop. A query cannot.
 //! - The database is opened read-only; column types come from the declared types by SQLite's
 //!   affinity rules (with booleans, dates and timestamps), or from the first values when a
 //!   column has no declared type.
@@ -33,4 +36,5 @@ fastlane_plugin_api::export_plugin!(
             "Reads a SQLite table by keyset paging (incremental, partitioned) or a query.",
             SqliteSource::new,
         )
+        .capabilities(&[fastlane_plugin_api::Capability::Resume])
 );

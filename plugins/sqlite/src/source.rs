@@ -2,7 +2,7 @@
 //! opening their streams.
 
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginError, ReadContext, ReplicationMode, Result, Source,
+    BatchStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode, Result, Source,
 };
 use rusqlite::types::Value as SqlValue;
 
@@ -108,6 +108,32 @@ impl Source for SqliteSource {
     }
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        self.open_stream(partition, &ReadRange::default())
+    }
+
+    /// A table read by key resumes after any key; a query does not.
+    fn resumable(&self) -> bool {
+        self.config.table.is_some()
+    }
+
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        if self.config.table.is_none() {
+            return Err(PluginError::unsupported(
+                "a `query` is read in one pass and cannot be read in part",
+            ));
+        }
+        self.open_stream(partition, range)
+    }
+}
+
+impl SqliteSource {
+    /// Opens a partition, or the part of it inside `range` (keys after `range.after`, up to
+    /// `range.upto`).
+    fn open_stream(
+        &self,
+        partition: &Partition,
+        range: &ReadRange,
+    ) -> Result<Box<dyn BatchStream>> {
         let spec: RangeSpec = serde_json::from_value(partition.spec.clone())
             .map_err(|e| PluginError::internal(format!("invalid partition spec: {e}")))?;
         let path = self.config.path.clone();
@@ -121,20 +147,22 @@ impl Source for SqliteSource {
             )?));
         }
         let plan = TablePlan::resolve(&conn, &self.config)?;
-        let cursor = match spec.lower {
-            Some(lower) => Some(SqlValue::Integer(lower)),
-            None => match &spec.start_offset {
+        let cursor = match (&range.after, spec.lower) {
+            (Some(after), _) => offset_value(after)?,
+            (None, Some(lower)) => Some(SqlValue::Integer(lower)),
+            (None, None) => match &spec.start_offset {
                 Some(offset) => offset_value(offset)?,
                 None => None,
             },
         };
+        let upto = range.upto.as_ref().map(offset_value).transpose()?.flatten();
         Ok(Box::new(TableStream::new(
             conn,
             path,
             plan,
             self.config.batch_size,
-            cursor,
-            spec.upper,
+            (cursor, spec.upper),
+            upto,
         )))
     }
 }

@@ -31,19 +31,22 @@ pub(crate) struct TableStream {
     cursor: Option<SqlValue>,
     /// The inclusive upper bound of the partition.
     upper: Option<i64>,
+    /// The inclusive upper bound of a range read by a resumed run.
+    upto: Option<SqlValue>,
     builder: Option<BatchBuilder>,
     done: bool,
 }
 
 impl TableStream {
-    /// A stream over the key range `(cursor, upper]` of `plan`'s table.
+    /// A stream over the key range `(cursor, upper]` of `plan`'s table, up to `upto` too
+    /// when it is given.
     pub(crate) fn new(
         conn: Connection,
         path: String,
         plan: TablePlan,
         batch_size: usize,
-        cursor: Option<SqlValue>,
-        upper: Option<i64>,
+        (cursor, upper): (Option<SqlValue>, Option<i64>),
+        upto: Option<SqlValue>,
     ) -> Self {
         Self {
             conn,
@@ -52,6 +55,7 @@ impl TableStream {
             batch_size,
             cursor,
             upper,
+            upto,
             builder: None,
             done: false,
         }
@@ -68,6 +72,10 @@ impl TableStream {
         }
         if let Some(upper) = self.upper {
             params.push(SqlValue::Integer(upper));
+            conditions.push(format!("{} <= ?{}", plan.key_sql, params.len()));
+        }
+        if let Some(upto) = &self.upto {
+            params.push(upto.clone());
             conditions.push(format!("{} <= ?{}", plan.key_sql, params.len()));
         }
         params.push(SqlValue::Integer(
@@ -134,6 +142,16 @@ impl BatchStream for TableStream {
             return Ok(None);
         }
         Ok(Some(builder.finish()?))
+    }
+
+    /// The last key read: the next page starts after it.
+    fn position(&self) -> Option<serde_json::Value> {
+        match self.cursor.as_ref()? {
+            SqlValue::Integer(i) => Some((*i).into()),
+            SqlValue::Real(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number),
+            SqlValue::Text(t) => Some(t.clone().into()),
+            SqlValue::Null | SqlValue::Blob(_) => None,
+        }
     }
 }
 

@@ -24,8 +24,8 @@ use std::sync::OnceLock;
 
 use arrow_array::RecordBatch;
 use fastlane_plugin_api::{
-    BatchStream, ErrorCode, Partition, PluginError, ReadContext, Result, Source, Target,
-    WriteContext, Writer,
+    BatchStream, ErrorCode, Partition, PluginError, ReadContext, ReadRange, Result, Source,
+    StagedRun, Target, WriteContext, Writer,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -109,7 +109,11 @@ impl PluginRuntime {
             };
             let _ = tx.send(last).await;
         });
-        Box::new(TaskStream { rx, done: false })
+        Box::new(TaskStream {
+            rx,
+            done: false,
+            position: None,
+        })
     }
 }
 
@@ -121,8 +125,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// What a stream's task sends: a batch, the end (`None`), or the error that ended it.
-type Message = Result<Option<RecordBatch>>;
+/// What a stream's task sends: a batch with the position after it, the end (`None`), or the
+/// error that ended it.
+type Message = Result<Option<(RecordBatch, Option<Value>)>>;
 
 /// The sending side of [`PluginRuntime::stream`], given to the task.
 #[derive(Clone)]
@@ -133,7 +138,17 @@ pub struct BatchSender {
 impl BatchSender {
     /// Sends a batch to the host; false when the host has stopped reading.
     pub async fn send(&self, batch: RecordBatch) -> bool {
-        self.tx.send(Ok(Some(batch))).await.is_ok()
+        self.tx.send(Ok(Some((batch, None)))).await.is_ok()
+    }
+
+    /// Sends a batch and the position after it (see
+    /// [`BatchStream::position`](fastlane_plugin_api::BatchStream::position)); false when the
+    /// host has stopped reading.
+    pub async fn send_at(&self, batch: RecordBatch, position: Value) -> bool {
+        self.tx
+            .send(Ok(Some((batch, Some(position)))))
+            .await
+            .is_ok()
     }
 
     /// Waits until the host has taken the batches sent so far, so that the next one is not
@@ -146,6 +161,7 @@ impl BatchSender {
 struct TaskStream {
     rx: mpsc::Receiver<Message>,
     done: bool,
+    position: Option<Value>,
 }
 
 impl BatchStream for TaskStream {
@@ -154,7 +170,10 @@ impl BatchStream for TaskStream {
             return Ok(None);
         }
         match self.rx.blocking_recv() {
-            Some(Ok(Some(batch))) => Ok(Some(batch)),
+            Some(Ok(Some((batch, position)))) => {
+                self.position = position;
+                Ok(Some(batch))
+            }
             Some(Ok(None)) => {
                 self.done = true;
                 Ok(None)
@@ -168,6 +187,10 @@ impl BatchStream for TaskStream {
                 "the partition's reader stopped before the end of its data",
             )),
         }
+    }
+
+    fn position(&self) -> Option<Value> {
+        self.position.clone()
     }
 }
 
@@ -192,6 +215,19 @@ pub trait AsyncSource: Send + Sync + 'static {
 
     /// Starts reading a partition (usually with [`PluginRuntime::stream`]).
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>>;
+
+    /// Whether the source, as configured, can resume (see [`Source::resumable`]).
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// Starts reading a range of a partition (see [`Source::read_range`]).
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        let _ = (partition, range);
+        Err(PluginError::unsupported(
+            "this source cannot read part of a partition",
+        ))
+    }
 }
 
 /// A target written as async code; [`PluginRuntime::on`] makes it the host's [`Target`].
@@ -218,6 +254,27 @@ pub trait AsyncTarget: Send + Sync + 'static {
 
     /// Leaves the target as it was before the run.
     fn abort(&mut self) -> impl Future<Output = std::result::Result<(), Self::Error>>;
+
+    /// The unfinished runs whose staging the target keeps (see [`Target::resumable_runs`]).
+    fn resumable_runs(
+        &self,
+    ) -> impl Future<Output = std::result::Result<Vec<StagedRun>, PluginError>> {
+        async { Err(PluginError::unsupported("this target cannot resume a run")) }
+    }
+
+    /// The tags kept with a resumed run's rows (see [`Target::checkpoints`]).
+    fn checkpoints(&self) -> impl Future<Output = std::result::Result<Vec<String>, PluginError>> {
+        async { Err(PluginError::unsupported("this target cannot resume a run")) }
+    }
+
+    /// Ends a failed run keeping its staging (see [`Target::suspend`]).
+    fn suspend(&mut self) -> impl Future<Output = std::result::Result<(), PluginError>> {
+        async {
+            Err(PluginError::unsupported(
+                "this target cannot keep a run's staging",
+            ))
+        }
+    }
 }
 
 /// A writer written as async code; [`PluginRuntime::on`] makes it the host's [`Writer`].
@@ -233,6 +290,25 @@ pub trait AsyncWriter: Send + 'static {
 
     /// Ends the writer's share of the run.
     fn close(&mut self) -> impl Future<Output = std::result::Result<(), Self::Error>>;
+
+    /// Writes one batch and keeps `tag` with its rows (see [`Writer::write_tagged`]).
+    fn write_tagged(
+        &mut self,
+        batch: RecordBatch,
+        tag: &str,
+    ) -> impl Future<Output = std::result::Result<(), PluginError>> {
+        let _ = (batch, tag);
+        async {
+            Err(PluginError::unsupported(
+                "this target cannot keep checkpoints",
+            ))
+        }
+    }
+
+    /// Makes what was written durable (see [`Writer::flush`]); nothing by default.
+    fn flush(&mut self) -> impl Future<Output = std::result::Result<(), PluginError>> {
+        async { Ok(()) }
+    }
 }
 
 /// An async source, target or writer run on a plugin's runtime: the host's blocking one.
@@ -257,6 +333,14 @@ impl<S: AsyncSource> Source for OnRuntime<S> {
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
         self.inner.read(partition)
+    }
+
+    fn resumable(&self) -> bool {
+        self.inner.resumable()
+    }
+
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        self.inner.read_range(partition, range)
     }
 }
 
@@ -288,6 +372,18 @@ impl<T: AsyncTarget> Target for OnRuntime<T> {
             .block_on(self.inner.abort())
             .map_err(Into::into)
     }
+
+    fn resumable_runs(&self) -> Result<Vec<StagedRun>> {
+        self.runtime.block_on(self.inner.resumable_runs())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<String>> {
+        self.runtime.block_on(self.inner.checkpoints())
+    }
+
+    fn suspend(&mut self) -> Result<()> {
+        self.runtime.block_on(self.inner.suspend())
+    }
 }
 
 impl<W: AsyncWriter> Writer for OnRuntime<W> {
@@ -301,6 +397,14 @@ impl<W: AsyncWriter> Writer for OnRuntime<W> {
         self.runtime
             .block_on(self.inner.close())
             .map_err(Into::into)
+    }
+
+    fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        self.runtime.block_on(self.inner.write_tagged(batch, tag))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.runtime.block_on(self.inner.flush())
     }
 }
 

@@ -1,0 +1,349 @@
+//! The `file` target's checkpoints: what a checkpointed run keeps in its staging folder so that
+//! a later run can resume it, and the lock that keeps two runs out of one folder.
+//!
+//! ```text
+//! <dir>/.fastlane-lock-<prefix>                     held (flock) while a run is open
+//! <dir>/.fastlane-staging-<run id>/                 the run's data files, published at commit
+//! <dir>/.fastlane-staging-<run id>/.checkpoints/
+//!     plan.json                                     the host's plan and this target's identity
+//!     record-<attempt>-<writer>-<n>.json            data files made durable, and their tags
+//! ```
+//!
+//! A writer's flush finishes its current file (fsync, rename from `.tmp`), then writes a record
+//! naming the files finished since its last record and the tags of the batches written since,
+//! atomically (a temporary file, fsync, rename, fsync of the folder). A batch is always whole
+//! in the files of one record, since the host flushes between batches. When a run resumes, the
+//! data files that no record names (written after the last flush of a killed writer) are
+//! deleted, so the records describe the staging exactly.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use fastlane_plugin_api::{PluginError, Result, StagedRun};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The folder of a staging folder holding its checkpoints.
+pub(crate) const CHECKPOINTS: &str = ".checkpoints";
+
+/// Staging folders start with this.
+pub(crate) const STAGING_PREFIX: &str = ".fastlane-staging-";
+
+/// What identifies the target that wrote a staging folder: two pipelines may share a folder
+/// with different prefixes or formats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Identity {
+    pub(crate) file_prefix: String,
+    pub(crate) extension: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PlanFile {
+    target: Identity,
+    plan: Value,
+}
+
+/// One writer's flush: the files it finished and the tags of the batches they hold.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) files: Vec<String>,
+    pub(crate) tags: Vec<String>,
+}
+
+fn io_err(context: &str, path: &Path) -> impl Fn(std::io::Error) -> PluginError {
+    let text = format!("{context} `{}`", path.display());
+    move |e| PluginError::io(format!("{text}: {e}"))
+}
+
+/// Writes `bytes` to `path` all at once: a temporary file, synced, renamed over `path`, and the
+/// folder synced, so that a crash leaves the old file or the new one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+    file.write_all(bytes)
+        .map_err(io_err("cannot write", &tmp))?;
+    file.sync_all().map_err(io_err("cannot sync", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io_err("cannot rename", &tmp))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Syncs a folder, so that the names created or renamed in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("cannot sync the folder", dir))
+}
+
+/// The lock of the runs of one target (folder and prefix), held while a run is open. The lock
+/// file is removed when the run ends; a run that takes the lock checks that the file it locked
+/// is still the one at the path, so a run ending at that moment never lets two in.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock, or says which run holds it.
+    pub(crate) fn take(dir: &Path, prefix: &str) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let name = if prefix.is_empty() {
+            ".fastlane-lock".to_owned()
+        } else {
+            format!(".fastlane-lock-{prefix}")
+        };
+        let path = dir.join(name);
+        loop {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("cannot open the lock", &path))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(PluginError::config(format!(
+                        "another run is writing `{}` with file_prefix `{prefix}` right now (it \
+                         holds `{}`)",
+                        dir.display(),
+                        path.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_err("cannot lock", &path)(e));
+                }
+            }
+            let locked = file.metadata().map_err(io_err("cannot read", &path))?;
+            let current = std::fs::metadata(&path).ok();
+            if current.is_some_and(|c| c.ino() == locked.ino() && c.dev() == locked.dev()) {
+                return Ok(Self { file, path });
+            }
+            // The run that held it ended and removed the file meanwhile: lock the new one.
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Removed while still locked; the lock goes with the file handle.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Stores the plan of a new checkpointed run in its staging folder.
+pub(crate) fn store_plan(staging: &Path, identity: &Identity, plan: &Value) -> Result<()> {
+    let dir = staging.join(CHECKPOINTS);
+    std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+    let text = serde_json::to_vec(&PlanFile {
+        target: identity.clone(),
+        plan: plan.clone(),
+    })
+    .map_err(PluginError::internal)?;
+    write_atomic(&dir.join("plan.json"), &text)?;
+    sync_dir(staging)
+}
+
+fn read_plan(staging: &Path) -> Option<PlanFile> {
+    let text = std::fs::read(staging.join(CHECKPOINTS).join("plan.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The staging folders of `dir`, with their run ids.
+fn staging_folders(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let run = name.strip_prefix(STAGING_PREFIX)?.to_owned();
+            e.path().is_dir().then(|| (run, e.path()))
+        })
+        .collect()
+}
+
+/// The checkpointed runs of this target whose staging is kept in `dir`, newest first.
+pub(crate) fn resumable_runs(dir: &Path, identity: &Identity) -> Vec<StagedRun> {
+    let mut runs: Vec<StagedRun> = staging_folders(dir)
+        .into_iter()
+        .filter_map(|(run_id, path)| {
+            let plan = read_plan(&path)?;
+            (plan.target == *identity).then_some(StagedRun {
+                run_id,
+                plan: plan.plan,
+            })
+        })
+        .collect();
+    // Run ids start with their UTC start time.
+    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    runs
+}
+
+/// Removes the staging folders that earlier checkpointed runs of this target left, but for
+/// `keep`: a new run that does not resume them discards them (the caller holds the lock).
+pub(crate) fn discard_others(dir: &Path, identity: &Identity, keep: &str) {
+    for (run_id, path) in staging_folders(dir) {
+        if run_id == keep {
+            continue;
+        }
+        if read_plan(&path).is_some_and(|p| p.target == *identity) {
+            log::info!("discarding the staging of unfinished run `{run_id}`");
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                log::warn!("cannot remove `{}`: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Reopens the staging of a run being resumed: reads its records, deletes the data files no
+/// record names, and returns the kept tags and the highest file number used.
+pub(crate) fn reopen(staging: &Path, run_id: &str) -> Result<(Vec<String>, u32)> {
+    if read_plan(staging).is_none() {
+        return Err(PluginError::not_found(format!(
+            "run `{run_id}` left no checkpointed staging in `{}`",
+            staging.display()
+        )));
+    }
+    let dir = staging.join(CHECKPOINTS);
+    let mut kept_files = std::collections::HashSet::new();
+    let mut tags = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(io_err("cannot list", &dir))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("record-") {
+            continue;
+        }
+        if !name.ends_with(".json") {
+            // A record whose writing was cut short.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let text = std::fs::read(entry.path()).map_err(io_err("cannot read", &entry.path()))?;
+        let record: Record = serde_json::from_slice(&text).map_err(|e| {
+            PluginError::data(format!(
+                "the checkpoint `{}` is damaged ({e}); start afresh with --fresh",
+                entry.path().display()
+            ))
+        })?;
+        kept_files.extend(record.files);
+        tags.extend(record.tags);
+    }
+    let mut max_seq = 0u32;
+    let entries = std::fs::read_dir(staging).map_err(io_err("cannot list", staging))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !kept_files.contains(&name) {
+            log::debug!("removing `{name}`, written after the last checkpoint");
+            std::fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
+            continue;
+        }
+        max_seq = max_seq.max(file_seq(&name).unwrap_or(0));
+    }
+    for name in &kept_files {
+        if !staging.join(name).is_file() {
+            return Err(PluginError::data(format!(
+                "the staging of run `{run_id}` lacks `{name}`, which its checkpoints name; \
+                 start afresh with --fresh"
+            )));
+        }
+    }
+    sync_dir(staging)?;
+    Ok((tags, max_seq))
+}
+
+/// The number of a data file: the digits after its last `-`, before the extension.
+fn file_seq(name: &str) -> Option<u32> {
+    let stem = name.split('.').next()?;
+    stem.rsplit('-').next()?.parse().ok()
+}
+
+/// Writes one writer's record into the staging folder.
+pub(crate) fn write_record(staging: &Path, name: &str, record: &Record) -> Result<()> {
+    let text = serde_json::to_vec(record).map_err(PluginError::internal)?;
+    write_atomic(&staging.join(CHECKPOINTS).join(name), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_numbers_are_read_from_data_file_names() {
+        assert_eq!(
+            file_seq("part-20260101T000000Z-abcdef-0-00042.parquet"),
+            Some(42)
+        );
+        assert_eq!(
+            file_seq("part-20260101T000000Z-abcdef-1-00007.csv.gz"),
+            Some(7)
+        );
+        assert_eq!(file_seq("weird"), None);
+    }
+
+    #[test]
+    fn a_resumed_staging_keeps_recorded_files_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = tmp.path().join(".fastlane-staging-r");
+        std::fs::create_dir_all(&staging).unwrap();
+        let identity = Identity {
+            file_prefix: "part".into(),
+            extension: "csv".into(),
+        };
+        store_plan(&staging, &identity, &serde_json::json!({"p": 1})).unwrap();
+        for name in ["p-0-00001.csv", "p-0-00002.csv", "p-1-00003.csv"] {
+            std::fs::write(staging.join(name), "x").unwrap();
+        }
+        std::fs::write(staging.join("p-1-00004.csv.tmp"), "x").unwrap();
+        let record = Record {
+            files: vec!["p-0-00001.csv".into(), "p-1-00003.csv".into()],
+            tags: vec!["a".into(), "b".into()],
+        };
+        write_record(&staging, "record-1-0-0.json", &record).unwrap();
+        std::fs::write(staging.join(CHECKPOINTS).join("record-1-0-1.partial"), "{").unwrap();
+
+        let (mut tags, max) = reopen(&staging, "r").unwrap();
+        tags.sort();
+        assert_eq!(tags, ["a", "b"]);
+        assert_eq!(max, 3);
+        let mut left: Vec<String> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".checkpoints", "p-0-00001.csv", "p-1-00003.csv"]);
+
+        let runs = resumable_runs(tmp.path(), &identity);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run_id, "r");
+        let other = Identity {
+            file_prefix: "other".into(),
+            ..identity.clone()
+        };
+        assert!(resumable_runs(tmp.path(), &other).is_empty());
+        discard_others(tmp.path(), &identity, "x");
+        assert!(!staging.exists());
+    }
+
+    #[test]
+    fn a_second_run_is_refused_while_the_lock_is_held() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = Lock::take(tmp.path(), "part").unwrap();
+        let err = Lock::take(tmp.path(), "part").unwrap_err();
+        assert!(err.message().contains("another run"), "{err}");
+        assert!(Lock::take(tmp.path(), "other").is_ok());
+        drop(first);
+        let again = Lock::take(tmp.path(), "part").unwrap();
+        drop(again);
+        // The lock files go with their runs.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+}

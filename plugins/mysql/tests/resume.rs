@@ -1,0 +1,211 @@
+//! Resumable loads against the real MariaDB: the `fastlane` process is killed with SIGKILL at
+//! points spread over a load of a 1M-row table, and each kill is followed by a run that must
+//! resume it and leave the target with exactly the source's rows.
+//!
+//! `FASTLANE_KILL_POINTS` sets how many kill points each pipeline gets (20 by default).
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use common::Db;
+use fastlane_tests::{fastlane, fastlane_bin};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+
+const ROWS: i64 = 1_000_000;
+
+fn points() -> usize {
+    std::env::var("FASTLANE_KILL_POINTS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20)
+}
+
+fn source(db: &Db) {
+    db.exec("CREATE TABLE src (id BIGINT PRIMARY KEY, v VARCHAR(64) NOT NULL, n DOUBLE)");
+    db.exec(&format!(
+        "INSERT INTO src SELECT seq, MD5(seq), IF(seq % 97 = 0, NULL, seq / 7) FROM seq_1_to_{ROWS}"
+    ));
+}
+
+fn write_config(dir: &Path, source: Value, target: (&str, Value)) -> PathBuf {
+    let config = json!({
+        "replication_mode": "FULL_TABLE",
+        "checkpoint_interval_secs": 0.2,
+        "source": {"mysql": source},
+        "target": {target.0: target.1},
+        "transform": {"add_op_fields": false}
+    });
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// Runs the pipeline and kills it with SIGKILL after `after`; whether it was still running.
+fn run_killed(cwd: &Path, config: &Path, after: Duration) -> bool {
+    let mut child = Command::new(fastlane_bin())
+        .args(["run", "--no-monitor", "--progress=off", "--config"])
+        .arg(config)
+        .current_dir(cwd)
+        .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
+        .env_remove("FASTLANE_PLUGIN_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+/// Runs the pipeline to its end; the summary.
+fn run_to_end(cwd: &Path, config: &Path) -> Value {
+    let summary = cwd.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let out = fastlane(
+        cwd,
+        &[
+            "run",
+            "--no-monitor",
+            "--progress=off",
+            "--config",
+            config.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
+}
+
+/// Kills a load at `points()` points spread over the time an uninterrupted run takes; after
+/// each kill a run must resume and `check` the target. Returns the share of the table each
+/// resuming run read.
+fn kill_and_resume(cwd: &Path, config: &Path, check: &dyn Fn()) -> Vec<f64> {
+    let started = Instant::now();
+    let summary = run_to_end(cwd, config);
+    let full = started.elapsed();
+    assert_eq!(summary["rows_loaded"], ROWS, "{summary}");
+    check();
+    let n = points();
+    let mut reread = Vec::new();
+    for k in 1..=n {
+        let after = full.mul_f64(k as f64 / (n + 1) as f64);
+        if !run_killed(cwd, config, after) {
+            continue;
+        }
+        let summary = run_to_end(cwd, config);
+        check();
+        let ck = &summary["checkpoint"];
+        if ck["resumed"] == true {
+            let read = summary["rows_extracted"].as_i64().unwrap();
+            let already = ck["rows_already_loaded"].as_i64().unwrap();
+            assert!(already + read >= ROWS, "{summary}");
+            reread.push(read as f64 / ROWS as f64);
+        }
+    }
+    eprintln!(
+        "{} kills over {:.1} s; resumed runs read {:?} of the table",
+        reread.len(),
+        full.as_secs_f64(),
+        reread.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+    assert!(
+        reread.len() >= n / 2,
+        "too few kills landed mid-run: {reread:?}"
+    );
+    reread
+}
+
+#[test]
+fn mysql_to_mysql_killed_anywhere_resumes_to_exactly_the_source_rows() {
+    let db = Db::new("resume_mm");
+    source(&db);
+    // No unique key on the target: a row stored twice would show in the count.
+    db.exec("CREATE TABLE dst (id BIGINT, v VARCHAR(64) NOT NULL, n DOUBLE, KEY by_v (v))");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        db.config(json!({"table": "src", "partitions": 2, "batch_size": 10000})),
+        ("mysql", db.config(json!({"table": "dst"}))),
+    );
+    let expected = db.checksum("src", &["id", "v", "n"]);
+    let reread = kill_and_resume(tmp.path(), &config, &|| {
+        assert_eq!(db.checksum("dst", &["id", "v", "n"]), expected);
+        let leftovers: Vec<String> = db
+            .tables()
+            .into_iter()
+            .filter(|t| t.starts_with("_fastlane_stage"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    });
+    // The secondary index survived every swap.
+    assert_eq!(
+        db.value("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_NAME = 'dst' AND INDEX_NAME = 'by_v' AND TABLE_SCHEMA = DATABASE()"),
+        "1"
+    );
+    let mean = reread.iter().sum::<f64>() / reread.len() as f64;
+    eprintln!("mysql→mysql: resumed runs read {mean:.2} of the table on average");
+}
+
+fn parquet_ids(out: &Path) -> usize {
+    let mut seen = HashSet::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ids = batch
+                .column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for id in ids.values() {
+                assert!(seen.insert(*id), "id {id} was published twice");
+            }
+        }
+    }
+    assert!(seen.iter().all(|id| (1..=ROWS).contains(id)));
+    seen.len()
+}
+
+#[test]
+fn mysql_to_parquet_killed_anywhere_resumes_to_exactly_the_source_rows() {
+    let db = Db::new("resume_mp");
+    source(&db);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let config = write_config(
+        tmp.path(),
+        db.config(json!({"table": "src", "partitions": 2, "batch_size": 10000})),
+        (
+            "file",
+            json!({"path": out, "format": "parquet", "max_rows_per_file": 200000}),
+        ),
+    );
+    let reread = kill_and_resume(tmp.path(), &config, &|| {
+        assert_eq!(parquet_ids(&out) as i64, ROWS);
+    });
+    let mean = reread.iter().sum::<f64>() / reread.len() as f64;
+    eprintln!("mysql→parquet: resumed runs read {mean:.2} of the table on average");
+}

@@ -1,0 +1,314 @@
+//! Resumable runs end to end: the `fastlane` process killed with SIGKILL in the middle of a
+//! load, then run again, must leave the target with exactly the source's rows, having read
+//! again only what its checkpoints did not cover.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use fastlane_tests::{fastlane, fastlane_bin};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+
+const ROWS: i64 = 200_000;
+
+/// A SQLite table `t` of `ROWS` rows: `id` 1..=ROWS, `v` text, `n` real.
+fn source_db(dir: &Path) -> PathBuf {
+    let path = dir.join("src.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL, n REAL NOT NULL);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200000)
+         INSERT INTO t SELECT i, printf('row-%d-%x', i, i * 7919), i / 7.0 FROM s;",
+    )
+    .unwrap();
+    path
+}
+
+fn write_config(dir: &Path, db: &Path, out: &Path, extra: Value) -> PathBuf {
+    let mut config = json!({
+        "replication_mode": "FULL_TABLE",
+        "checkpoint_interval_secs": 0.05,
+        "source": {"sqlite": {"path": db, "table": "t", "batch_size": 2000, "partitions": 3}},
+        "target": {"file": {"path": out, "format": "parquet", "max_rows_per_file": 50000}},
+        "transform": {"add_op_fields": false}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// Every row of the published parquet files of `out`: id → (v, n), failing on a duplicate.
+fn published(out: &Path) -> BTreeMap<i64, (String, f64)> {
+    let mut rows = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    for file in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ids = batch
+                .column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let vs = batch.column_by_name("v").unwrap().as_string::<i32>();
+            let ns = batch
+                .column_by_name("n")
+                .unwrap()
+                .as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                let old = rows.insert(ids.value(i), (vs.value(i).to_owned(), ns.value(i)));
+                assert!(old.is_none(), "id {} is in the target twice", ids.value(i));
+            }
+        }
+    }
+    rows
+}
+
+fn assert_exact(out: &Path) {
+    let rows = published(out);
+    assert_eq!(rows.len() as i64, ROWS, "rows in the target");
+    for (id, (v, n)) in [(1, rows[&1].clone()), (ROWS, rows[&ROWS].clone())] {
+        assert_eq!(v, format!("row-{id}-{:x}", id * 7919));
+        assert!((n - id as f64 / 7.0).abs() < 1e-9);
+    }
+    assert_eq!(*rows.keys().next().unwrap(), 1);
+    assert_eq!(*rows.keys().last().unwrap(), ROWS);
+}
+
+/// Runs the pipeline and kills it with SIGKILL after `after`; whether it was still running.
+fn run_killed(cwd: &Path, config: &Path, after: Duration) -> bool {
+    let mut child = Command::new(fastlane_bin())
+        .args(["run", "--no-monitor", "--progress=off", "--config"])
+        .arg(config)
+        .current_dir(cwd)
+        .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
+        .env_remove("FASTLANE_PLUGIN_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+/// Runs the pipeline to its end; the summary.
+fn run_to_end(cwd: &Path, config: &Path, extra: &[&str]) -> Value {
+    let summary = cwd.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let mut args = vec![
+        "run",
+        "--no-monitor",
+        "--progress=off",
+        "--config",
+        config.to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = fastlane(cwd, &args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
+}
+
+#[test]
+fn a_killed_sqlite_to_parquet_load_resumes_and_publishes_every_row_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let out = tmp.path().join("out");
+    let config = write_config(tmp.path(), &db, &out, json!({}));
+
+    // How long an uninterrupted run takes.
+    let started = Instant::now();
+    let summary = run_to_end(tmp.path(), &config, &[]);
+    let full = started.elapsed();
+    assert_eq!(summary["rows_loaded"], ROWS);
+    assert_eq!(summary["checkpoint"]["resumed"], false);
+    assert_exact(&out);
+
+    let points = 8;
+    let mut reread = Vec::new();
+    for k in 1..=points {
+        let after = full.mul_f64(k as f64 / (points + 1) as f64);
+        if !run_killed(tmp.path(), &config, after) {
+            continue;
+        }
+        let summary = run_to_end(tmp.path(), &config, &[]);
+        assert_exact(&out);
+        let ck = &summary["checkpoint"];
+        if ck["resumed"] == true {
+            let already = ck["rows_already_loaded"].as_i64().unwrap();
+            let read = summary["rows_extracted"].as_i64().unwrap();
+            assert!(already + read >= ROWS, "{summary}");
+            reread.push(read as f64 / ROWS as f64);
+        }
+        // No staging folder is left behind.
+        let hidden: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".fastlane-staging"))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+    }
+    assert!(
+        reread.len() >= points / 2,
+        "too few kills landed in the middle of a run: {reread:?}"
+    );
+    let mean = reread.iter().sum::<f64>() / reread.len() as f64;
+    assert!(
+        mean < 0.9,
+        "resumed runs read {mean:.2} of the table on average"
+    );
+}
+
+#[test]
+fn a_changed_configuration_starts_afresh_and_an_explicit_resume_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let out = tmp.path().join("out");
+    let config = write_config(tmp.path(), &db, &out, json!({}));
+    let started = Instant::now();
+    run_to_end(tmp.path(), &config, &["--fresh"]);
+    let full = started.elapsed();
+
+    // Kill until a run is caught in the middle and leaves its staging.
+    let mut staged = None;
+    for k in 1..=5 {
+        run_killed(tmp.path(), &config, full.mul_f64(k as f64 / 6.0));
+        staged = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find_map(|n| n.strip_prefix(".fastlane-staging-").map(str::to_owned));
+        if staged.is_some() {
+            break;
+        }
+    }
+    let run_id = staged.expect("a killed run left its staging");
+
+    // Another row-group size: another target section.
+    let changed = write_config(
+        tmp.path(),
+        &db,
+        &out,
+        json!({"target": {"file": {"path": out, "format": "parquet", "max_rows_per_file": 40000}}}),
+    );
+    let out_text = fastlane(
+        tmp.path(),
+        &[
+            "run",
+            "--no-monitor",
+            "--progress=off",
+            "--config",
+            changed.to_str().unwrap(),
+            "--resume",
+            &run_id,
+        ],
+    );
+    assert_eq!(out_text.code, 1, "{}", out_text.stderr);
+    assert!(
+        out_text.stderr.contains("other source or target settings"),
+        "{}",
+        out_text.stderr
+    );
+    // The refusal kept the staging.
+    assert!(out.join(format!(".fastlane-staging-{run_id}")).exists());
+
+    // Without --resume: a fresh run, saying why, which discards the old staging.
+    let summary = run_to_end(tmp.path(), &changed, &[]);
+    assert_eq!(summary["checkpoint"]["resumed"], false, "{summary}");
+    assert_eq!(summary["rows_extracted"], ROWS);
+    assert_exact(&out);
+    assert!(!out.join(format!(".fastlane-staging-{run_id}")).exists());
+}
+
+#[test]
+fn a_second_run_of_a_pipeline_is_refused_while_one_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = write_config(tmp.path(), &db, &out, json!({}));
+    // The lock a loading run holds.
+    let lock = File::create(out.join(".fastlane-lock-part")).unwrap();
+    lock.lock().unwrap();
+    let refused = fastlane(
+        tmp.path(),
+        &[
+            "run",
+            "--no-monitor",
+            "--progress=off",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("another run is writing"),
+        "{}",
+        refused.stderr
+    );
+    lock.unlock().unwrap();
+    run_to_end(tmp.path(), &config, &[]);
+    assert_exact(&out);
+}
+
+#[test]
+fn resume_never_runs_without_checkpoints_and_a_query_cannot_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let out = tmp.path().join("out");
+    let config = write_config(tmp.path(), &db, &out, json!({"resume": "never"}));
+    let summary = run_to_end(tmp.path(), &config, &[]);
+    assert!(summary["checkpoint"].is_null(), "{summary}");
+    assert_exact(&out);
+
+    let config = write_config(
+        tmp.path(),
+        &db,
+        &out,
+        json!({"source": {"sqlite": {"path": db, "query": "SELECT * FROM t"}}}),
+    );
+    let summary_path = tmp.path().join("q.json");
+    let result = fastlane(
+        tmp.path(),
+        &[
+            "run",
+            "--no-monitor",
+            "--progress=off",
+            "--config",
+            config.to_str().unwrap(),
+            "--summary-json",
+            summary_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stderr.contains("cannot resume as configured"),
+        "{}",
+        result.stderr
+    );
+    assert_exact(&out);
+}
