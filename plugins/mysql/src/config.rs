@@ -233,6 +233,26 @@ pub struct MysqlTargetConfig {
     /// How many target workers load in parallel (host setting).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+    /// When the data has columns the table lacks: `fail` (the default) stops the run naming
+    /// them; `add_columns` keeps the table (its indexes and types) and adds them; `replace`
+    /// (FULL_TABLE only) replaces the table with one defined by the data.
+    #[serde(default)]
+    pub on_schema_change: OnSchemaChange,
+}
+
+/// What a load does when the data's columns differ from the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSchemaChange {
+    /// Stop the run, naming the new and missing columns.
+    #[default]
+    Fail,
+    /// Keep the table and add the new columns (to the staging copy, then swapped in; to the
+    /// table itself before an INCREMENTAL upsert).
+    AddColumns,
+    /// Replace the table with one defined by the data (FULL_TABLE only): indexes and declared
+    /// types are lost.
+    Replace,
 }
 
 /// The error for a `secret` that reached the plugin unresolved: the fastlane host resolves it

@@ -8,6 +8,11 @@
 //! - **INCREMENTAL** upserts the staging rows into the target in one transaction
 //!   (`INSERT … SELECT … ON DUPLICATE KEY UPDATE`), so a rerun after a crash duplicates nothing.
 //!
+//! Data with columns the table lacks fails the run, adds them, or replaces the table, as
+//! `on_schema_change` says ([`schema_step`]). A checkpointed run sends each batch in one
+//! transaction with its tag ([`crate::checkpoints`]) and keeps its staging when it fails, for
+//! the next run to resume.
+//!
 //! A failed run drops its staging table and leaves the target untouched. A run holds a named
 //! lock on the target (`GET_LOCK`) so that two runs never load the same table at once; staging
 //! tables left by a killed process are dropped by the next run.
@@ -31,9 +36,9 @@ use mysql_async::{Conn, Params, Value};
 use serde_json::{Value as Json, json};
 
 use crate::checkpoints::{self, Checkpoints, table_exists, tag_id};
-use crate::config::{LoadMethod, MysqlTargetConfig};
+use crate::config::{LoadMethod, MysqlTargetConfig, OnSchemaChange};
 use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
-use crate::ddl::create_table;
+use crate::ddl::{column_definition, create_table};
 use crate::encode::{Encoder, Slot};
 use crate::error::{Context, Error, Result, is_lost_error};
 
@@ -437,6 +442,14 @@ impl MysqlTarget {
             }
             Publish::Upsert => {
                 let written = written.unwrap_or_default();
+                add_missing_columns(
+                    &mut run.control,
+                    &db,
+                    &self.config.table,
+                    &run.shared.staging_name,
+                    &written,
+                )
+                .await?;
                 let checkpoints = run.shared.checkpoints.clone();
                 upsert(
                     &mut run.control,
@@ -518,6 +531,85 @@ impl Publish {
     }
 }
 
+/// How the staging table is defined, from the target's columns and the data's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SchemaStep {
+    /// A copy of the target's definition (the data fits it).
+    Like,
+    /// A copy of the target's definition with the data's new columns added.
+    AddColumns(Vec<String>),
+    /// A table defined by the data (a new table, or `on_schema_change: replace`).
+    FromData,
+}
+
+/// The staging table's definition when the data brings columns the target lacks, as
+/// `on_schema_change` says; an error naming the new (and missing) columns for `fail`.
+fn schema_step(
+    mode: ReplicationMode,
+    on_change: OnSchemaChange,
+    existing: &[String],
+    schema: &arrow_schema::Schema,
+    target: &str,
+) -> Result<SchemaStep> {
+    let has = |name: &str| existing.iter().any(|e| e.eq_ignore_ascii_case(name));
+    let new: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| !has(f.name()))
+        .map(|f| f.name().clone())
+        .collect();
+    if new.is_empty() {
+        return Ok(SchemaStep::Like);
+    }
+    let quoted = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (on_change, mode) {
+        (OnSchemaChange::AddColumns, _) => Ok(SchemaStep::AddColumns(new)),
+        (OnSchemaChange::Replace, ReplicationMode::FullTable) => {
+            log::warn!(
+                "the data has columns that {target} lacks ({}): `on_schema_change: replace` \
+                 replaces the table with one defined by the data (its indexes and declared \
+                 types are lost)",
+                quoted(&new)
+            );
+            Ok(SchemaStep::FromData)
+        }
+        (OnSchemaChange::Replace, ReplicationMode::Incremental) => Err(Error::Config(format!(
+            "the data has columns that {target} lacks: {}; an INCREMENTAL run cannot replace \
+             the table: use `on_schema_change: add_columns`",
+            quoted(&new)
+        ))),
+        (OnSchemaChange::Fail, _) => {
+            let missing: Vec<String> = existing
+                .iter()
+                .filter(|e| {
+                    !schema
+                        .fields()
+                        .iter()
+                        .any(|f| f.name().eq_ignore_ascii_case(e))
+                })
+                .cloned()
+                .collect();
+            let also = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(", and lacks {} that the table has", quoted(&missing))
+            };
+            Err(Error::Config(format!(
+                "the data has columns that {target} lacks: {}{also}; set the target's \
+                 `on_schema_change` to `add_columns` (keep the table, add them) or `replace` \
+                 (FULL_TABLE: a table defined by the data)",
+                quoted(&new)
+            )))
+        }
+    }
+}
+
 /// The statement that swaps the staging table in and the target out, in one step.
 fn swap_statement(table: &str, old: &str, staging: &str) -> String {
     format!("RENAME TABLE {table} TO {old}, {staging} TO {table}")
@@ -567,6 +659,47 @@ async fn swap(control: &mut Session, table: &str, old: &str, staging: &str) -> R
         log::warn!("the new table is published, but {e}; the next run drops it");
     }
     Ok(())
+}
+
+/// Adds to the target the `written` columns it lacks, defined as in the staging table (an
+/// INCREMENTAL run with `on_schema_change: add_columns`). Columns added by an earlier attempt
+/// of the same run are there already.
+async fn add_missing_columns(
+    control: &mut Session,
+    db: &str,
+    table: &str,
+    staging: &str,
+    written: &[String],
+) -> Result<()> {
+    let conn = control.conn().await?;
+    let existing = describe(conn, db, table).await?;
+    let lacking: Vec<&String> = written
+        .iter()
+        .filter(|w| !existing.iter().any(|(e, _)| e.eq_ignore_ascii_case(w)))
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE \
+             TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, staging),
+        )
+        .await
+        .what(|| "reading the staging table's columns".to_owned())?;
+    let mut adds = Vec::new();
+    for name in lacking {
+        let Some((_, t)) = types.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) else {
+            continue;
+        };
+        adds.push(format!("ADD COLUMN {} {t} NULL", ident(name)));
+    }
+    let target = qualified(db, table);
+    log::info!("adding columns to {target}: {}", adds.join(", "));
+    conn.query_drop(format!("ALTER TABLE {target} {}", adds.join(", ")))
+        .await
+        .what(|| format!("adding the data's new columns to {target}"))
 }
 
 /// Upserts the staged rows into the target in one transaction (INCREMENTAL), then drops the
@@ -842,36 +975,35 @@ impl MysqlWriter {
         let target = qualified(&db, &shared.config.table);
         let name = qualified(&db, &shared.staging_name);
         let schema = batch.schema();
-        let new_columns: Vec<String> = match &shared.target_columns {
-            Some(existing) => schema
-                .fields()
-                .iter()
-                .filter(|f| !existing.iter().any(|e| e.eq_ignore_ascii_case(f.name())))
-                .map(|f| format!("`{}`", f.name()))
-                .collect(),
-            None => vec![],
+        let step = match &shared.target_columns {
+            None => SchemaStep::FromData,
+            Some(existing) => schema_step(
+                shared.mode,
+                shared.config.on_schema_change,
+                existing,
+                &schema,
+                &target,
+            )?,
         };
-        let ddl = match (&shared.target_columns, new_columns.is_empty()) {
-            (Some(_), true) => format!("CREATE TABLE {name} LIKE {target}"),
-            (Some(_), false) if shared.mode == ReplicationMode::Incremental => {
-                return Err(Error::Config(format!(
-                    "the data has columns that {target} lacks: {}; an INCREMENTAL run keeps \
-                     the table's definition (add them, or run FULL_TABLE once)",
-                    new_columns.join(", ")
-                )));
-            }
-            _ => {
-                if !new_columns.is_empty() {
-                    log::warn!(
-                        "the data has columns that {target} lacks ({}): this FULL_TABLE run \
-                         replaces the table with one defined by the data",
-                        new_columns.join(", ")
-                    );
+        let fields: Vec<&arrow_schema::Field> =
+            schema.fields().iter().map(|f| f.as_ref()).collect();
+        let (ddl, added) = match &step {
+            SchemaStep::Like => (format!("CREATE TABLE {name} LIKE {target}"), Vec::new()),
+            SchemaStep::AddColumns(new) => {
+                let mut defs = Vec::new();
+                for f in fields.iter().filter(|f| new.contains(f.name())) {
+                    defs.push(format!("ADD COLUMN {}", column_definition(f, false)?));
                 }
-                let fields: Vec<&arrow_schema::Field> =
-                    schema.fields().iter().map(|f| f.as_ref()).collect();
-                create_table(&name, &fields, shared.config.key.as_deref())?
+                log::info!(
+                    "adding the data's new columns to {target}: {}",
+                    new.join(", ")
+                );
+                (format!("CREATE TABLE {name} LIKE {target}"), defs)
             }
+            SchemaStep::FromData => (
+                create_table(&name, &fields, shared.config.key.as_deref())?,
+                Vec::new(),
+            ),
         };
         let ddl = if shared.resume {
             ddl.replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
@@ -880,6 +1012,14 @@ impl MysqlWriter {
         };
         let session = self.session().await?;
         session.execute(ddl, "creating the staging table").await?;
+        if !added.is_empty() {
+            session
+                .execute(
+                    format!("ALTER TABLE {name} {}", added.join(", ")),
+                    "adding columns to the staging table",
+                )
+                .await?;
+        }
         let conn = session.conn().await?;
         if let Some(ck) = &shared.checkpoints {
             let written: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -1355,6 +1495,45 @@ impl AsyncWriter for MysqlWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_columns_fail_are_added_or_replace_the_table_as_configured() {
+        use arrow_schema::{DataType, Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new("ID", DataType::Int64, false),
+            Field::new("extra", DataType::Utf8, true),
+        ]);
+        let existing = vec!["id".to_owned(), "old".to_owned()];
+        let step = |on, mode| schema_step(mode, on, &existing, &schema, "`d`.`t`");
+        let err = step(OnSchemaChange::Fail, ReplicationMode::FullTable).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("lacks: `extra`") && text.contains("`old`"),
+            "{text}"
+        );
+        assert_eq!(
+            step(OnSchemaChange::AddColumns, ReplicationMode::Incremental).unwrap(),
+            SchemaStep::AddColumns(vec!["extra".into()])
+        );
+        assert_eq!(
+            step(OnSchemaChange::Replace, ReplicationMode::FullTable).unwrap(),
+            SchemaStep::FromData
+        );
+        assert!(step(OnSchemaChange::Replace, ReplicationMode::Incremental).is_err());
+        // Names match case-insensitively; missing columns alone change nothing.
+        let fits = Schema::new(vec![Field::new("Id", DataType::Int64, false)]);
+        assert_eq!(
+            schema_step(
+                ReplicationMode::FullTable,
+                OnSchemaChange::Fail,
+                &existing,
+                &fits,
+                "t"
+            )
+            .unwrap(),
+            SchemaStep::Like
+        );
+    }
 
     #[test]
     fn full_table_swaps_and_incremental_upserts_into_an_existing_table() {

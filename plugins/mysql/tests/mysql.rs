@@ -1085,3 +1085,84 @@ fn offset_starts_after_the_configured_key() {
     ));
     assert_eq!(incremental, vec![96, 97, 98, 99]);
 }
+
+#[test]
+fn a_schema_change_fails_by_default_or_adds_columns_keeping_indexes_or_replaces_the_table() {
+    let db = Db::new("schema_change");
+    db.exec("CREATE TABLE src (id BIGINT PRIMARY KEY, v VARCHAR(64), extra INT)");
+    db.exec("INSERT INTO src VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', NULL)");
+    db.exec("CREATE TABLE dst (id BIGINT PRIMARY KEY, v VARCHAR(64), old TEXT, KEY by_v (v))");
+    db.exec("INSERT INTO dst VALUES (9, 'z', 'kept')");
+    let index_count = || {
+        db.value("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'dst' AND INDEX_NAME = 'by_v'")
+    };
+    let load = |target: serde_json::Value, mode| {
+        run(
+            ("mysql", "mysql", db.config(json!({"table": "src"}))),
+            ("mysql", "mysql", db.config(target)),
+            mode,
+        )
+    };
+
+    // fail (the default): nothing changes, and the error names the new and missing columns.
+    let err = load(json!({"table": "dst"}), ReplicationMode::FullTable).expect_err("must fail");
+    assert!(err.contains("lacks: `extra`"), "{err}");
+    assert!(
+        err.contains("`old`") && err.contains("on_schema_change"),
+        "{err}"
+    );
+    assert_eq!(db.value("SELECT COUNT(*) FROM dst"), "1");
+    assert_eq!(
+        db.value("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'dst' AND COLUMN_NAME = 'extra'"),
+        "0"
+    );
+
+    // add_columns: the table keeps its index and types, and gains the column.
+    load(
+        json!({"table": "dst", "on_schema_change": "add_columns"}),
+        ReplicationMode::FullTable,
+    )
+    .expect("add_columns");
+    assert_eq!(
+        db.value("SELECT GROUP_CONCAT(id ORDER BY id) FROM dst"),
+        "1,2,3"
+    );
+    assert_eq!(db.value("SELECT extra FROM dst WHERE id = 2"), "20");
+    assert_eq!(index_count(), "1");
+    assert_eq!(
+        db.value("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'dst' AND COLUMN_NAME = 'v'"),
+        "varchar(64)"
+    );
+
+    // INCREMENTAL with add_columns alters the table itself before the upsert.
+    db.exec("CREATE TABLE inc (id BIGINT PRIMARY KEY, v VARCHAR(64))");
+    db.exec("INSERT INTO inc VALUES (1, 'old')");
+    load(
+        json!({"table": "inc", "key": "id", "on_schema_change": "add_columns"}),
+        ReplicationMode::Incremental,
+    )
+    .expect("incremental add_columns");
+    assert_eq!(
+        db.value("SELECT GROUP_CONCAT(id ORDER BY id) FROM inc"),
+        "1,2,3"
+    );
+    assert_eq!(db.value("SELECT extra FROM inc WHERE id = 3"), "NULL");
+    // An INCREMENTAL run never replaces the table.
+    db.exec("CREATE TABLE inc2 (id BIGINT PRIMARY KEY, v VARCHAR(64))");
+    let err = load(
+        json!({"table": "inc2", "key": "id", "on_schema_change": "replace"}),
+        ReplicationMode::Incremental,
+    )
+    .expect_err("must fail");
+    assert!(err.contains("cannot replace"), "{err}");
+
+    // replace: a table defined by the data; the index is gone.
+    db.exec("ALTER TABLE src ADD COLUMN more DOUBLE");
+    load(
+        json!({"table": "dst", "key": "id", "on_schema_change": "replace"}),
+        ReplicationMode::FullTable,
+    )
+    .expect("replace");
+    assert_eq!(index_count(), "0");
+    assert_eq!(db.value("SELECT COUNT(*) FROM dst"), "3");
+}
