@@ -529,6 +529,26 @@ pub fn render_summary(s: &RunSummary) -> String {
             );
         }
     }
+    if let Some(v) = &s.verification {
+        let counted = |n: Option<u64>| n.map_or("?".to_owned(), progress::count);
+        let status = match v.status {
+            engine::VerificationStatus::Passed => "verified",
+            engine::VerificationStatus::Failed => "verification failed",
+            engine::VerificationStatus::Skipped => "not verified",
+        };
+        let _ = writeln!(
+            out,
+            "  {status}: the source counts {} rows, {} were read, the staging counts {}",
+            counted(v.source_rows),
+            progress::count(v.read_rows),
+            counted(v.target_rows),
+        );
+        if let Some(note) = &v.note
+            && v.status != engine::VerificationStatus::Failed
+        {
+            let _ = writeln!(out, "    ({note})");
+        }
+    }
     for st in &s.stages {
         let _ = writeln!(
             out,

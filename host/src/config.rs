@@ -118,6 +118,8 @@ struct TopLevel {
     #[serde(default)]
     resume: ResumePolicy,
     checkpoint_interval_secs: Option<f64>,
+    #[serde(default)]
+    verify: VerifyPolicy,
     // The sections are read from the document by `choose`; they are declared here so that
     // `deny_unknown_fields` knows them.
     #[allow(dead_code)]
@@ -152,6 +154,17 @@ pub enum ResumePolicy {
     Never,
 }
 
+/// How a run verifies its load before publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyPolicy {
+    /// Compare row counts: the source's per partition, the rows read, the staging's.
+    #[default]
+    Count,
+    /// No verification.
+    Off,
+}
+
 /// The default seconds between checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: f64 = 5.0;
 
@@ -179,6 +192,7 @@ pub fn top_level_schema() -> Value {
             },
             "stall_timeout_secs": {"type": "number", "exclusiveMinimum": 0, "description": "Fail when a stage spends longer than this in one call."},
             "resume": {"enum": ["auto", "never"], "description": "auto (the default): a run continues the unfinished run of the same pipeline whose source and target sections are unchanged, when its source and target can resume; never: every run starts afresh."},
+            "verify": {"enum": ["count", "off"], "description": "count (the default): before publishing, compare the rows the source counts per partition, the rows read, and the rows the target's staging counts; a mismatch fails the run and publishes nothing. off: no verification."},
             "checkpoint_interval_secs": {"type": "number", "minimum": 0, "maximum": 3600, "description": "How often the target makes what it wrote durable with its checkpoints (default 5; 0 after every batch)."},
             "source": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
             "transform": {"type": ["object", "null"]},
@@ -272,6 +286,8 @@ pub struct PipelineConfig {
     pub resume: ResumePolicy,
     /// Seconds between the target's checkpoints.
     pub checkpoint_interval_secs: f64,
+    /// How the load is verified before publishing.
+    pub verify: VerifyPolicy,
     /// The source.
     pub source: Section,
     /// The transform.
@@ -437,6 +453,7 @@ pub fn load_str_with(
         checkpoint_interval_secs: top
             .checkpoint_interval_secs
             .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_SECS),
+        verify: top.verify,
         source,
         transform,
         target,

@@ -254,6 +254,7 @@ impl RunMonitor {
                 "stages": stages,
                 "queues": summary.queues,
                 "checkpoint": summary.checkpoint,
+                "verification": summary.verification,
                 "duration_secs": summary.duration_secs,
                 "rows_per_sec": summary.rows_per_sec,
             })

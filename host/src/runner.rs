@@ -5,8 +5,10 @@ use std::time::Duration;
 use fastlane_plugin_api::{ComponentKind, PluginError, Source, Target, Transform};
 use serde_json::Value;
 
-use crate::config::{PipelineConfig, ResumePolicy, Section};
-use crate::engine::{CheckpointOptions, EngineOptions, Named, Pipeline, Resume, new_run_id};
+use crate::config::{PipelineConfig, ResumePolicy, Section, VerifyPolicy};
+use crate::engine::{
+    CheckpointOptions, EngineOptions, Named, Pipeline, Resume, Verify, new_run_id,
+};
 use crate::plugins::Registry;
 use crate::transforms;
 
@@ -196,6 +198,10 @@ pub fn engine_options(config: &PipelineConfig) -> EngineOptions {
             .stall_timeout_secs
             .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
         checkpoint: checkpoint_options(config),
+        verify: match config.verify {
+            VerifyPolicy::Count => Verify::Count,
+            VerifyPolicy::Off => Verify::Off,
+        },
         ..EngineOptions::default()
     }
 }

@@ -60,6 +60,15 @@ function resumeNote(checkpoint, rowsRead) {
   return parts.length ? el("p", { class: "sub", "data-field": "checkpoint", text: parts.join(" ") }) : null;
 }
 
+/** How the load was verified before publishing, as a line under the title. */
+function verificationNote(v) {
+  if (!v) return null;
+  const label = { passed: "Verified", failed: "Verification failed", skipped: "Not verified" }[v.status] || v.status;
+  const text = `${label}: the source counts ${n(v.source_rows)} rows, ${n(v.read_rows)} were read, the staging counts ${n(v.target_rows)}.` +
+    (v.note ? ` ${v.note}` : "");
+  return el("p", { class: "sub", "data-field": "verification", text });
+}
+
 function badge(status) {
   return el("span", { class: `badge s-${status}`, "data-field": "status", "data-value": status, text: status });
 }
@@ -361,6 +370,7 @@ async function runPage(id) {
       run.start_offset ? ` · after offset ${run.start_offset}` : "", run.run_key ? ` · ${run.run_key}` : ""),
     stop,
     resumeNote(totals.checkpoint, run.rows_extracted),
+    verificationNote(totals.verification),
     run.error ? el("pre", { class: "error", role: "alert", "data-field": "error", text: run.error }) : null,
     cards,
     el("h2", { text: "Progress" }), charts,

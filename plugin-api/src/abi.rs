@@ -67,6 +67,15 @@ pub trait FfiSource: Send + Sync {
         false
     }
 
+    /// Counts the rows of one partition (JSON), for verification. Added after the first
+    /// release of ABI 1: older plugins answer "unsupported".
+    fn count(&self, partition: RStr<'_>) -> RResult<u64, PluginError> {
+        let _ = partition;
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before verified runs",
+        ))
+    }
+
     /// Opens part of one partition (JSON): `range` is a JSON [`ReadRange`](crate::ReadRange).
     /// Added after the first release of ABI 1: older plugins answer "unsupported".
     fn open_range(
@@ -132,6 +141,13 @@ pub trait FfiTarget: Send + Sync {
     fn checkpoints(&self) -> RResult<RVec<RString>, PluginError> {
         RResult::RErr(PluginError::unsupported(
             "this plugin was built before resumable runs",
+        ))
+    }
+
+    /// Counts the rows of the run's staging, for verification.
+    fn staged_rows(&self) -> RResult<u64, PluginError> {
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before verified runs",
         ))
     }
 

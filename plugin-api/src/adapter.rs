@@ -89,6 +89,14 @@ impl FfiSource for SourceAdapter {
         catch_unwind(AssertUnwindSafe(|| self.0.resumable())).unwrap_or(false)
     }
 
+    fn count(&self, partition: RStr<'_>) -> RResult<u64, PluginError> {
+        guard(|| {
+            let partition: Partition =
+                serde_json::from_str(partition.as_str()).map_err(json_err)?;
+            self.0.count(&partition)
+        })
+    }
+
     fn open_range(
         &self,
         partition: RStr<'_>,
@@ -188,6 +196,10 @@ impl FfiTarget for TargetAdapter {
                 .map(RString::from)
                 .collect())
         })
+    }
+
+    fn staged_rows(&self) -> RResult<u64, PluginError> {
+        guard(|| self.0.staged_rows())
     }
 
     fn suspend(&mut self) -> RResult<(), PluginError> {

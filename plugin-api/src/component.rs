@@ -95,6 +95,16 @@ pub trait Source: Send + Sync + 'static {
         false
     }
 
+    /// How many rows `partition` holds now, counted by the source's system (`SELECT COUNT(*)`
+    /// over the partition's range, a file's row count…), for verification. Sources declaring
+    /// [`Capability::VerifyCount`](crate::Capability::VerifyCount) implement it.
+    fn count(&self, partition: &Partition) -> Result<u64> {
+        let _ = partition;
+        Err(PluginError::unsupported(
+            "this source cannot count its rows",
+        ))
+    }
+
     /// Opens a part of one partition: the rows after `range.after` and up to `range.upto`,
     /// positions that this source's streams gave. Sources declaring
     /// [`Capability::Resume`](crate::Capability::Resume) implement it, and give a
@@ -171,6 +181,15 @@ pub trait Target: Send + Sync + 'static {
     /// written without a kept tag are discarded by the time this returns.
     fn checkpoints(&self) -> Result<Vec<String>> {
         Err(PluginError::unsupported("this target cannot resume a run"))
+    }
+
+    /// How many rows the run's staging holds, counted by the destination itself (after the
+    /// writers closed, or when a resumed run opens it), for verification. Targets declaring
+    /// [`Capability::VerifyCount`](crate::Capability::VerifyCount) implement it.
+    fn staged_rows(&self) -> Result<u64> {
+        Err(PluginError::unsupported(
+            "this target cannot count its staged rows",
+        ))
     }
 
     /// Ends a failed checkpointed run keeping its staging, so that a later run can resume it;

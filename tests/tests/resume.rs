@@ -312,3 +312,79 @@ fn resume_never_runs_without_checkpoints_and_a_query_cannot_resume() {
     );
     assert_exact(&out);
 }
+
+#[test]
+fn verification_fails_a_load_whose_target_lost_a_batch_and_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let plugins = fastlane_tests::test_plugin_dir(&["misbehave"]);
+    let committed = tmp.path().join("committed");
+    let config = |verify: &str| {
+        let path = tmp.path().join(format!("lossy-{verify}.json"));
+        let config = json!({
+            "replication_mode": "FULL_TABLE",
+            "verify": verify,
+            "source": {"sqlite": {"path": db, "table": "t", "batch_size": 2000}},
+            "target": {"lossy": {"lose_batch": 3, "path": committed}},
+            "transform": {"add_op_fields": false}
+        });
+        std::fs::write(&path, config.to_string()).unwrap();
+        path
+    };
+    let summary = tmp.path().join("summary.json");
+    let run = |config: &Path| {
+        fastlane(
+            tmp.path(),
+            &[
+                "run",
+                "--plugin-dir",
+                plugins.path().to_str().unwrap(),
+                "--no-monitor",
+                "--progress=off",
+                "--config",
+                config.to_str().unwrap(),
+                "--summary-json",
+                summary.to_str().unwrap(),
+            ],
+        )
+    };
+
+    let out = run(&config("count"));
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("the staging holds 198000 rows, but 200000 were written into it"),
+        "{}",
+        out.stderr
+    );
+    assert!(!committed.exists(), "nothing may be published");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["verification"]["status"], "failed", "{s}");
+    assert_eq!(s["verification"]["source_rows"], ROWS);
+
+    // Without verification the loss goes through unnoticed.
+    let out = run(&config("off"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&committed).unwrap(), "198000");
+}
+
+#[test]
+fn a_verified_load_reports_the_counts_of_both_sides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let out = tmp.path().join("out");
+    for format in ["parquet", "csv", "jsonl"] {
+        let config = write_config(
+            tmp.path(),
+            &db,
+            &out,
+            json!({"target": {"file": {"path": out, "format": format, "max_rows_per_file": 50000}}}),
+        );
+        let summary = run_to_end(tmp.path(), &config, &[]);
+        let v = &summary["verification"];
+        assert_eq!(v["status"], "passed", "{summary}");
+        assert_eq!(v["source_rows"], ROWS, "{summary}");
+        assert_eq!(v["target_rows"], ROWS, "{summary}");
+        assert_eq!(v["read_rows"], ROWS, "{summary}");
+    }
+}

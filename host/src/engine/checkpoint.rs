@@ -15,7 +15,7 @@
 //! resume already covers (same bounds) is looked up in that job's tags in turn. Positions are
 //! compared for equality only, so the host never needs to know how a source orders them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use fastlane_plugin_api::{Partition, ReadRange, ReplicationMode};
@@ -124,6 +124,8 @@ pub struct ResumeWork {
     pub rows_done: u64,
     /// Partitions read completely already.
     pub partitions_done: usize,
+    /// Rows the staging holds already, per partition.
+    pub rows_by_partition: BTreeMap<usize, u64>,
 }
 
 /// A malformed tag in a target's checkpoints.
@@ -156,6 +158,10 @@ pub fn parse_tags(texts: &[String]) -> Result<Vec<Tag>, BadTag> {
 /// partition of `partitions` is read exactly once.
 pub fn resume_work(partitions: &[Partition], tags: Vec<Tag>) -> ResumeWork {
     let rows_done = tags.iter().map(|t| t.n).sum();
+    let mut rows_by_partition = BTreeMap::new();
+    for tag in &tags {
+        *rows_by_partition.entry(tag.p).or_default() += tag.n;
+    }
     let mut jobs: HashMap<String, Vec<Tag>> = HashMap::new();
     for tag in tags {
         jobs.entry(job_key(tag.p, &tag.ja, &tag.ju))
@@ -179,6 +185,7 @@ pub fn resume_work(partitions: &[Partition], tags: Vec<Tag>) -> ResumeWork {
         jobs: work,
         rows_done,
         partitions_done,
+        rows_by_partition,
     }
 }
 

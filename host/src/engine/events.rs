@@ -1,5 +1,6 @@
 //! Typed events of a run, the running totals they feed, and the final run summary.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -137,6 +138,10 @@ pub struct Totals {
     pub partitions_done: usize,
     /// Partitions planned.
     pub partitions: usize,
+    /// Rows read per partition.
+    pub rows_by_partition: BTreeMap<usize, u64>,
+    /// Rows that went into the transforms (their output is `transform.rows`).
+    pub transform_rows_in: u64,
 }
 
 impl Totals {
@@ -145,17 +150,24 @@ impl Totals {
         match event {
             Event::RunStarted { partitions, .. } => self.partitions = *partitions,
             Event::BatchExtracted {
+                partition,
                 rows,
                 bytes,
                 elapsed,
-                ..
-            } => add(&mut self.source, *rows, *bytes, *elapsed),
+            } => {
+                add(&mut self.source, *rows, *bytes, *elapsed);
+                *self.rows_by_partition.entry(*partition).or_default() += *rows as u64;
+            }
             Event::BatchTransformed {
+                rows_in,
                 rows_out,
                 bytes,
                 elapsed,
                 ..
-            } => add(&mut self.transform, *rows_out, *bytes, *elapsed),
+            } => {
+                add(&mut self.transform, *rows_out, *bytes, *elapsed);
+                self.transform_rows_in += *rows_in as u64;
+            }
             Event::BatchLoaded {
                 rows,
                 bytes,
@@ -271,6 +283,8 @@ pub struct RunSummary {
     /// For a checkpointed run: its staging, what a resumed run found there, and whether a
     /// failed run kept it for a resume.
     pub checkpoint: Option<CheckpointSummary>,
+    /// How the load was verified before publishing, when it was.
+    pub verification: Option<super::verify::VerificationSummary>,
 }
 
 /// The checkpoints of a run, in its summary.

@@ -24,6 +24,7 @@ pub mod memory;
 mod plan;
 pub mod queue;
 mod supervise;
+pub mod verify;
 mod workers;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub use plan::RunPlan;
 use plan::{Checkpointing, decide_checkpointing, plan_partitions, resolve_start_offset};
 use queue::BatchQueue;
 use supervise::{NamedQueue, StageShape, SummaryContext, Supervisor, conclude, summarize};
+pub use verify::{VerificationStatus, VerificationSummary, Verify};
 use workers::Crew;
 
 /// A component with the id it was created from.
@@ -112,6 +114,8 @@ pub struct EngineOptions {
     /// Checkpoint the run so that it can be resumed, where the source and target can; `None`
     /// runs without checkpoints.
     pub checkpoint: Option<CheckpointOptions>,
+    /// Verify the load before publishing it.
+    pub verify: Verify,
 }
 
 impl Default for EngineOptions {
@@ -129,6 +133,7 @@ impl Default for EngineOptions {
             sample_interval: Duration::from_millis(250),
             stop: None,
             checkpoint: None,
+            verify: Verify::Off,
         }
     }
 }
@@ -211,7 +216,11 @@ pub fn run(
 
     let checkpointing =
         decide_checkpointing(options, &source, &target).map_err(|e| early.fail(e, None))?;
+    let target_capabilities = target.capabilities.clone();
+    let counts_staging =
+        options.verify != Verify::Off && target_capabilities.contains(&Capability::VerifyCount);
     let mut target = target.component;
+    let mut before = verify::Before::default();
     let (plan, writers, checkpoint) = match checkpointing {
         Checkpointing::Resume(resuming) => {
             let plan::Resuming {
@@ -232,6 +241,22 @@ pub fn run(
                 stored.partitions.len()
             );
             let plan = RunPlan::resumed(&stored, work.jobs, options);
+            before = verify::Before {
+                rows_by_partition: work.rows_by_partition,
+                rows: work.rows_done,
+                staged: None,
+            };
+            if counts_staging {
+                match target.staged_rows() {
+                    Ok(n) => before.staged = Some(n),
+                    Err(e) => {
+                        drop(writers);
+                        let error =
+                            StageError::new(Stage::Target, &ids[2], "counting its staged rows", e);
+                        return Err(early.abort_then_fail(target.as_mut(), error, &plan));
+                    }
+                }
+            }
             let summary = CheckpointSummary {
                 staging_run_id: staged.run_id.clone(),
                 resumed: true,
@@ -306,8 +331,18 @@ pub fn run(
     announce(&plan, options, observer, &mut totals);
     let (mut crew, events) = Crew::new(queues.all(), early.started);
     let tagging = checkpoint.is_some();
+    let source = Arc::new(source);
+    let check = (options.verify != Verify::Off).then(|| verify::Check {
+        mode: options.verify,
+        source: source.clone(),
+        target_id: shape.ids[2].clone(),
+        target_capabilities,
+        partitions: plan.partitions.clone(),
+        before,
+        transforms: !transforms.is_empty(),
+    });
     crew.spawn_sources(
-        source,
+        &source,
         plan.jobs.clone(),
         plan.source_workers,
         tagging,
@@ -336,8 +371,9 @@ pub fn run(
         shape: &shape,
         queues: &queues.named,
         checkpoint: checkpoint.map(|(_, s)| s),
+        verification: None,
     };
-    let concluded = conclude(target.as_mut(), ending, context, observer);
+    let concluded = conclude(target.as_mut(), ending, context, check.as_ref(), observer);
     drop(pool);
     concluded
 }
@@ -522,6 +558,7 @@ impl EarlyFailure<'_> {
             shape: &shape,
             queues: &[],
             checkpoint: None,
+            verification: None,
         };
         Box::new(RunFailed {
             run_id: self.options.run_id.clone(),

@@ -15,6 +15,7 @@ use super::events::{
     StageTotals, Totals,
 };
 use super::queue::BatchQueue;
+use super::verify::{Check, VerificationSummary};
 use super::workers::{Msg, Started};
 use super::{EngineOptions, RunFailed, StageError, memory};
 
@@ -241,11 +242,26 @@ pub(super) fn conclude(
     target: &mut dyn Target,
     ending: Ending,
     mut context: SummaryContext<'_>,
+    check: Option<&Check>,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, Box<RunFailed>> {
     let totals = context.totals;
-    let (status, error, abort_error) = match ending.error {
-        None => match target.commit() {
+    let verified = match (&ending.error, check) {
+        (None, Some(check)) => Some(check.run(target, totals)),
+        _ => None,
+    };
+    let (verified, mismatch) = match verified {
+        Some(v) => (Some(v.summary), v.error),
+        None => (None, None),
+    };
+    context.verification = verified;
+    let (status, error, abort_error) = match (ending.error, mismatch) {
+        (None, Some(err)) => {
+            // The staging does not hold what it should: discard it, never resume it.
+            let abort_error = abort(target, observer, totals, None);
+            (RunStatus::Failed, Some(err), abort_error)
+        }
+        (None, None) => match target.commit() {
             Ok(()) => {
                 observer.event(&Event::Committed, totals);
                 (RunStatus::Succeeded, None, None)
@@ -256,7 +272,7 @@ pub(super) fn conclude(
                 (RunStatus::Failed, Some(err), abort_error)
             }
         },
-        Some(err) => {
+        (Some(err), _) => {
             let abort_error = abort(target, observer, totals, context.checkpoint.as_mut());
             let stopped = ending.stop_requested
                 && err.cause.code() == ErrorCode::CANCELLED
@@ -289,6 +305,7 @@ pub(super) struct SummaryContext<'a> {
     pub(super) shape: &'a StageShape,
     pub(super) queues: &'a [NamedQueue],
     pub(super) checkpoint: Option<CheckpointSummary>,
+    pub(super) verification: Option<VerificationSummary>,
 }
 
 /// The summary of a run, finished or failed.
@@ -340,5 +357,6 @@ pub(super) fn summarize(
         peak_rss_bytes: memory::rss().peak,
         error: error.map(|e| crate::error::chain(e)),
         checkpoint: context.checkpoint.clone(),
+        verification: context.verification.clone(),
     }
 }

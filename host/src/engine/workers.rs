@@ -173,13 +173,12 @@ impl Crew {
     /// `tagging`, every batch carries its checkpoint tag.
     pub(super) fn spawn_sources(
         &mut self,
-        source: Named<Box<dyn Source>>,
+        source: &Arc<Named<Box<dyn Source>>>,
         jobs: Vec<ReadJob>,
         workers: usize,
         tagging: bool,
         queue: &Arc<BatchQueue>,
     ) {
-        let source = Arc::new(source);
         let pending = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
         for w in 0..workers {
             let slot = self.slot(Stage::Source, &source.id);

@@ -81,6 +81,11 @@ impl Source for PluginSource {
         self.0.resumable()
     }
 
+    fn count(&self, partition: &Partition) -> Result<u64> {
+        let partition = to_json(partition)?;
+        ok(self.0.count(RStr::from_str(&partition)))
+    }
+
     fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
         let (partition, range) = (to_json(partition)?, to_json(range)?);
         let stream = ok(self
@@ -160,6 +165,10 @@ impl Target for PluginTarget {
             .into_iter()
             .map(|s| s.into_string())
             .collect())
+    }
+
+    fn staged_rows(&self) -> Result<u64> {
+        ok(self.0.staged_rows())
     }
 
     fn suspend(&mut self) -> Result<()> {

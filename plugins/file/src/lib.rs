@@ -33,11 +33,17 @@ fastlane_plugin_api::export_plugin!(
             "Reads CSV, JSON Lines and Parquet files (globs, folders, gzip, zstd).",
             FileSource::new,
         )
-        .capabilities(&[fastlane_plugin_api::Capability::Resume])
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
         .target(
             "file",
             "Writes CSV, JSON Lines or Parquet files atomically, rolled by rows or bytes.",
             FileTarget::new,
         )
-        .capabilities(&[fastlane_plugin_api::Capability::Resume])
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
 );

@@ -108,6 +108,51 @@ impl FileTarget {
         Ok(files)
     }
 
+    /// The rows of one data file of this target's format.
+    fn file_rows(&self, path: &Path) -> Result<u64> {
+        let shown = path.display().to_string();
+        let data = |e: &dyn std::fmt::Display| PluginError::data(format!("`{shown}`: {e}"));
+        match self.config.format {
+            Format::Parquet => {
+                let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)
+                    .map_err(|e| data(&e))?;
+                let rows: i64 = builder
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .map(|g| g.num_rows())
+                    .sum();
+                Ok(rows.max(0) as u64)
+            }
+            Format::Csv => {
+                let compression = self.config.compression.unwrap_or(Compression::None);
+                let mut reader = csv_count_reader(
+                    open_read(path, compression)?,
+                    self.config.has_header,
+                    self.delimiter,
+                );
+                let mut rows = 0u64;
+                for result in reader.byte_records() {
+                    result.map_err(|e| data(&e))?;
+                    rows += 1;
+                }
+                Ok(rows)
+            }
+            Format::Jsonl => {
+                use std::io::BufRead;
+                let compression = self.config.compression.unwrap_or(Compression::None);
+                let reader = std::io::BufReader::new(open_read(path, compression)?);
+                let mut rows = 0u64;
+                for line in reader.lines() {
+                    if !line.map_err(|e| data(&e))?.trim().is_empty() {
+                        rows += 1;
+                    }
+                }
+                Ok(rows)
+            }
+        }
+    }
+
     fn file_max(&self, path: &Path, key: &str) -> Result<Option<KeyMax>> {
         let shown = path.display().to_string();
         let mut max = None;
@@ -175,6 +220,19 @@ impl FileTarget {
         }
         Ok(max)
     }
+}
+
+/// A CSV reader that only splits records (quoted newlines included), for counting them.
+fn csv_count_reader(
+    read: impl std::io::Read,
+    has_header: bool,
+    delimiter: u8,
+) -> csv::Reader<impl std::io::Read> {
+    csv::ReaderBuilder::new()
+        .has_headers(has_header)
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(read)
 }
 
 /// Whether `name` is a data file of this target: `<prefix>-<run id>-<worker>-<seq>.<ext>`,
@@ -298,6 +356,26 @@ impl Target for FileTarget {
             .as_ref()
             .and_then(|r| r.resumed_tags.clone())
             .ok_or_else(|| PluginError::internal("checkpoints asked of a run that did not resume"))
+    }
+
+    /// The rows of the staged data files: from Parquet footers, or by reading CSV and JSON Lines
+    /// files again.
+    fn staged_rows(&self) -> Result<u64> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("staged_rows before open"))?;
+        let mut rows = 0u64;
+        let entries =
+            std::fs::read_dir(&run.staging).map_err(io_err("cannot list", &run.staging))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if !path.is_file() || path.extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            rows += self.file_rows(&path)?;
+        }
+        Ok(rows)
     }
 
     /// Keeps the staging folder and its checkpoints, and releases the lock.

@@ -41,11 +41,17 @@ fastlane_plugin_api::export_plugin!(
             "Reads a MySQL table by keyset paging (incremental, partitioned) or a query.",
             |config| MysqlSource::new(config).map(|source| conn::RUNTIME.on(source)),
         )
-        .capabilities(&[fastlane_plugin_api::Capability::Resume])
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
         .target(
             "mysql",
             "Loads a MySQL table through a staging table: atomic swap or upsert on the key.",
             |config| MysqlTarget::new(config).map(|target| conn::RUNTIME.on(target)),
         )
-        .capabilities(&[fastlane_plugin_api::Capability::Resume])
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
 );

@@ -274,6 +274,25 @@ impl AsyncSource for MysqlSource {
         self.open_stream(partition, ReadRange::default())
     }
 
+    /// `SELECT COUNT(*)` over the partition's key range (or over the query's result).
+    async fn count(&self, partition: &Partition) -> PluginResult<u64> {
+        let plan: Plan = serde_json::from_value(partition.spec["plan"].clone())
+            .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
+        let range: Option<Range> = serde_json::from_value(partition.spec["range"].clone())
+            .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
+        let (sql, params) = count_statement(&plan, range.as_ref());
+        let connector = self.connector.clone();
+        let counted = async move {
+            let mut session = Session::open_retrying(connector).await?;
+            let n: Option<u64> = session
+                .first(&sql, params, "counting the partition's rows")
+                .await?;
+            session.close().await;
+            Ok::<_, Error>(n.unwrap_or(0))
+        };
+        counted.await.map_err(Into::into)
+    }
+
     /// A table read by key resumes after any key; a query is read in one pass.
     fn resumable(&self) -> bool {
         self.config.table.is_some()
@@ -319,6 +338,36 @@ impl MysqlSource {
         let what = format!("the reader of partition {}", partition.index);
         Ok(RUNTIME.stream(1, what, move |tx| reader.run(tx)))
     }
+}
+
+/// The statement counting a partition's rows: its select (a table's, or the query) with the
+/// range's conditions, in a derived table.
+fn count_statement(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    if let Some(range) = range {
+        let key = ident(&plan.key);
+        let p = &plan.key_param;
+        for (bound, op) in [
+            (&range.after, ">"),
+            (&range.from, ">="),
+            (&range.below, "<"),
+        ] {
+            if let Some(b) = bound {
+                conditions.push(format!("{key} {op} {p}"));
+                params.push(param(b));
+            }
+        }
+    }
+    let mut inner = plan.select.clone();
+    if !conditions.is_empty() {
+        inner.push_str(" WHERE ");
+        inner.push_str(&conditions.join(" AND "));
+    }
+    (
+        format!("SELECT COUNT(*) FROM ({inner}) AS fl_count"),
+        params,
+    )
 }
 
 /// Reads one partition on the runtime, sending batches ahead of the consumer.

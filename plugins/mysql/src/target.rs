@@ -863,6 +863,34 @@ impl AsyncTarget for MysqlTarget {
         runs.await.map_err(Into::into)
     }
 
+    /// `SELECT COUNT(*)` of the staging table (none yet: 0).
+    async fn staged_rows(&self) -> PluginResult<u64> {
+        let Some(run) = &self.run else {
+            return Err(PluginError::internal("staged_rows before open"));
+        };
+        let (db, staging) = (
+            run.shared.config.db.clone(),
+            run.shared.staging_name.clone(),
+        );
+        let connector = self.connector.clone();
+        let counted = async move {
+            let mut session = Session::open_retrying(connector).await?;
+            let conn = session.conn().await?;
+            let n = if table_exists(conn, &db, &staging).await? {
+                let n: Option<u64> = conn
+                    .query_first(format!("SELECT COUNT(*) FROM {}", qualified(&db, &staging)))
+                    .await
+                    .what(|| "counting the staged rows".to_owned())?;
+                n.unwrap_or(0)
+            } else {
+                0
+            };
+            session.close().await;
+            Ok::<_, Error>(n)
+        };
+        counted.await.map_err(Into::into)
+    }
+
     async fn checkpoints(&self) -> PluginResult<Vec<String>> {
         self.run
             .as_ref()

@@ -140,7 +140,9 @@ impl TargetFixture for TargetSide {
     }
 
     fn config(&self, dir: &Path) -> Value {
-        self.0.config(json!({"table": table_for(dir), "key": "id"}))
+        // The suite checks that FULL_TABLE replaces a table, whatever its columns were.
+        self.0
+            .config(json!({"table": table_for(dir), "key": "id", "on_schema_change": "replace"}))
     }
 
     fn read_back(&self, dir: &Path) -> Vec<RecordBatch> {
@@ -178,6 +180,7 @@ impl TargetFixture for TargetSide {
         vec![
             json!({"host": "db.example.com", "username": "etl", "password": "${MYSQL_PASSWORD}", "db": "shop", "table": "orders", "key": "id"}),
             json!({"db": "shop", "table": "orders", "load_method": "insert", "batch_size": 5000, "concurrency": 2}),
+            json!({"db": "shop", "table": "orders", "on_schema_change": "add_columns"}),
         ]
     }
 }

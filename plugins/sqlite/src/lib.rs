@@ -36,5 +36,8 @@ fastlane_plugin_api::export_plugin!(
             "Reads a SQLite table by keyset paging (incremental, partitioned) or a query.",
             SqliteSource::new,
         )
-        .capabilities(&[fastlane_plugin_api::Capability::Resume])
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
 );

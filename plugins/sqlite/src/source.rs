@@ -111,6 +111,48 @@ impl Source for SqliteSource {
         self.open_stream(partition, &ReadRange::default())
     }
 
+    /// `SELECT COUNT(*)` over the partition's key range (or over the query's result).
+    fn count(&self, partition: &Partition) -> Result<u64> {
+        let spec: RangeSpec = serde_json::from_value(partition.spec.clone())
+            .map_err(|e| PluginError::internal(format!("invalid partition spec: {e}")))?;
+        let path = self.config.path.as_str();
+        let conn = open(path)?;
+        let (sql, params) = match &self.config.query {
+            Some(query) => (format!("SELECT COUNT(*) FROM ({query})"), Vec::new()),
+            None => {
+                let plan = TablePlan::resolve(&conn, &self.config)?;
+                let mut conditions = Vec::new();
+                let mut params = Vec::new();
+                let lower = match (spec.lower, &spec.start_offset) {
+                    (Some(lower), _) => Some(SqlValue::Integer(lower)),
+                    (None, Some(offset)) => offset_value(offset)?,
+                    (None, None) => None,
+                };
+                if let Some(lower) = lower {
+                    params.push(lower);
+                    conditions.push(format!("{} > ?{}", plan.key_sql, params.len()));
+                }
+                if let Some(upper) = spec.upper {
+                    params.push(SqlValue::Integer(upper));
+                    conditions.push(format!("{} <= ?{}", plan.key_sql, params.len()));
+                }
+                let filter = if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", conditions.join(" AND "))
+                };
+                (
+                    format!("SELECT COUNT(*) FROM {}{filter}", plan.table_sql),
+                    params,
+                )
+            }
+        };
+        let n: i64 = conn
+            .query_row(&sql, rusqlite::params_from_iter(params), |row| row.get(0))
+            .map_err(|e| crate::plan::sql_error(path, e))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// A table read by key resumes after any key; a query does not.
     fn resumable(&self) -> bool {
         self.config.table.is_some()

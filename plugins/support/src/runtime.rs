@@ -221,6 +221,19 @@ pub trait AsyncSource: Send + Sync + 'static {
         false
     }
 
+    /// Counts a partition's rows (see [`Source::count`]).
+    fn count(
+        &self,
+        partition: &Partition,
+    ) -> impl Future<Output = std::result::Result<u64, PluginError>> {
+        let _ = partition;
+        async {
+            Err(PluginError::unsupported(
+                "this source cannot count its rows",
+            ))
+        }
+    }
+
     /// Starts reading a range of a partition (see [`Source::read_range`]).
     fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
         let _ = (partition, range);
@@ -265,6 +278,15 @@ pub trait AsyncTarget: Send + Sync + 'static {
     /// The tags kept with a resumed run's rows (see [`Target::checkpoints`]).
     fn checkpoints(&self) -> impl Future<Output = std::result::Result<Vec<String>, PluginError>> {
         async { Err(PluginError::unsupported("this target cannot resume a run")) }
+    }
+
+    /// Counts the staged rows (see [`Target::staged_rows`]).
+    fn staged_rows(&self) -> impl Future<Output = std::result::Result<u64, PluginError>> {
+        async {
+            Err(PluginError::unsupported(
+                "this target cannot count its staged rows",
+            ))
+        }
     }
 
     /// Ends a failed run keeping its staging (see [`Target::suspend`]).
@@ -339,6 +361,10 @@ impl<S: AsyncSource> Source for OnRuntime<S> {
         self.inner.resumable()
     }
 
+    fn count(&self, partition: &Partition) -> Result<u64> {
+        self.runtime.block_on(self.inner.count(partition))
+    }
+
     fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
         self.inner.read_range(partition, range)
     }
@@ -379,6 +405,10 @@ impl<T: AsyncTarget> Target for OnRuntime<T> {
 
     fn checkpoints(&self) -> Result<Vec<String>> {
         self.runtime.block_on(self.inner.checkpoints())
+    }
+
+    fn staged_rows(&self) -> Result<u64> {
+        self.runtime.block_on(self.inner.staged_rows())
     }
 
     fn suspend(&mut self) -> Result<()> {

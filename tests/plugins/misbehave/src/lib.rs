@@ -10,6 +10,7 @@
 //! | target | `discard` | drops every batch, after `delay_ms` per batch |
 //! | target | `fail_open` | fails when opened |
 //! | target | `fail_write` | fails on the batch after `after_batches` |
+//! | target | `lossy` | counts the rows it keeps, silently losing batch `lose_batch` (from 0); writes the count to `path` at commit |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -278,6 +279,74 @@ impl Writer for DiscardWriter {
     }
 }
 
+/// Configuration of `lossy`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LossyConfig {
+    /// The batch (counted from 0 over all writers) that is lost.
+    lose_batch: u64,
+    /// Where the commit writes the row count.
+    path: String,
+    /// Workers (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+/// A target that loses one batch without a word, and counts what it kept honestly.
+struct Lossy {
+    config: LossyConfig,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    kept: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Target for Lossy {
+    fn open(&mut self, _context: &WriteContext) -> Result<()> {
+        Ok(())
+    }
+
+    fn writer(&self, _index: usize) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(LossyWriter {
+            lose: self.config.lose_batch,
+            seen: self.seen.clone(),
+            kept: self.kept.clone(),
+        }))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let kept = self.kept.load(std::sync::atomic::Ordering::SeqCst);
+        std::fs::write(&self.config.path, kept.to_string()).map_err(PluginError::from)
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn staged_rows(&self) -> Result<u64> {
+        Ok(self.kept.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+struct LossyWriter {
+    lose: u64,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    kept: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Writer for LossyWriter {
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n != self.lose {
+            self.kept
+                .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
 export_plugin!(
     PluginDefinition::new("misbehave", env!("CARGO_PKG_VERSION"))
         .description("Test-only components that generate data, fail, panic or stall.")
@@ -315,4 +384,12 @@ export_plugin!(
                 fail_after: Some(c.after_batches),
             })
         })
+        .target("lossy", "Loses one batch silently.", |c: LossyConfig| {
+            Ok(Lossy {
+                config: c,
+                seen: Arc::default(),
+                kept: Arc::default(),
+            })
+        })
+        .capabilities(&[fastlane_plugin_api::Capability::VerifyCount])
 );
