@@ -8,8 +8,12 @@ writes them to tests/bench/out/mysql.json.
 
     bash tests/bench/mysql.sh [--rows 1000000] [--repeat 3] [--only raw,connectorx,fastlane,...]
 
-Groups for --only: raw, connectorx, fastlane, insert-select, fastlane-copy, arrow-odbc; a single
-run is also accepted by its name (e.g. connectorx-p2).
+Groups for --only: raw, connectorx, fastlane, insert-select, fastlane-copy, arrow-odbc,
+checkpoint; a single run is also accepted by its name (e.g. connectorx-p2).
+
+The fastlane and fastlane-copy runs load without checkpoints or verification ("resume": "never",
+"verify": "off"); the checkpoint group runs the same loads checkpointed (the default), then
+checkpointed and verified by row counts (the default too), to measure what each costs.
 """
 
 import argparse
@@ -196,8 +200,9 @@ def odbc_driver(explicit):
     return found[0] if found else None
 
 
-def fastlane_config(work, name, args, partitions, target):
-    """Writes a fastlane pipeline reading fastlane_bench.mixed into `target`; returns its path."""
+def fastlane_config(work, name, args, partitions, target, checkpoint=False, verify=False):
+    """Writes a fastlane pipeline reading fastlane_bench.mixed into `target`, checkpointed and
+    verified as asked; returns its path."""
     source = {
         "host": args.host, "port": args.port, "username": args.user, "password": args.password,
         "db": DB, "table": TABLE, "key": "id", "batch_size": args.batch_size, "partitions": partitions,
@@ -208,6 +213,8 @@ def fastlane_config(work, name, args, partitions, target):
         "source": {"mysql": source},
         "transform": {"add_op_fields": False},  # the same columns as the other tools
         "target": target,
+        "resume": "auto" if checkpoint else "never",
+        "verify": "count" if verify else "off",
     }
     path = work / f"mysql-{name}.json"
     path.write_text(json.dumps(config, indent=2))
@@ -252,6 +259,18 @@ def build_runs(args, server, work):
                         [str(fastlane), "-q", "--progress=off", "--source=mysql", "--target=file", f"--config={cfg}"],
                         prepare=lambda out=out: remove(out), count=parquet_check(out), skipped=skip))
 
+    # The same loads, checkpointed, then checkpointed and verified.
+    for p in (1, 2):
+        for label, verify in (("ckpt", False), ("ckpt-verify", True)):
+            name = f"fastlane-{label}-p{p}"
+            out = work / f"mysql-{name}"
+            cfg = fastlane_config(work, name, args, p, {"file": {"path": str(out), "format": "parquet"}},
+                                  checkpoint=True, verify=verify)
+            skip = fl_skip or ("" if file_plugin.exists() else f"{shown(file_plugin)} does not exist")
+            runs.append(Run(name, "checkpoint", "mysql→parquet",
+                            [str(fastlane), "-q", "--progress=off", "--source=mysql", "--target=file", f"--config={cfg}"],
+                            prepare=lambda out=out: remove(out), count=parquet_check(out), skipped=skip))
+
     # Copying into another table of the same server.
     runs.append(Run("insert-select", "insert-select", "mysql→mysql",
                     server.client("-e", f"INSERT INTO copy {query}"),
@@ -272,6 +291,17 @@ def build_runs(args, server, work):
                         [str(fastlane), "-q", "--progress=off", "--source=mysql", "--target=mysql", f"--config={cfg}"],
                         prepare=fresh_table(table, create=False), count=lambda: server.count(table),
                         note=f"load_method {method}" if method else "", skipped=fl_skip))
+    for p in (1, 2):
+        for label, verify in (("ckpt", False), ("ckpt-verify", True)):
+            target = {"mysql": {"host": args.host, "port": args.port, "username": args.user,
+                                "password": args.password, "db": DB, "table": table, "key": "id",
+                                "concurrency": args.target_workers}}
+            name = f"fastlane-copy-{label}-p{p}"
+            cfg = fastlane_config(work, name, args, p, target, checkpoint=True, verify=verify)
+            runs.append(Run(name, "checkpoint", "mysql→mysql",
+                            [str(fastlane), "-q", "--progress=off", "--source=mysql", "--target=mysql", f"--config={cfg}"],
+                            prepare=fresh_table(table, create=False), count=lambda: server.count(table),
+                            skipped=fl_skip))
     driver = odbc_driver(args.odbc_driver)
     odbc_skip = ("" if driver else "MariaDB ODBC driver (libmaodbc.so) not found") or (
         "" if importlib.util.find_spec("arrow_odbc") else "python package arrow-odbc is not installed")
@@ -383,6 +413,11 @@ def report(args, server, runs):
     pairs += [(f"fastlane-p{p}", "raw") for p in (1, 2)]
     copies = ("fastlane-copy-p1", "fastlane-copy-p2", "fastlane-copy-load-data-p2")
     pairs += [(ours, peer) for peer in ("insert-select", "arrow-odbc") for ours in copies]
+    # What checkpoints cost, and verification on top of them.
+    for kind in ("", "copy-"):
+        for p in (1, 2):
+            pairs.append((f"fastlane-{kind}ckpt-p{p}", f"fastlane-{kind}p{p}"))
+            pairs.append((f"fastlane-{kind}ckpt-verify-p{p}", f"fastlane-{kind}ckpt-p{p}"))
     ratios = []
     for ours, peer in pairs:
         if ours in stats and peer in stats and stats[ours][0] and stats[peer][0]:

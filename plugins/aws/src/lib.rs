@@ -45,6 +45,10 @@ fastlane_plugin_api::export_plugin!(
             "Writes Parquet, JSON Lines or CSV objects to S3; a run is published by its manifest.",
             S3Target::new,
         )
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
         .target(
             "firehose",
             "Sends rows as JSON Lines records to an Amazon Data Firehose delivery stream.",

@@ -113,3 +113,115 @@ fn a_csv_file_goes_to_s3_and_to_firehose() {
     assert_eq!(rows_as_text(&back, &columns), expected);
     common::delete_delivery_stream(&firehose, &stream);
 }
+
+/// Kills file → S3 loads with SIGKILL at points spread over the time an uninterrupted load
+/// takes (`FASTLANE_KILL_POINTS`, 20 by default); after each kill a run must resume and leave
+/// the table with exactly the file's rows.
+#[test]
+fn a_killed_file_to_s3_load_resumes_to_exactly_the_files_rows() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    const BIG: i64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut csv = String::with_capacity(40 * BIG as usize);
+    csv.push_str("id,name,amount\n");
+    for i in 0..BIG {
+        csv.push_str(&format!("{i},n{:x},{}.25\n", i * 7919, i % 1000));
+    }
+    std::fs::write(dir.path().join("big.csv"), csv).expect("write csv");
+    let s3 = S3::new("resume");
+    let config = json!({
+        "replication_mode": "FULL_TABLE",
+        "checkpoint_interval_secs": 0.2,
+        "source": {"file": {"path": "big.csv", "batch_size": 20000}},
+        "target": {"s3": {"bucket": s3.bucket, "prefix": "shop", "table": "big",
+                          "endpoint_url": common::endpoint(), "region": "us-east-1",
+                          "max_rows_per_object": 100000, "concurrency": 2}},
+        "transform": {"add_op_fields": false},
+        "monitoring": {"enabled": false}
+    });
+    std::fs::write(dir.path().join("p.json"), config.to_string()).expect("config");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let args = [
+        "run",
+        "--config=p.json",
+        "--progress=off",
+        "--summary-json=s.json",
+    ];
+    let check = || {
+        let back = s3.read_table("shop/big");
+        let mut seen = std::collections::HashSet::new();
+        for batch in &back {
+            let ids = batch
+                .column_by_name("id")
+                .expect("id")
+                .as_primitive::<Int64Type>();
+            for id in ids.values() {
+                assert!(seen.insert(*id), "id {id} was published twice");
+            }
+        }
+        assert_eq!(seen.len() as i64, BIG, "rows in the table");
+    };
+    let run_to_end = || {
+        let out = fastlane_with_env(dir.path(), &args, &env);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        let text = std::fs::read_to_string(dir.path().join("s.json")).expect("summary");
+        serde_json::from_str::<serde_json::Value>(&text).expect("summary json")
+    };
+    let started = Instant::now();
+    let summary = run_to_end();
+    let full = started.elapsed();
+    assert_eq!(summary["verification"]["status"], "passed", "{summary}");
+    check();
+
+    let points: usize = std::env::var("FASTLANE_KILL_POINTS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20);
+    let mut reread = Vec::new();
+    for k in 1..=points {
+        let mut child = Command::new(fastlane_tests::fastlane_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .envs(env)
+            .env("XDG_DATA_HOME", dir.path().join(".no-user-plugins"))
+            .env_remove("FASTLANE_PLUGIN_PATH")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(full.mul_f64(k as f64 / (points + 1) as f64));
+        let running = child.try_wait().expect("wait").is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        if !running {
+            continue;
+        }
+        let summary = run_to_end();
+        check();
+        if summary["checkpoint"]["resumed"] == true {
+            let read = summary["rows_extracted"].as_i64().expect("rows");
+            reread.push(read as f64 / BIG as f64);
+        }
+        // The published run leaves no checkpoints behind.
+        let stray = s3.keys("shop/big/_fastlane/runs/");
+        assert!(stray.is_empty(), "{stray:?}");
+    }
+    eprintln!(
+        "{} kills over {:.1} s; resumed runs read {:?} of the file",
+        reread.len(),
+        full.as_secs_f64(),
+        reread.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+    assert!(
+        reread.len() >= points / 2,
+        "too few kills landed mid-run: {reread:?}"
+    );
+}

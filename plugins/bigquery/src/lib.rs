@@ -29,4 +29,5 @@ fastlane_plugin_api::export_plugin!(
             "Reads a BigQuery table or query (Storage Read API in Arrow, REST as the fallback).",
             BigQuerySource::new,
         )
+        .capabilities(&[fastlane_plugin_api::Capability::Resume])
 );

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use fastlane_plugin_api::{
-    BatchStream, IterStream, Partition, PluginError, ReadContext, ReplicationMode, Result, Source,
+    BatchStream, IterStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode,
+    Result, Source,
 };
 use fastlane_plugin_support::runtime::PluginRuntime;
 use serde_json::{Value, json};
@@ -48,6 +49,68 @@ struct Plan {
     fields: Vec<BqField>,
     schema: SchemaRef,
     reader: Reader,
+}
+
+impl Plan {
+    /// The plan as JSON, kept in every partition's spec, so that a resumed run reads the
+    /// same session, table or job without planning again.
+    fn describe(&self) -> Value {
+        use base64::Engine;
+        let reader = match &self.reader {
+            Reader::Storage { storage, schema } => json!({"storage": {
+                "endpoint": storage.endpoint(),
+                "schema": base64::engine::general_purpose::STANDARD.encode(schema),
+            }}),
+            Reader::Table {
+                dataset,
+                table,
+                selected,
+            } => json!({"table": {"dataset": dataset, "table": table, "selected": selected}}),
+            Reader::Query { job, location } => {
+                json!({"query": {"job": job, "location": location}})
+            }
+        };
+        json!({"fields": self.fields, "reader": reader})
+    }
+
+    /// A plan from [`Plan::describe`]'s JSON.
+    fn restore(value: &Value) -> Result<Self> {
+        use base64::Engine;
+        let bad = |what: &str| PluginError::internal(format!("bad partition plan: {what}"));
+        let fields: Vec<BqField> =
+            serde_json::from_value(value["fields"].clone()).map_err(|e| bad(&e.to_string()))?;
+        let schema = arrow_schema(&fields)?;
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let reader = &value["reader"];
+        let reader = if let Some(s) = reader.get("storage") {
+            let endpoint = text(&s["endpoint"]).ok_or_else(|| bad("no endpoint"))?;
+            let schema = base64::engine::general_purpose::STANDARD
+                .decode(s["schema"].as_str().unwrap_or_default())
+                .map_err(|e| bad(&e.to_string()))?;
+            Reader::Storage {
+                storage: Storage::new(&endpoint)?,
+                schema,
+            }
+        } else if let Some(t) = reader.get("table") {
+            Reader::Table {
+                dataset: text(&t["dataset"]).ok_or_else(|| bad("no dataset"))?,
+                table: text(&t["table"]).ok_or_else(|| bad("no table"))?,
+                selected: text(&t["selected"]),
+            }
+        } else if let Some(q) = reader.get("query") {
+            Reader::Query {
+                job: text(&q["job"]).ok_or_else(|| bad("no job"))?,
+                location: text(&q["location"]),
+            }
+        } else {
+            return Err(bad("no reader"));
+        };
+        Ok(Self {
+            fields,
+            schema,
+            reader,
+        })
+    }
 }
 
 /// A finished query job.
@@ -557,39 +620,91 @@ fn query_error(error: &Value) -> PluginError {
 
 impl Source for BigQuerySource {
     fn partitions(&self, context: &ReadContext) -> Result<Vec<Partition>> {
-        let (plan, partitions) = runtime().block_on(self.plan(context))?;
+        let (plan, mut partitions) = runtime().block_on(self.plan(context))?;
+        let described = plan.describe();
+        for p in &mut partitions {
+            p.spec["plan"] = described.clone();
+        }
         *self.plan.lock().expect("lock") = Some(Arc::new(plan));
         Ok(partitions)
     }
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
-        let plan = self
-            .plan
-            .lock()
-            .expect("lock")
-            .clone()
-            .ok_or_else(|| PluginError::internal("read before partitions"))?;
+        self.open_stream(partition, &ReadRange::default())
+    }
+
+    /// Positions are row numbers: in a Storage Read stream, or in the table or query result.
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
+        self.open_stream(partition, range)
+    }
+}
+
+/// A position of the `bigquery` source: a row number.
+fn row_position(v: &Option<Value>, what: &str) -> Result<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            PluginError::internal(format!("the {what} position `{v}` is not a row number"))
+        }),
+    }
+}
+
+impl BigQuerySource {
+    /// The run's plan: the one planned by this process, or the one in the partition's spec (a
+    /// resumed run does not plan again).
+    fn plan_for(&self, partition: &Partition) -> Result<Arc<Plan>> {
+        let mut slot = self.plan.lock().expect("lock");
+        if let Some(plan) = slot.as_ref() {
+            return Ok(plan.clone());
+        }
+        // The gRPC channel of a Storage Read plan is made inside the plugin's runtime.
+        let _inside = runtime().enter();
+        let plan = Arc::new(Plan::restore(&partition.spec["plan"])?);
+        *slot = Some(plan.clone());
+        Ok(plan)
+    }
+
+    /// Opens a partition, or its rows after row `range.after` and up to row `range.upto`.
+    fn open_stream(
+        &self,
+        partition: &Partition,
+        range: &ReadRange,
+    ) -> Result<Box<dyn BatchStream>> {
+        let plan = self.plan_for(partition)?;
+        let after = row_position(&range.after, "start")?;
+        let upto = row_position(&range.upto, "end")?;
         let rest = runtime().block_on(self.rest())?;
         match &plan.reader {
             Reader::Storage { storage, schema } => {
                 let Some(name) = partition.spec.get("stream").and_then(Value::as_str) else {
                     return Ok(Box::new(IterStream(std::iter::empty())));
                 };
+                let start = i64::try_from(after.unwrap_or(0)).unwrap_or(i64::MAX);
                 let reader =
-                    StreamReader::new(storage.clone(), name.to_owned(), schema, self.retry())?;
+                    StreamReader::new(storage.clone(), name.to_owned(), schema, self.retry())?
+                        .starting_at(start);
                 Ok(Box::new(StorageBatches {
                     reader,
                     rest,
                     plan: plan.clone(),
+                    upto,
                 }))
             }
             Reader::Table { .. } | Reader::Query { .. } => {
                 let bound = |k: &str| partition.spec.get(k).and_then(Value::as_u64);
+                let end = match (bound("end"), upto) {
+                    (Some(e), Some(u)) => Some(e.min(u)),
+                    (e, u) => e.or(u),
+                };
                 Ok(Box::new(RestBatches {
                     rest,
                     plan: plan.clone(),
-                    next: bound("start").unwrap_or(0),
-                    end: bound("end"),
+                    next: after.unwrap_or_else(|| bound("start").unwrap_or(0)),
+                    end,
                     page_size: self.config.page_size as u64,
                     done: false,
                 }))
@@ -603,19 +718,35 @@ struct StorageBatches {
     reader: StreamReader,
     rest: Arc<Rest>,
     plan: Arc<Plan>,
+    /// The row of the stream to stop at (a resumed read of a hole).
+    upto: Option<u64>,
 }
 
 impl BatchStream for StorageBatches {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            let Some(batch) = runtime().block_on(self.reader.next(&self.rest.auth))? else {
+            let before = self.reader.offset().max(0) as u64;
+            if self.upto.is_some_and(|u| before >= u) {
+                return Ok(None);
+            }
+            let Some(mut batch) = runtime().block_on(self.reader.next(&self.rest.auth))? else {
                 return Ok(None);
             };
+            if let Some(u) = self.upto {
+                // Rows past the end are dropped; the position stops at the end too.
+                let keep = u.saturating_sub(before).min(batch.num_rows() as u64) as usize;
+                batch = batch.slice(0, keep);
+            }
             if batch.num_rows() == 0 {
                 continue;
             }
             return conform(&batch, &self.plan.schema).map(Some);
         }
+    }
+
+    fn position(&self) -> Option<Value> {
+        let read = self.reader.offset().max(0) as u64;
+        Some(Value::from(self.upto.map_or(read, |u| read.min(u))))
     }
 }
 
@@ -715,6 +846,10 @@ impl RestBatches {
 }
 
 impl BatchStream for RestBatches {
+    fn position(&self) -> Option<Value> {
+        Some(Value::from(self.next))
+    }
+
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if self.done || self.end.is_some_and(|end| self.next >= end) {
             return Ok(None);

@@ -27,6 +27,13 @@ pub struct Storage {
     endpoint: String,
 }
 
+impl Storage {
+    /// The endpoint it talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
 /// A read session: its streams and the Arrow schema (IPC bytes) their batches follow.
 pub struct Session {
     /// The stream names, one partition each.
@@ -235,6 +242,17 @@ impl StreamReader {
             retry,
             retries: 0,
         })
+    }
+
+    /// The reader, starting after the stream's first `offset` rows.
+    pub fn starting_at(mut self, offset: i64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The rows of the stream read so far, from its start: where a reopened stream starts.
+    pub fn offset(&self) -> i64 {
+        self.offset
     }
 
     /// The next batch of the stream, or `None` at its end.

@@ -39,7 +39,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// One column of a BigQuery table schema, as the REST API describes it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 pub struct BqField {
     /// The column's name.
     pub name: String,
@@ -58,7 +58,7 @@ pub struct BqField {
 }
 
 /// The element type of a RANGE column.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 pub struct RangeElement {
     /// `DATE`, `DATETIME` or `TIMESTAMP`.
     #[serde(rename = "type")]

@@ -48,8 +48,9 @@ fn write_config(dir: &Path, source: Value, target: (&str, Value)) -> PathBuf {
     path
 }
 
-/// Runs the pipeline and kills it with SIGKILL after `after`; whether it was still running.
-fn run_killed(cwd: &Path, config: &Path, after: Duration) -> bool {
+/// Runs the pipeline and kills it with SIGKILL once `loaded()` (the rows its checkpoints
+/// cover) reaches `rows`; whether it was killed before it ended.
+fn run_killed(cwd: &Path, config: &Path, rows: u64, loaded: &dyn Fn() -> u64) -> bool {
     let mut child = Command::new(fastlane_bin())
         .args(["run", "--no-monitor", "--progress=off", "--config"])
         .arg(config)
@@ -61,16 +62,30 @@ fn run_killed(cwd: &Path, config: &Path, after: Duration) -> bool {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while started.elapsed() < after {
+    loop {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
+        if loaded() >= rows {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the load made no progress"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let _ = child.wait();
-    running
+    true
+}
+
+/// The rows the tags in `texts` cover.
+fn tag_rows<'a>(texts: impl Iterator<Item = &'a str>) -> u64 {
+    texts
+        .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+        .map(|t| t["n"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// Runs the pipeline to its end; the summary.
@@ -93,10 +108,15 @@ fn run_to_end(cwd: &Path, config: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
 }
 
-/// Kills a load at `points()` points spread over the time an uninterrupted run takes; after
-/// each kill a run must resume and `check` the target. Returns the share of the table each
-/// resuming run read.
-fn kill_and_resume(cwd: &Path, config: &Path, check: &dyn Fn()) -> Vec<f64> {
+/// Kills a load at `points()` points spread over the rows loaded (`loaded()`: the rows the
+/// staging's checkpoints cover); after each kill a run must resume and `check` the target.
+/// Returns the share of the table each resuming run read.
+fn kill_and_resume(
+    cwd: &Path,
+    config: &Path,
+    check: &dyn Fn(),
+    loaded: &dyn Fn() -> u64,
+) -> Vec<f64> {
     let started = Instant::now();
     let summary = run_to_end(cwd, config);
     let full = started.elapsed();
@@ -105,22 +125,24 @@ fn kill_and_resume(cwd: &Path, config: &Path, check: &dyn Fn()) -> Vec<f64> {
     let n = points();
     let mut reread = Vec::new();
     for k in 1..=n {
-        let after = full.mul_f64(k as f64 / (n + 1) as f64);
-        if !run_killed(cwd, config, after) {
+        let rows = ROWS as u64 * k as u64 / (n as u64 + 1);
+        if !run_killed(cwd, config, rows, loaded) {
             continue;
         }
         let summary = run_to_end(cwd, config);
         check();
         let ck = &summary["checkpoint"];
-        if ck["resumed"] == true {
-            let read = summary["rows_extracted"].as_i64().unwrap();
-            let already = ck["rows_already_loaded"].as_i64().unwrap();
-            assert!(already + read >= ROWS, "{summary}");
-            reread.push(read as f64 / ROWS as f64);
-        }
+        assert_eq!(ck["resumed"], true, "{summary}");
+        let read = summary["rows_extracted"].as_i64().unwrap();
+        let already = ck["rows_already_loaded"].as_i64().unwrap();
+        assert!(already + read >= ROWS, "{summary}");
+        assert_eq!(summary["verification"]["status"], "passed", "{summary}");
+        reread.push(read as f64 / ROWS as f64);
     }
+    let mean = reread.iter().sum::<f64>() / reread.len().max(1) as f64;
     eprintln!(
-        "{} kills over {:.1} s; resumed runs read {:?} of the table",
+        "{} kills (an uninterrupted load takes {:.1} s); resumed runs read {mean:.3} of the table \
+         on average: {:?}",
         reread.len(),
         full.as_secs_f64(),
         reread.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
@@ -128,6 +150,10 @@ fn kill_and_resume(cwd: &Path, config: &Path, check: &dyn Fn()) -> Vec<f64> {
     assert!(
         reread.len() >= n / 2,
         "too few kills landed mid-run: {reread:?}"
+    );
+    assert!(
+        mean < 0.5,
+        "resumed runs read {mean:.3} of the table on average"
     );
     reread
 }
@@ -145,22 +171,43 @@ fn mysql_to_mysql_killed_anywhere_resumes_to_exactly_the_source_rows() {
         ("mysql", db.config(json!({"table": "dst"}))),
     );
     let expected = db.checksum("src", &["id", "v", "n"]);
-    let reread = kill_and_resume(tmp.path(), &config, &|| {
-        assert_eq!(db.checksum("dst", &["id", "v", "n"]), expected);
-        let leftovers: Vec<String> = db
+    let loaded = || {
+        let Some(ckpt) = db
             .tables()
             .into_iter()
-            .filter(|t| t.starts_with("_fastlane_stage"))
+            .find(|t| t.starts_with("_fastlane_ckpt"))
+        else {
+            return 0;
+        };
+        // The table goes when the run commits: no rows then.
+        let bodies: Vec<String> = db
+            .try_rows(&format!("SELECT body FROM `{ckpt}` WHERE id LIKE 't:%'"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.get::<String, _>(0).unwrap_or_default())
             .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
-    });
+        tag_rows(bodies.iter().map(String::as_str))
+    };
+    let reread = kill_and_resume(
+        tmp.path(),
+        &config,
+        &|| {
+            assert_eq!(db.checksum("dst", &["id", "v", "n"]), expected);
+            let leftovers: Vec<String> = db
+                .tables()
+                .into_iter()
+                .filter(|t| t.starts_with("_fastlane_stage"))
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        },
+        &loaded,
+    );
     // The secondary index survived every swap.
     assert_eq!(
         db.value("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_NAME = 'dst' AND INDEX_NAME = 'by_v' AND TABLE_SCHEMA = DATABASE()"),
         "1"
     );
-    let mean = reread.iter().sum::<f64>() / reread.len() as f64;
-    eprintln!("mysql→mysql: resumed runs read {mean:.2} of the table on average");
+    assert!(!reread.is_empty());
 }
 
 fn parquet_ids(out: &Path) -> usize {
@@ -203,9 +250,39 @@ fn mysql_to_parquet_killed_anywhere_resumes_to_exactly_the_source_rows() {
             json!({"path": out, "format": "parquet", "max_rows_per_file": 200000}),
         ),
     );
-    let reread = kill_and_resume(tmp.path(), &config, &|| {
-        assert_eq!(parquet_ids(&out) as i64, ROWS);
-    });
-    let mean = reread.iter().sum::<f64>() / reread.len() as f64;
-    eprintln!("mysql→parquet: resumed runs read {mean:.2} of the table on average");
+    let loaded = || {
+        let Ok(entries) = std::fs::read_dir(&out) else {
+            return 0;
+        };
+        let mut texts = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let records = entry.path().join(".checkpoints");
+            for record in std::fs::read_dir(records)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+            {
+                let name = record.file_name().to_string_lossy().into_owned();
+                if name.starts_with("record-")
+                    && name.ends_with(".json")
+                    && let Ok(text) = std::fs::read_to_string(record.path())
+                    && let Ok(v) = serde_json::from_str::<Value>(&text)
+                {
+                    for tag in v["tags"].as_array().into_iter().flatten() {
+                        texts.push(tag.as_str().unwrap_or_default().to_owned());
+                    }
+                }
+            }
+        }
+        tag_rows(texts.iter().map(String::as_str))
+    };
+    let reread = kill_and_resume(
+        tmp.path(),
+        &config,
+        &|| {
+            assert_eq!(parquet_ids(&out) as i64, ROWS);
+        },
+        &loaded,
+    );
+    assert!(!reread.is_empty());
 }

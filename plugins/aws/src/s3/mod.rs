@@ -1,5 +1,6 @@
 //! The `s3` target and what it is made of.
 
+mod checkpoint;
 mod config;
 mod glue;
 mod manifest;

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use aws_sdk_s3::Client;
-use fastlane_plugin_api::{PluginError, ReplicationMode, Result, Target, WriteContext, Writer};
+use fastlane_plugin_api::{
+    PluginError, ReplicationMode, Result, StagedRun, Target, WriteContext, Writer,
+};
 use fastlane_plugin_support::keys::{self, KeyMax};
 use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
@@ -15,6 +17,7 @@ use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 
 use crate::connection::call_error;
+use crate::s3::checkpoint::{self, PlanObject, Record};
 use crate::s3::config::{Compression, Format, S3TargetConfig, render_partition};
 use crate::s3::glue::Registration;
 use crate::s3::manifest::{self, Manifest, block_on};
@@ -36,6 +39,12 @@ struct Run {
     /// The partition folder alone (`dt=2026-11-24`), or empty.
     partition: String,
     state: Arc<RunState>,
+    /// Whether writers record their flushes (a checkpointed run).
+    checkpointed: bool,
+    /// In a resumed run: the tags its records hold.
+    resumed_tags: Option<Vec<String>>,
+    /// Objects are numbered after this (the highest number a resumed run's objects use).
+    first_seq: u32,
 }
 
 impl S3Target {
@@ -242,21 +251,75 @@ impl Target for S3Target {
             ));
         }
         block_on(self.check_bucket())?;
-        let start = chrono::Utc::now();
-        let partition = render_partition(&self.config.partition, start, &context.run_id)
-            .map_err(PluginError::config)?;
         let base = self.config.base();
-        let folder = if partition.is_empty() {
-            format!("{base}/")
-        } else {
-            format!("{base}/{partition}/")
+        let state = Arc::new(RunState::default());
+        let (folder, partition, resumed_tags, first_seq) = match &context.checkpoint {
+            Some(c) if c.resume => {
+                let (plan, records) = block_on(checkpoint::reopen(
+                    &self.client,
+                    self.bucket(),
+                    &base,
+                    &context.run_id,
+                ))?;
+                let mut tags = Vec::new();
+                let mut max_seq = 0u32;
+                for record in records {
+                    for object in &record.objects {
+                        max_seq = max_seq.max(object_seq(&object.key).unwrap_or(0));
+                    }
+                    RunState::lock(&state.objects).extend(record.objects);
+                    tags.extend(record.tags);
+                    if let Some(tagged) = &record.key_max {
+                        let mut acc = RunState::lock(&state.key_max);
+                        *acc = keys::fold(acc.take(), Some(KeyMax::from_tagged(tagged)?))?;
+                    }
+                    if let Some(schema) = record.schema {
+                        RunState::lock(&state.schema).get_or_insert_with(|| Arc::new(schema));
+                    }
+                }
+                (plan.folder, plan.partition, Some(tags), max_seq + 1)
+            }
+            other => {
+                let start = chrono::Utc::now();
+                let partition = render_partition(&self.config.partition, start, &context.run_id)
+                    .map_err(PluginError::config)?;
+                let folder = if partition.is_empty() {
+                    format!("{base}/")
+                } else {
+                    format!("{base}/{partition}/")
+                };
+                if let Some(c) = other {
+                    block_on(checkpoint::discard_others(
+                        &self.client,
+                        self.bucket(),
+                        &base,
+                        &context.run_id,
+                    ))?;
+                    let plan = PlanObject {
+                        plan: c.plan.clone(),
+                        folder: folder.clone(),
+                        partition: partition.clone(),
+                    };
+                    block_on(checkpoint::store_plan(
+                        &self.client,
+                        self.bucket(),
+                        &base,
+                        &context.run_id,
+                        &plan,
+                    ))?;
+                }
+                (folder, partition, None, 0)
+            }
         };
         self.run = Some(Run {
             id: context.run_id.clone(),
             mode: context.mode,
             folder,
             partition,
-            state: Arc::new(RunState::default()),
+            state,
+            checkpointed: context.checkpoint.is_some(),
+            resumed_tags,
+            first_seq,
         });
         Ok(())
     }
@@ -280,9 +343,17 @@ impl Target for S3Target {
                 content_type,
             },
             stem: format!("{}{}-{index:03}", run.folder, run.id),
-            seq: 0,
+            seq: run.first_seq,
             current: None,
             state: run.state.clone(),
+            checkpoints: run.checkpointed.then(|| WriterCheckpoints {
+                base: self.config.base(),
+                run_id: run.id.clone(),
+                attempt: attempt_id(),
+                index,
+                records: 0,
+                pending: Record::default(),
+            }),
         }))
     }
 
@@ -292,10 +363,24 @@ impl Target for S3Target {
         };
         let published = block_on(self.publish(&run));
         if published.is_err() {
+            if run.checkpointed {
+                // The host suspends the run: its objects and checkpoints stay for a resume.
+                self.run = Some(run);
+                return published;
+            }
             // Nothing was published: remove what the run uploaded.
             if let Err(e) = block_on(self.discard(&run.state)) {
                 log::warn!("objects of the failed run `{}` remain: {e}", run.id);
             }
+        } else if run.checkpointed
+            && let Err(e) = block_on(checkpoint::forget(
+                &self.client,
+                self.bucket(),
+                &self.config.base(),
+                &run.id,
+            ))
+        {
+            log::warn!("the run is published, but its checkpoints remain: {e}");
         }
         published
     }
@@ -305,7 +390,68 @@ impl Target for S3Target {
             return Ok(());
         };
         block_on(self.discard(&run.state))
-            .map_err(|e| e.context(format!("removing the objects of run `{}`", run.id)))
+            .map_err(|e| e.context(format!("removing the objects of run `{}`", run.id)))?;
+        if run.checkpointed {
+            block_on(checkpoint::forget(
+                &self.client,
+                self.bucket(),
+                &self.config.base(),
+                &run.id,
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn resumable_runs(&self) -> Result<Vec<StagedRun>> {
+        block_on(checkpoint::staged_runs(
+            &self.client,
+            self.bucket(),
+            &self.config.base(),
+        ))
+    }
+
+    fn checkpoints(&self) -> Result<Vec<String>> {
+        self.run
+            .as_ref()
+            .and_then(|r| r.resumed_tags.clone())
+            .ok_or_else(|| PluginError::internal("checkpoints asked of a run that did not resume"))
+    }
+
+    /// The rows of the run's objects, once every one of them is found in the bucket.
+    fn staged_rows(&self) -> Result<u64> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("staged_rows before open"))?;
+        let objects = RunState::lock(&run.state.objects).clone();
+        let stored: std::collections::HashSet<String> = block_on(manifest::list_keys(
+            &self.client,
+            self.bucket(),
+            &format!("{}{}-", run.folder, run.id),
+        ))?
+        .into_iter()
+        .collect();
+        if let Some(lost) = objects.iter().find(|o| !stored.contains(&o.key)) {
+            return Err(PluginError::data(format!(
+                "the run's object `s3://{}/{}` is missing from the bucket",
+                self.bucket(),
+                lost.key
+            )));
+        }
+        Ok(objects.iter().map(|o| o.rows).sum())
+    }
+
+    /// Keeps the run's objects and checkpoints for a resume.
+    fn suspend(&mut self) -> Result<()> {
+        if let Some(run) = self.run.take() {
+            log::info!(
+                "kept the objects of run `{}` under `s3://{}/{}` for the next run to resume",
+                run.id,
+                self.bucket(),
+                run.folder
+            );
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +519,34 @@ struct S3Writer {
     seq: u32,
     current: Option<OpenObject>,
     state: Arc<RunState>,
+    /// In a checkpointed run: what the next record holds.
+    checkpoints: Option<WriterCheckpoints>,
+}
+
+/// A writer's records in a checkpointed run.
+struct WriterCheckpoints {
+    base: String,
+    run_id: String,
+    /// Tells this process's records from those of the run it resumed.
+    attempt: String,
+    index: usize,
+    records: u64,
+    pending: Record,
+}
+
+/// A name part unique to this process and moment, for record names.
+fn attempt_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// The number of an object of a run: the digits after its last `-`, before the extension.
+fn object_seq(key: &str) -> Option<u32> {
+    let name = key.rsplit('/').next()?;
+    let stem = name.split('.').next()?;
+    stem.rsplit('-').next()?.parse().ok()
 }
 
 impl S3Writer {
@@ -449,11 +623,15 @@ impl S3Writer {
             }
         };
         let bytes = upload.finish()?;
-        RunState::lock(&self.state.objects).push(ObjectInfo {
+        let info = ObjectInfo {
             key: upload.key().to_owned(),
             rows,
             bytes,
-        });
+        };
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.pending.objects.push(info.clone());
+        }
+        RunState::lock(&self.state.objects).push(info);
         Ok(())
     }
 
@@ -512,6 +690,57 @@ impl Writer for S3Writer {
     }
 
     fn close(&mut self) -> Result<()> {
-        self.finish_current()
+        self.finish_current()?;
+        if self.checkpoints.is_some() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        if self.checkpoints.is_none() {
+            return Err(PluginError::internal(
+                "a tagged write in a run without checkpoints",
+            ));
+        }
+        if batch.num_rows() > 0 {
+            self.write(batch)?;
+        }
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.pending.tags.push(tag.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Completes the current object, then records it, with the objects completed before it and
+    /// the tags of the batches they hold.
+    fn flush(&mut self) -> Result<()> {
+        self.finish_current()?;
+        let key_max = RunState::lock(&self.state.key_max)
+            .as_ref()
+            .map(|k| k.to_tagged());
+        let schema = RunState::lock(&self.state.schema)
+            .as_ref()
+            .map(|s| s.as_ref().clone());
+        let Some(c) = self.checkpoints.as_mut() else {
+            return Ok(());
+        };
+        if c.pending.objects.is_empty() && c.pending.tags.is_empty() {
+            return Ok(());
+        }
+        c.pending.key_max = key_max;
+        c.pending.schema = schema;
+        let name = format!("record-{}-{}-{:06}.json", c.attempt, c.index, c.records);
+        block_on(checkpoint::write_record(
+            &self.to.client,
+            &self.to.bucket,
+            &c.base,
+            &c.run_id,
+            &name,
+            &c.pending,
+        ))?;
+        c.records += 1;
+        c.pending = Record::default();
+        Ok(())
     }
 }

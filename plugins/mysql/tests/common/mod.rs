@@ -94,7 +94,13 @@ impl Db {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// Rows of a query.
+    /// The rows of a query, or its error.
+    pub fn try_rows(&self, sql: &str) -> Result<Vec<Row>, mysql_async::Error> {
+        let mut conn = self.conn.lock().expect("lock");
+        rt().block_on(conn.query(sql))
+    }
+
+    /// The rows of a query (panics on an error).
     pub fn rows(&self, sql: &str) -> Vec<Row> {
         let mut conn = self.conn.lock().expect("lock");
         rt().block_on(conn.query(sql))
