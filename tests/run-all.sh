@@ -18,7 +18,7 @@
 #                                      the Python and fuzz virtual environments (pip)
 #   python-install             pip install . (reuses the build)
 #   clippy, docs, tests        beside: python tests, browser, api fuzz
-#   restart                    the test that restarts MariaDB, alone
+#   restart                    the tests that restart MariaDB, alone
 # Each step's output is kept in target/test-logs/<step>.log; a step that runs beside others is
 # printed when it ends.
 # At the end: the timings next to the previous run's, the number of tests of each kind, and
@@ -180,16 +180,17 @@ step_build() {
 }
 step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 step_docs() { RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; }
-# A test that restarts a shared server runs alone, after everything else (step "restart"), from
-# the executable the workspace build made: `cargo test -p` would resolve other dependency
+# The tests that restart a shared server run alone, after everything else (step "restart"),
+# from the executable the workspace build made: `cargo test -p` would resolve other dependency
 # features and compile them again.
-alone=a_server_restart_mid_run_loses_and_repeats_nothing
+alone=(a_server_restart_mid_run_loses_and_repeats_nothing
+       a_run_that_lost_its_source_server_resumes_once_the_server_is_back)
 # The Rust tests under cargo nextest where it is installed (each test in its own process, test
 # binaries side by side, the emulator-bound ones one at a time: .config/nextest.toml), then the
 # doctests; otherwise cargo test.
 step_tests() {
   if ! cargo nextest --version >/dev/null 2>&1; then
-    cargo test --workspace --no-fail-fast -- --skip "$alone"
+    cargo test --workspace --no-fail-fast -- "${alone[@]/#/--skip=}"
     return
   fi
   local rc=0
@@ -209,7 +210,7 @@ for line in open(sys.argv[1]):
 PY
   )
   [ -n "$exe" ] || { echo "the mysql restart test was not built" >&2; return 1; }
-  "$exe" --exact "$alone"
+  "$exe" --exact --test-threads=1 "${alone[@]}"
 }
 step_python() { "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python; }
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to
