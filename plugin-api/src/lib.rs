@@ -91,7 +91,7 @@
 //! ABI 1 grows without breaking plugins built against its first release:
 //! - the root module ([`abi::PluginMod`]) is an abi_stable prefix type: new entry points are
 //!   added after its last field, marked `missing_field(option)`, and the host treats an absent
-//!   one as "not supported by <plugin> <version>";
+//!   one as "not supported by `<plugin>` `<version>`";
 //! - the trait objects ([`abi::FfiSource`] and the others) gain methods only at their end, each
 //!   with a default body that abi_stable calls when an older plugin's vtable lacks it (it
 //!   answers "unsupported", or does nothing where that is harmless);

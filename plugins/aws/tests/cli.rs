@@ -114,9 +114,10 @@ fn a_csv_file_goes_to_s3_and_to_firehose() {
     common::delete_delivery_stream(&firehose, &stream);
 }
 
-/// Kills file → S3 loads with SIGKILL at points spread over the time an uninterrupted load
-/// takes (`FASTLANE_KILL_POINTS`, 20 by default); after each kill a run must resume and leave
-/// the table with exactly the file's rows.
+/// Kills file → S3 loads with SIGKILL at points spread over the rows loaded
+/// (`FASTLANE_KILL_POINTS`, 20 by default): every batch is flushed into an object of its own
+/// with its record, so the records say how far the load is; after each kill a run must resume
+/// and leave the table with exactly the file's rows.
 #[test]
 fn a_killed_file_to_s3_load_resumes_to_exactly_the_files_rows() {
     use arrow_array::cast::AsArray;
@@ -135,7 +136,7 @@ fn a_killed_file_to_s3_load_resumes_to_exactly_the_files_rows() {
     let s3 = S3::new("resume");
     let config = json!({
         "replication_mode": "FULL_TABLE",
-        "checkpoint_interval_secs": 0.2,
+        "checkpoint_interval_secs": 0,
         "source": {"file": {"path": "big.csv", "batch_size": 20000}},
         "target": {"s3": {"bucket": s3.bucket, "prefix": "shop", "table": "big",
                           "endpoint_url": common::endpoint(), "region": "us-east-1",
@@ -197,8 +198,27 @@ fn a_killed_file_to_s3_load_resumes_to_exactly_the_files_rows() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(full.mul_f64(k as f64 / (points + 1) as f64));
-        let running = child.try_wait().expect("wait").is_none();
+        // One record per 20,000-row batch.
+        let target = (BIG as usize / 20_000) * k / (points + 1);
+        let started = Instant::now();
+        let running = loop {
+            if child.try_wait().expect("wait").is_some() {
+                break false;
+            }
+            let records = s3
+                .keys("shop/big/_fastlane/runs/")
+                .iter()
+                .filter(|k| k.contains("/record-"))
+                .count();
+            if records >= target.max(1) {
+                break true;
+            }
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "the load made no progress"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         let _ = child.kill();
         let _ = child.wait();
         if !running {
@@ -214,11 +234,17 @@ fn a_killed_file_to_s3_load_resumes_to_exactly_the_files_rows() {
         let stray = s3.keys("shop/big/_fastlane/runs/");
         assert!(stray.is_empty(), "{stray:?}");
     }
+    let mean = reread.iter().sum::<f64>() / reread.len().max(1) as f64;
     eprintln!(
-        "{} kills over {:.1} s; resumed runs read {:?} of the file",
+        "{} kills (an uninterrupted load takes {:.1} s); resumed runs read {mean:.3} of the file \
+         on average: {:?}",
         reread.len(),
         full.as_secs_f64(),
         reread.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+    assert!(
+        mean < 0.5,
+        "resumed runs read {mean:.3} of the file on average"
     );
     assert!(
         reread.len() >= points / 2,

@@ -533,9 +533,12 @@ fn the_table_is_registered_in_glue_when_configured() {
         Some(format!("s3://{}/web/Orders/dt={today}/", s3.bucket).as_str())
     );
 
-    // A second run with another column updates the table; the partition is not added twice.
+    // A second run with other columns redefines the table (`on_schema_change: replace`); the
+    // partition is not added twice.
     let wider = standard_batches(1, 100, 100, &["int32", "int64", "text"]);
-    load(&config, wider, ReplicationMode::FullTable, 1).expect("second load");
+    let mut replacing = config.clone();
+    replacing["glue"]["on_schema_change"] = json!("replace");
+    load(&replacing, wider, ReplicationMode::FullTable, 1).expect("second load");
     let table = block_on(
         glue.get_table()
             .database_name(&database)
@@ -592,4 +595,85 @@ fn the_table_is_registered_in_glue_when_configured() {
         .expect("refused")
         .to_string();
     assert!(error.contains("`glue` needs a database"), "{error}");
+}
+
+#[test]
+fn a_schema_change_fails_adds_columns_or_replaces_the_glue_table() {
+    let s3 = S3::new("gluechange");
+    let database = common::unique_name(&format!("gluechange-{}", std::process::id()));
+    let glue = glue_client();
+    let columns = || -> Vec<(String, String)> {
+        let table = block_on(glue.get_table().database_name(&database).name("t").send())
+            .expect("the table is registered")
+            .table
+            .expect("table");
+        table
+            .storage_descriptor()
+            .expect("storage descriptor")
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_owned(),
+                    c.r#type().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let config = |on_change: &str| {
+        let mut config = s3.config("t");
+        config["glue"] = json!({"database": database, "endpoint_url": common::endpoint(),
+                                "on_schema_change": on_change});
+        config
+    };
+    let names = |cols: Vec<(String, String)>| cols.into_iter().map(|c| c.0).collect::<Vec<_>>();
+    load(
+        &config("fail"),
+        standard_batches(1, 100, 50, &["int32", "text"]),
+        ReplicationMode::FullTable,
+        1,
+    )
+    .expect("first load");
+    assert_eq!(names(columns()), ["id", "int32", "text"]);
+
+    // fail: nothing is published, the table is unchanged.
+    let before = s3.keys("t/_fastlane/manifests/").len();
+    let err = load(
+        &config("fail"),
+        standard_batches(1, 100, 50, &["int32", "text", "flag"]),
+        ReplicationMode::FullTable,
+        1,
+    )
+    .expect_err("a new column fails");
+    assert!(err.contains("has columns the table lacks: `flag`"), "{err}");
+    assert_eq!(s3.keys("t/_fastlane/manifests/").len(), before);
+    assert_eq!(names(columns()), ["id", "int32", "text"]);
+
+    // add_columns: the table's columns stay, the new one is added.
+    load(
+        &config("add_columns"),
+        standard_batches(1, 100, 50, &["flag", "text", "int32"]),
+        ReplicationMode::FullTable,
+        1,
+    )
+    .expect("add_columns");
+    assert_eq!(names(columns()), ["id", "int32", "text", "flag"]);
+
+    // Fewer columns keep the table's definition; replace defines it by the data.
+    load(
+        &config("fail"),
+        standard_batches(1, 100, 50, &["int32"]),
+        ReplicationMode::FullTable,
+        1,
+    )
+    .expect("fewer columns");
+    assert_eq!(names(columns()), ["id", "int32", "text", "flag"]);
+    load(
+        &config("replace"),
+        standard_batches(1, 100, 50, &["int32"]),
+        ReplicationMode::FullTable,
+        1,
+    )
+    .expect("replace");
+    assert_eq!(names(columns()), ["id", "int32"]);
 }

@@ -11,7 +11,7 @@
 //!   visible; `get_offset` is the largest `key` in the published files. One run at a time
 //!   writes a folder and prefix (a lock file). Checkpointed runs record, at every flush, the
 //!   files made durable and their batches' tags, so a killed run can be resumed
-//!   ([`checkpoint`]).
+//!   (the `checkpoint` module).
 //!
 //! See `README.md` beside this crate for every option.
 

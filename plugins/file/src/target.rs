@@ -331,6 +331,8 @@ impl Target for FileTarget {
                 (None, 0)
             }
             None => {
+                // A run without checkpoints never resumes: unfinished runs are garbage now.
+                checkpoint::discard_others(&self.dir, &self.identity(), &context.run_id);
                 std::fs::create_dir_all(&staging).map_err(io_err("cannot create", &staging))?;
                 (None, 0)
             }

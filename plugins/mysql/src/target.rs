@@ -336,7 +336,17 @@ impl MysqlTarget {
             )));
         }
         let checkpoints = match &context.checkpoint {
-            None => None,
+            None => {
+                // A run without checkpoints never resumes: unfinished runs are garbage now
+                // (their staging tables were dropped above).
+                let ck = Checkpoints {
+                    db: db.clone(),
+                    name: self.checkpoint_table(),
+                    run_id: context.run_id.clone(),
+                };
+                ck.forget(conn).await?;
+                None
+            }
             Some(c) => {
                 if target_exists
                     && let Some(engine) = checkpoints::engine_of(conn, &db, &table).await?

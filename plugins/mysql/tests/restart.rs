@@ -159,18 +159,28 @@ fn a_run_that_lost_its_source_server_resumes_once_the_server_is_back() {
     // Stop the server once some rows are checkpointed.
     let started = Instant::now();
     loop {
-        let recorded = std::fs::read_dir(&out).into_iter().flatten().flatten().any(|e| {
-            std::fs::read_dir(e.path().join(".checkpoints"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|r| r.file_name().to_string_lossy().starts_with("record-"))
-        });
+        let recorded = std::fs::read_dir(&out)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_dir(e.path().join(".checkpoints"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|r| r.file_name().to_string_lossy().starts_with("record-"))
+            });
         if recorded {
             break;
         }
-        assert!(child.try_wait().expect("wait").is_none(), "the run ended first");
-        assert!(started.elapsed() < Duration::from_secs(60), "nothing was checkpointed");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended first"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was checkpointed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     stop_server();
@@ -182,14 +192,22 @@ fn a_run_that_lost_its_source_server_resumes_once_the_server_is_back() {
 
     let out_run = fastlane_tests::fastlane(
         tmp.path(),
-        &args("second.json").iter().map(String::as_str).collect::<Vec<_>>(),
+        &args("second.json")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     );
     assert_eq!(out_run.code, 0, "{}", out_run.stderr);
     let second = summary("second.json");
     assert_eq!(second["checkpoint"]["resumed"], true, "{second}");
-    let already = second["checkpoint"]["rows_already_loaded"].as_u64().expect("rows");
+    let already = second["checkpoint"]["rows_already_loaded"]
+        .as_u64()
+        .expect("rows");
     assert!(already > 0, "{second}");
-    assert!(second["rows_extracted"].as_u64().expect("rows") < 300_000, "{second}");
+    assert!(
+        second["rows_extracted"].as_u64().expect("rows") < 300_000,
+        "{second}"
+    );
     assert_eq!(second["verification"]["status"], "passed", "{second}");
 
     // Every row once.

@@ -141,8 +141,7 @@ impl BatchSender {
         self.tx.send(Ok(Some((batch, None)))).await.is_ok()
     }
 
-    /// Sends a batch and the position after it (see
-    /// [`BatchStream::position`](fastlane_plugin_api::BatchStream::position)); false when the
+    /// Sends a batch and the position after it (see [`BatchStream::position`]); false when the
     /// host has stopped reading.
     pub async fn send_at(&self, batch: RecordBatch, position: Value) -> bool {
         self.tx

@@ -98,6 +98,25 @@ pub struct GlueConfig {
     /// Endpoint of a Glue-compatible catalog (default: AWS's, not the target's
     /// `endpoint_url`, which is for S3).
     pub endpoint_url: Option<String>,
+    /// When the data's columns differ from the registered table's: `fail` (the default) stops
+    /// the run before it is published, naming the new and missing columns; `add_columns` keeps
+    /// the table's columns and types and adds the new ones; `replace` defines the table by the
+    /// data.
+    #[serde(default)]
+    pub on_schema_change: OnSchemaChange,
+}
+
+/// What a run does when the data's columns differ from the Glue table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSchemaChange {
+    /// Stop the run before it is published, naming the new and missing columns.
+    #[default]
+    Fail,
+    /// Keep the table's columns (names, types, order) and add the new ones at the end.
+    AddColumns,
+    /// Define the table by the data.
+    Replace,
 }
 
 fn default_partition() -> String {

@@ -11,7 +11,7 @@ use aws_sdk_glue::types::{
 use fastlane_plugin_api::{PluginError, Result};
 
 use crate::connection::call_error;
-use crate::s3::config::{Compression, Format, S3TargetConfig};
+use crate::s3::config::{Compression, Format, OnSchemaChange, S3TargetConfig};
 
 /// The Glue (Hive) type of an Arrow type, as Athena reads it from the objects written.
 pub fn glue_type(data_type: &DataType) -> std::result::Result<String, String> {
@@ -226,6 +226,24 @@ impl Registration<'_> {
             .send()
             .await;
         let what = format!("`{}.{}`", self.database, self.table);
+        let mut input = input;
+        if let Ok(found) = &existing {
+            let registered: Vec<Column> = found
+                .table()
+                .and_then(|t| t.storage_descriptor())
+                .map(|sd| sd.columns().to_vec())
+                .unwrap_or_default();
+            let on_change = self
+                .config
+                .glue
+                .as_ref()
+                .map(|g| g.on_schema_change)
+                .unwrap_or_default();
+            if let Some(merged) = merge_columns(&registered, &columns, on_change, &what)? {
+                columns = merged;
+                input = self.table_input(columns.clone(), &keys)?;
+            }
+        }
         match existing {
             Ok(_) => {
                 // No archived version per run: Glue keeps at most 100,000 per table.
@@ -328,6 +346,91 @@ impl Registration<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The table's columns for a run whose data has `data` columns, when the table has
+/// `registered` ones: `None` keeps the data's (no change, or `replace`); the registered
+/// columns with the new ones added (`add_columns`); an error naming the new, missing and
+/// retyped columns (`fail`, or a retyped column with `add_columns`).
+fn merge_columns(
+    registered: &[Column],
+    data: &[Column],
+    on_change: OnSchemaChange,
+    what: &str,
+) -> Result<Option<Vec<Column>>> {
+    let find = |list: &[Column], name: &str| {
+        list.iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+            .cloned()
+    };
+    let new: Vec<&Column> = data
+        .iter()
+        .filter(|c| find(registered, c.name()).is_none())
+        .collect();
+    let missing: Vec<&Column> = registered
+        .iter()
+        .filter(|c| find(data, c.name()).is_none())
+        .collect();
+    let retyped: Vec<String> = data
+        .iter()
+        .filter_map(|c| {
+            let old = find(registered, c.name())?;
+            (old.r#type() != c.r#type()).then(|| {
+                format!(
+                    "`{}` ({} → {})",
+                    c.name(),
+                    old.r#type().unwrap_or("?"),
+                    c.r#type().unwrap_or("?")
+                )
+            })
+        })
+        .collect();
+    if new.is_empty() && retyped.is_empty() {
+        // Columns the data lacks stay in the table (they read as null), unless it is replaced.
+        return Ok(
+            (!missing.is_empty() && on_change != OnSchemaChange::Replace)
+                .then(|| registered.to_vec()),
+        );
+    }
+    let names = |cols: &[&Column]| {
+        cols.iter()
+            .map(|c| format!("`{}`", c.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match on_change {
+        OnSchemaChange::Replace => Ok(None),
+        OnSchemaChange::AddColumns if retyped.is_empty() => {
+            let mut merged = registered.to_vec();
+            merged.extend(new.into_iter().cloned());
+            Ok(Some(merged))
+        }
+        OnSchemaChange::AddColumns => Err(PluginError::data(format!(
+            "the data changes the types of {} in the Glue table {what}, which `add_columns` \
+             cannot do; use `on_schema_change: replace`",
+            retyped.join(", ")
+        ))),
+        OnSchemaChange::Fail => {
+            let mut parts = Vec::new();
+            if !new.is_empty() {
+                parts.push(format!("has columns the table lacks: {}", names(&new)));
+            }
+            if !retyped.is_empty() {
+                parts.push(format!("changes the types of {}", retyped.join(", ")));
+            }
+            let also = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (and lacks {})", names(&missing))
+            };
+            Err(PluginError::data(format!(
+                "the data {}{also} compared with the Glue table {what}; nothing was \
+                 published: set the glue section's `on_schema_change` to `add_columns` or \
+                 `replace`",
+                parts.join(" and ")
+            )))
+        }
     }
 }
 

@@ -288,13 +288,15 @@ impl Target for S3Target {
                 } else {
                     format!("{base}/{partition}/")
                 };
+                // A new run discards the staging of unfinished runs (a run without checkpoints
+                // never resumes them; a checkpointed one was not given them to resume).
+                block_on(checkpoint::discard_others(
+                    &self.client,
+                    self.bucket(),
+                    &base,
+                    &context.run_id,
+                ))?;
                 if let Some(c) = other {
-                    block_on(checkpoint::discard_others(
-                        &self.client,
-                        self.bucket(),
-                        &base,
-                        &context.run_id,
-                    ))?;
                     let plan = PlanObject {
                         plan: c.plan.clone(),
                         folder: folder.clone(),
