@@ -208,3 +208,56 @@ impl Drop for TcpCutter {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `fastlane run --no-monitor --progress=off --config CONFIG` (and `extra`) in `cwd` to its
+/// end, asserting that it succeeds; its `--summary-json`, parsed.
+pub fn run_to_end(cwd: &Path, config: &Path, extra: &[&str]) -> serde_json::Value {
+    let summary = cwd.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let mut args = vec![
+        "run".to_owned(),
+        "--no-monitor".to_owned(),
+        "--progress=off".to_owned(),
+        format!("--config={}", config.display()),
+        format!("--summary-json={}", summary.display()),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = fastlane(cwd, &args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let text = std::fs::read_to_string(&summary).expect("the run's summary");
+    serde_json::from_str(&text).expect("summary JSON")
+}
+
+/// Starts `fastlane run --no-monitor --progress=off --config CONFIG` in `cwd`, and kills it with
+/// SIGKILL as soon as `kill_now()` says so; whether it was still running then (false: it ended
+/// first).
+pub fn run_killed_when(cwd: &Path, config: &Path, kill_now: &dyn Fn() -> bool) -> bool {
+    let mut child = Command::new(fastlane_bin())
+        .args(["run", "--no-monitor", "--progress=off", "--config"])
+        .arg(config)
+        .current_dir(cwd)
+        .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
+        .env_remove("FASTLANE_PLUGIN_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run fastlane");
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return false;
+        }
+        if kill_now() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "the load made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    true
+}

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use fastlane_tests::{fastlane, fastlane_bin};
+use fastlane_tests::fastlane;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -92,46 +91,12 @@ fn assert_exact(out: &Path) {
 
 /// Runs the pipeline and kills it with SIGKILL after `after`; whether it was still running.
 fn run_killed(cwd: &Path, config: &Path, after: Duration) -> bool {
-    let mut child = Command::new(fastlane_bin())
-        .args(["run", "--no-monitor", "--progress=off", "--config"])
-        .arg(config)
-        .current_dir(cwd)
-        .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
-        .env_remove("FASTLANE_PLUGIN_PATH")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let started = Instant::now();
-    while started.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let running = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
-    running
+    fastlane_tests::run_killed_when(cwd, config, &|| started.elapsed() >= after)
 }
 
-/// Runs the pipeline to its end; the summary.
 fn run_to_end(cwd: &Path, config: &Path, extra: &[&str]) -> Value {
-    let summary = cwd.join("summary.json");
-    let _ = std::fs::remove_file(&summary);
-    let mut args = vec![
-        "run",
-        "--no-monitor",
-        "--progress=off",
-        "--config",
-        config.to_str().unwrap(),
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = fastlane(cwd, &args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
+    fastlane_tests::run_to_end(cwd, config, extra)
 }
 
 #[test]

@@ -643,16 +643,6 @@ impl Source for BigQuerySource {
     }
 }
 
-/// A position of the `bigquery` source: a row number.
-fn row_position(v: &Option<Value>, what: &str) -> Result<Option<u64>> {
-    match v {
-        None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            PluginError::internal(format!("the {what} position `{v}` is not a row number"))
-        }),
-    }
-}
-
 impl BigQuerySource {
     /// The run's plan: the one planned by this process, or the one in the partition's spec (a
     /// resumed run does not plan again).
@@ -675,8 +665,8 @@ impl BigQuerySource {
         range: &ReadRange,
     ) -> Result<Box<dyn BatchStream>> {
         let plan = self.plan_for(partition)?;
-        let after = row_position(&range.after, "start")?;
-        let upto = row_position(&range.upto, "end")?;
+        let after = fastlane_plugin_support::positions::row_number(&range.after, "start")?;
+        let upto = fastlane_plugin_support::positions::row_number(&range.upto, "end")?;
         let rest = runtime().block_on(self.rest())?;
         match &plan.reader {
             Reader::Storage { storage, schema } => {

@@ -440,16 +440,6 @@ impl Source for FileSource {
     }
 }
 
-/// A position of the `file` source: a row number, or a malformed one.
-fn row_position(v: &Option<Value>, what: &str) -> Result<Option<u64>> {
-    match v {
-        None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            PluginError::internal(format!("the {what} position `{v}` is not a row number"))
-        }),
-    }
-}
-
 impl FileSource {
     /// Opens a partition, or the rows of it after row `range.after` and up to row
     /// `range.upto` (row numbers counted from the partition's first row, before any filter).
@@ -460,8 +450,9 @@ impl FileSource {
     ) -> Result<Box<dyn BatchStream>> {
         let spec: FileSpec =
             serde_json::from_value(partition.spec.clone()).map_err(PluginError::internal)?;
-        let skip = row_position(&range.after, "start")?.unwrap_or(0);
-        let upto = row_position(&range.upto, "end")?;
+        let skip =
+            fastlane_plugin_support::positions::row_number(&range.after, "start")?.unwrap_or(0);
+        let upto = fastlane_plugin_support::positions::row_number(&range.upto, "end")?;
         let shown = spec.path.display().to_string();
         let batches: Box<
             dyn Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>> + Send,

@@ -52,26 +52,9 @@ fn a_server_restart_mid_run_loses_and_repeats_nothing() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = std::process::Command::new("mariadb-admin")
-        .args(["-uroot", "-h127.0.0.1", "shutdown"])
-        .status()
-        .expect("mariadb-admin");
-    assert!(status.success(), "mariadb-admin shutdown failed");
-    let down = Instant::now();
-    while port_open() {
-        assert!(
-            down.elapsed() < Duration::from_secs(60),
-            "the server did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    stop_server();
     std::thread::sleep(Duration::from_secs(1));
-    let services = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/services.sh");
-    let status = std::process::Command::new("bash")
-        .args([services, "start"])
-        .status()
-        .expect("services.sh");
-    assert!(status.success(), "the server did not start again");
+    start_server();
     let summary = run
         .join()
         .expect("run thread")

@@ -9,13 +9,11 @@ mod common;
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use common::Db;
-use fastlane_tests::{fastlane, fastlane_bin};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -51,33 +49,7 @@ fn write_config(dir: &Path, source: Value, target: (&str, Value)) -> PathBuf {
 /// Runs the pipeline and kills it with SIGKILL once `loaded()` (the rows its checkpoints
 /// cover) reaches `rows`; whether it was killed before it ended.
 fn run_killed(cwd: &Path, config: &Path, rows: u64, loaded: &dyn Fn() -> u64) -> bool {
-    let mut child = Command::new(fastlane_bin())
-        .args(["run", "--no-monitor", "--progress=off", "--config"])
-        .arg(config)
-        .current_dir(cwd)
-        .env("XDG_DATA_HOME", cwd.join(".no-user-plugins"))
-        .env_remove("FASTLANE_PLUGIN_PATH")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if loaded() >= rows {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the load made no progress"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    true
+    fastlane_tests::run_killed_when(cwd, config, &|| loaded() >= rows)
 }
 
 /// The rows the tags in `texts` cover.
@@ -90,22 +62,7 @@ fn tag_rows<'a>(texts: impl Iterator<Item = &'a str>) -> u64 {
 
 /// Runs the pipeline to its end; the summary.
 fn run_to_end(cwd: &Path, config: &Path) -> Value {
-    let summary = cwd.join("summary.json");
-    let _ = std::fs::remove_file(&summary);
-    let out = fastlane(
-        cwd,
-        &[
-            "run",
-            "--no-monitor",
-            "--progress=off",
-            "--config",
-            config.to_str().unwrap(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
+    fastlane_tests::run_to_end(cwd, config, &[])
 }
 
 /// Kills a load at `points()` points spread over the rows loaded (`loaded()`: the rows the

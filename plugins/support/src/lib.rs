@@ -5,8 +5,10 @@
 //!   or writer written as async code for the host's blocking calls.
 //! - [`keys`]: the largest replication key in a set of batches, as the JSON offset a target
 //!   reports, and keeping the rows above an offset.
+//! - [`positions`]: row-number positions of resumable sources.
 
 #![warn(missing_docs)]
 
 pub mod keys;
+pub mod positions;
 pub mod runtime;

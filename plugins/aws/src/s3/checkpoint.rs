@@ -78,19 +78,7 @@ async fn get_json<T: for<'de> Deserialize<'de>>(
     bucket: &str,
     key: &str,
 ) -> Result<T> {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| call_error(&format!("cannot read `s3://{bucket}/{key}`"), &e))?;
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| PluginError::io(format!("cannot read `s3://{bucket}/{key}`: {e}")))?
-        .into_bytes();
+    let bytes = manifest::get_bytes(client, bucket, key).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         PluginError::data(format!(
             "the checkpoint `s3://{bucket}/{key}` is damaged ({e}); start afresh with --fresh"

@@ -81,19 +81,7 @@ pub async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Result<Ve
 
 /// Reads one manifest.
 pub async fn read(client: &Client, bucket: &str, key: &str) -> Result<Manifest> {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| call_error(&format!("cannot read `s3://{bucket}/{key}`"), &e))?;
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| PluginError::io(format!("cannot read `s3://{bucket}/{key}`: {e}")))?
-        .into_bytes();
+    let bytes = get_bytes(client, bucket, key).await?;
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
         PluginError::data(format!(
             "`s3://{bucket}/{key}` is not a fastlane manifest: {e}"
@@ -107,6 +95,23 @@ pub async fn read(client: &Client, bucket: &str, key: &str) -> Result<Manifest> 
         )));
     }
     Ok(manifest)
+}
+
+/// The whole body of an object.
+pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<bytes::Bytes> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| call_error(&format!("cannot read `s3://{bucket}/{key}`"), &e))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| PluginError::io(format!("cannot read `s3://{bucket}/{key}`: {e}")))?
+        .into_bytes())
 }
 
 /// Writes a manifest (one atomic `PutObject`).
