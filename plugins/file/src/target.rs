@@ -30,6 +30,7 @@ use crate::config::{
 };
 use crate::io::{Counting, Out, open_read};
 use fastlane_plugin_support::keys::{self as offset, KeyMax};
+use fastlane_plugin_support::positions::Journal;
 
 /// The `file` target.
 pub struct FileTarget {
@@ -404,12 +405,7 @@ impl Target for FileTarget {
             seq: run.first_seq,
             current: None,
             finished: Arc::new(Mutex::new(Vec::new())),
-            checkpoints: run.checkpointed.then(|| Checkpoints {
-                attempt: attempt_id(),
-                index,
-                records: 0,
-                pending: Record::default(),
-            }),
+            journal: run.checkpointed.then(|| Journal::new(index)),
         }))
     }
 
@@ -558,25 +554,8 @@ struct FileWriter {
     seq: u32,
     current: Option<OpenFile>,
     finished: Arc<Mutex<Vec<PathBuf>>>,
-    /// In a checkpointed run: what the next record holds.
-    checkpoints: Option<Checkpoints>,
-}
-
-/// A writer's records in a checkpointed run.
-struct Checkpoints {
-    /// Tells this process's records from those of the run it resumed.
-    attempt: String,
-    index: usize,
-    records: u64,
-    pending: Record,
-}
-
-/// A name part unique to this process and moment, for record names.
-fn attempt_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}{:x}", std::process::id())
+    /// In a checkpointed run: the files and tags of the next record.
+    journal: Option<Journal<String>>,
 }
 
 impl FileWriter {
@@ -684,10 +663,10 @@ impl FileWriter {
         file.sync_all().map_err(io_err("cannot sync", &path))?;
         let done = path.with_extension("");
         std::fs::rename(&path, &done).map_err(io_err("cannot rename", &path))?;
-        if let Some(c) = self.checkpoints.as_mut()
+        if let Some(journal) = self.journal.as_mut()
             && let Some(name) = done.file_name()
         {
-            c.pending.files.push(name.to_string_lossy().into_owned());
+            journal.add_item(name.to_string_lossy().into_owned());
         }
         self.finished
             .lock()
@@ -743,14 +722,14 @@ impl Writer for FileWriter {
 
     fn close(&mut self) -> Result<()> {
         self.finish_current()?;
-        if self.checkpoints.is_some() {
+        if self.journal.is_some() {
             self.flush()?;
         }
         Ok(())
     }
 
     fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
-        if self.checkpoints.is_none() {
+        if self.journal.is_none() {
             return Err(PluginError::internal(
                 "a tagged write in a run without checkpoints",
             ));
@@ -758,8 +737,8 @@ impl Writer for FileWriter {
         if batch.num_rows() > 0 {
             self.write(batch)?;
         }
-        if let Some(c) = self.checkpoints.as_mut() {
-            c.pending.tags.push(tag.to_owned());
+        if let Some(journal) = self.journal.as_mut() {
+            journal.add_tag(tag);
         }
         Ok(())
     }
@@ -768,18 +747,11 @@ impl Writer for FileWriter {
     /// tags of the batches they hold.
     fn flush(&mut self) -> Result<()> {
         self.finish_current()?;
-        let Some(c) = self.checkpoints.as_mut() else {
+        let Some((name, files, tags)) = self.journal.as_mut().and_then(Journal::take) else {
             return Ok(());
         };
-        if c.pending.files.is_empty() && c.pending.tags.is_empty() {
-            return Ok(());
-        }
         crate::checkpoint::sync_dir(&self.staging)?;
-        let name = format!("record-{}-{}-{:06}.json", c.attempt, c.index, c.records);
-        checkpoint::write_record(&self.staging, &name, &c.pending)?;
-        c.records += 1;
-        c.pending = Record::default();
-        Ok(())
+        checkpoint::write_record(&self.staging, &name, &Record { files, tags })
     }
 }
 

@@ -22,6 +22,7 @@ use crate::s3::config::{Compression, Format, S3TargetConfig, render_partition};
 use crate::s3::glue::Registration;
 use crate::s3::manifest::{self, Manifest, block_on};
 use crate::s3::upload::{Destination, ObjectInfo, RunState, Upload};
+use fastlane_plugin_support::positions::Journal;
 
 /// The `s3` target.
 pub struct S3Target {
@@ -351,10 +352,7 @@ impl Target for S3Target {
             checkpoints: run.checkpointed.then(|| WriterCheckpoints {
                 base: self.config.base(),
                 run_id: run.id.clone(),
-                attempt: attempt_id(),
-                index,
-                records: 0,
-                pending: Record::default(),
+                journal: Journal::new(index),
             }),
         }))
     }
@@ -529,19 +527,8 @@ struct S3Writer {
 struct WriterCheckpoints {
     base: String,
     run_id: String,
-    /// Tells this process's records from those of the run it resumed.
-    attempt: String,
-    index: usize,
-    records: u64,
-    pending: Record,
-}
-
-/// A name part unique to this process and moment, for record names.
-fn attempt_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}{:x}", std::process::id())
+    /// The objects and tags of the next record.
+    journal: Journal<ObjectInfo>,
 }
 
 /// The number of an object of a run: the digits after its last `-`, before the extension.
@@ -631,7 +618,7 @@ impl S3Writer {
             bytes,
         };
         if let Some(c) = self.checkpoints.as_mut() {
-            c.pending.objects.push(info.clone());
+            c.journal.add_item(info.clone());
         }
         RunState::lock(&self.state.objects).push(info);
         Ok(())
@@ -709,7 +696,7 @@ impl Writer for S3Writer {
             self.write(batch)?;
         }
         if let Some(c) = self.checkpoints.as_mut() {
-            c.pending.tags.push(tag.to_owned());
+            c.journal.add_tag(tag);
         }
         Ok(())
     }
@@ -727,22 +714,22 @@ impl Writer for S3Writer {
         let Some(c) = self.checkpoints.as_mut() else {
             return Ok(());
         };
-        if c.pending.objects.is_empty() && c.pending.tags.is_empty() {
+        let Some((name, objects, tags)) = c.journal.take() else {
             return Ok(());
-        }
-        c.pending.key_max = key_max;
-        c.pending.schema = schema;
-        let name = format!("record-{}-{}-{:06}.json", c.attempt, c.index, c.records);
+        };
+        let record = Record {
+            objects,
+            tags,
+            key_max,
+            schema,
+        };
         block_on(checkpoint::write_record(
             &self.to.client,
             &self.to.bucket,
             &c.base,
             &c.run_id,
             &name,
-            &c.pending,
-        ))?;
-        c.records += 1;
-        c.pending = Record::default();
-        Ok(())
+            &record,
+        ))
     }
 }
