@@ -346,3 +346,19 @@ test("a running run's page refreshes by itself and its stop button stops the run
   assert.equal(await page.textContent("#live"), "");
   await finish(page, "run-stopped");
 });
+
+test("a verified run's page says what the source, the read and the staging counted", async () => {
+  const run = sql("SELECT * FROM pipeline_run WHERE pipeline_id = ? ORDER BY id LIMIT 1", "shop-orders")[0];
+  const stored = JSON.parse(run.stages).verification;
+  assert.equal(stored.status, "passed");
+  assert.equal(stored.source_rows, run.rows_loaded);
+  const page = await open(`#/run/${run.id}`);
+  const text = await page.textContent('[data-field="verification"]');
+  const counts = text.match(/^Verified: the source counts ([\d,.\s\u202f]+) rows, ([\d,.\s\u202f]+) were read, the staging counts ([\d,.\s\u202f]+)\./);
+  assert.ok(counts, text);
+  assert.deepEqual(counts.slice(1).map((c) => Number(c.replace(/\D/g, ""))), [run.rows_loaded, run.rows_loaded, run.rows_loaded]);
+  // A run that did not resume says nothing of a resume.
+  assert.equal(await page.locator('[data-field="checkpoint"]').count(), 0);
+  assert.deepEqual(await accessibility(page), []);
+  await finish(page, "run-verified");
+});
