@@ -340,7 +340,11 @@ pub fn run(
         partitions: plan.partitions.clone(),
         before,
         transforms: !transforms.is_empty(),
+        counting: std::sync::Mutex::new(None),
     });
+    if let Some(check) = &check {
+        check.start_counting();
+    }
     crew.spawn_sources(
         &source,
         plan.jobs.clone(),

@@ -70,7 +70,12 @@ pub(super) struct Before {
     pub(super) staged: Option<u64>,
 }
 
-/// A verification to make once the workers are done.
+/// The source's counts of its partitions, taken while the run loads.
+type Counting = std::thread::JoinHandle<Result<Vec<u64>, (usize, PluginError)>>;
+
+/// A verification to make once the workers are done. The source's counts are taken on a
+/// thread of their own while the run loads (`SELECT COUNT(*)` of a large range takes a
+/// while), as of the run; the staging's count once the writers are done.
 pub(super) struct Check {
     pub(super) mode: Verify,
     pub(super) source: Arc<Named<Box<dyn Source>>>,
@@ -80,9 +85,58 @@ pub(super) struct Check {
     pub(super) before: Before,
     /// Whether the run has transforms (which may change the number of rows).
     pub(super) transforms: bool,
+    pub(super) counting: std::sync::Mutex<Option<Counting>>,
 }
 
 impl Check {
+    /// Starts counting the source's partitions, when the source counts.
+    pub(super) fn start_counting(&self) {
+        if !self.source.capabilities.contains(&Capability::VerifyCount) {
+            return;
+        }
+        let (source, partitions) = (self.source.clone(), self.partitions.clone());
+        let spawned = std::thread::Builder::new()
+            .name("fl-verify".to_owned())
+            .spawn(move || {
+                partitions
+                    .iter()
+                    .map(|p| source.component.count(p).map_err(|e| (p.index, e)))
+                    .collect()
+            });
+        match spawned {
+            Ok(handle) => *self.counting.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle),
+            Err(e) => {
+                tracing::warn!("cannot start counting the source's rows ({e}); counting later")
+            }
+        }
+    }
+
+    /// The source's counts: those the counting thread took, or taken now.
+    fn counts(&self) -> Option<Result<Vec<u64>, (usize, PluginError)>> {
+        if !self.source.capabilities.contains(&Capability::VerifyCount) {
+            return None;
+        }
+        let handle = self
+            .counting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            return Some(handle.join().unwrap_or_else(|_| {
+                Err((
+                    0,
+                    PluginError::internal("counting the source's rows panicked"),
+                ))
+            }));
+        }
+        Some(
+            self.partitions
+                .iter()
+                .map(|p| self.source.component.count(p).map_err(|e| (p.index, e)))
+                .collect(),
+        )
+    }
+
     /// Verifies the load the run's `totals` describe.
     pub(super) fn run(&self, target: &dyn Target, totals: &Totals) -> Verified {
         let mut read = self.before.rows_by_partition.clone();
@@ -96,6 +150,7 @@ impl Check {
             .is_none_or(|staged| staged == self.before.rows);
         let evidence = Evidence {
             source: &self.source,
+            counts: self.counts(),
             target_id: &self.target_id,
             target_capabilities: &self.target_capabilities,
             partitions: &self.partitions,
@@ -110,6 +165,8 @@ impl Check {
 /// What verification compares.
 pub(super) struct Evidence<'a> {
     pub(super) source: &'a Named<Box<dyn Source>>,
+    /// The source's count of each partition (in the order of `partitions`), when it counts.
+    pub(super) counts: Option<Result<Vec<u64>, (usize, PluginError)>>,
     pub(super) target_id: &'a str,
     pub(super) target_capabilities: &'a [Capability],
     pub(super) partitions: &'a [Partition],
@@ -155,16 +212,16 @@ pub(super) fn verify(mode: Verify, evidence: &Evidence<'_>, target: &dyn Target)
     };
 
     let source = evidence.source;
-    if source.capabilities.contains(&Capability::VerifyCount) {
+    if let Some(counts) = &evidence.counts {
+        let counts = match counts {
+            Ok(counts) => counts,
+            Err((index, e)) => {
+                let message = format!("cannot count partition {index}: {e}");
+                return fail(summary, Stage::Source, &source.id, message);
+            }
+        };
         let mut total = 0u64;
-        for partition in evidence.partitions {
-            let counted = match source.component.count(partition) {
-                Ok(n) => n,
-                Err(e) => {
-                    let message = format!("cannot count partition {}: {e}", partition.index);
-                    return fail(summary, Stage::Source, &source.id, message);
-                }
-            };
+        for (partition, &counted) in evidence.partitions.iter().zip(counts) {
             let read = evidence.read.get(&partition.index).copied().unwrap_or(0);
             if counted != read {
                 let message = format!(
