@@ -17,7 +17,6 @@ use std::collections::HashSet;
 
 use arrow_schema::Schema;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
 use fastlane_plugin_api::{PluginError, Result, StagedRun};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -61,16 +60,7 @@ fn run_prefix(base: &str, run_id: &str) -> String {
 
 async fn put_json<T: Serialize>(client: &Client, bucket: &str, key: &str, value: &T) -> Result<()> {
     let body = serde_json::to_vec(value).map_err(PluginError::internal)?;
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/json")
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .map_err(|e| call_error(&format!("cannot write `s3://{bucket}/{key}`"), &e))?;
-    Ok(())
+    manifest::put_json(client, bucket, key, body, "write").await
 }
 
 async fn get_json<T: for<'de> Deserialize<'de>>(

@@ -118,6 +118,18 @@ pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<bytes
 pub async fn write(client: &Client, bucket: &str, key: &str, manifest: &Manifest) -> Result<()> {
     let body = serde_json::to_vec_pretty(manifest)
         .map_err(|e| PluginError::internal(format!("cannot encode the manifest: {e}")))?;
+    put_json(client, bucket, key, body, "publish").await
+}
+
+/// Writes a JSON document as an object (one atomic `PutObject`); `doing` names the step in the
+/// error (`cannot publish …`).
+pub async fn put_json(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    doing: &str,
+) -> Result<()> {
     client
         .put_object()
         .bucket(bucket)
@@ -126,7 +138,7 @@ pub async fn write(client: &Client, bucket: &str, key: &str, manifest: &Manifest
         .body(ByteStream::from(body))
         .send()
         .await
-        .map_err(|e| call_error(&format!("cannot publish `s3://{bucket}/{key}`"), &e))?;
+        .map_err(|e| call_error(&format!("cannot {doing} `s3://{bucket}/{key}`"), &e))?;
     Ok(())
 }
 
