@@ -261,3 +261,24 @@ pub fn run_killed_when(cwd: &Path, config: &Path, kill_now: &dyn Fn() -> bool) -
     let _ = child.wait();
     true
 }
+
+/// The batches of every `.parquet` file of `dir` (not its subfolders), files in name order.
+pub fn parquet_folder(dir: &Path) -> Vec<arrow_array::RecordBatch> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the output folder")
+        .map(|e| e.expect("a folder entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let mut batches = Vec::new();
+    for file in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).expect("open a parquet file"),
+        )
+        .expect("a parquet file")
+        .build()
+        .expect("a parquet reader");
+        batches.extend(reader.map(|b| b.expect("a parquet batch")));
+    }
+    batches
+}

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use fastlane_tests::fastlane;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 const ROWS: i64 = 200_000;
@@ -47,32 +46,19 @@ fn write_config(dir: &Path, db: &Path, out: &Path, extra: Value) -> PathBuf {
 /// Every row of the published parquet files of `out`: id → (v, n), failing on a duplicate.
 fn published(out: &Path) -> BTreeMap<i64, (String, f64)> {
     let mut rows = BTreeMap::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+    for batch in fastlane_tests::parquet_folder(out) {
+        let ids = batch
+            .column_by_name("id")
             .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ids = batch
-                .column_by_name("id")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            let vs = batch.column_by_name("v").unwrap().as_string::<i32>();
-            let ns = batch
-                .column_by_name("n")
-                .unwrap()
-                .as_primitive::<Float64Type>();
-            for i in 0..batch.num_rows() {
-                let old = rows.insert(ids.value(i), (vs.value(i).to_owned(), ns.value(i)));
-                assert!(old.is_none(), "id {} is in the target twice", ids.value(i));
-            }
+            .as_primitive::<Int64Type>();
+        let vs = batch.column_by_name("v").unwrap().as_string::<i32>();
+        let ns = batch
+            .column_by_name("n")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            let old = rows.insert(ids.value(i), (vs.value(i).to_owned(), ns.value(i)));
+            assert!(old.is_none(), "id {} is in the target twice", ids.value(i));
         }
     }
     rows

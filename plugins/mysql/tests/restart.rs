@@ -196,27 +196,15 @@ fn a_run_that_lost_its_source_server_resumes_once_the_server_is_back() {
     // Every row once.
     use arrow_array::cast::AsArray;
     let mut ids = Vec::new();
-    for entry in std::fs::read_dir(&out).expect("out") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_none_or(|e| e != "parquet") {
-            continue;
-        }
-        let file = std::fs::File::open(&path).expect("open");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let column = batch.column_by_name("id").expect("id");
-            ids.extend(
-                column
-                    .as_primitive::<arrow_array::types::Int64Type>()
-                    .values()
-                    .iter()
-                    .copied(),
-            );
-        }
+    for batch in fastlane_tests::parquet_folder(&out) {
+        let column = batch.column_by_name("id").expect("id");
+        ids.extend(
+            column
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
     }
     ids.sort_unstable();
     assert_eq!(ids.len(), 300_000);

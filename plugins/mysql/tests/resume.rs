@@ -7,14 +7,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use common::Db;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 const ROWS: i64 = 1_000_000;
@@ -169,24 +167,13 @@ fn mysql_to_mysql_killed_anywhere_resumes_to_exactly_the_source_rows() {
 
 fn parquet_ids(out: &Path) -> usize {
     let mut seen = HashSet::new();
-    for entry in std::fs::read_dir(out).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "parquet") {
-            continue;
-        }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+    for batch in fastlane_tests::parquet_folder(out) {
+        let ids = batch
+            .column_by_name("id")
             .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ids = batch
-                .column_by_name("id")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            for id in ids.values() {
-                assert!(seen.insert(*id), "id {id} was published twice");
-            }
+            .as_primitive::<Int64Type>();
+        for id in ids.values() {
+            assert!(seen.insert(*id), "id {id} was published twice");
         }
     }
     assert!(seen.iter().all(|id| (1..=ROWS).contains(id)));
