@@ -543,6 +543,15 @@ pub fn render_summary(s: &RunSummary) -> String {
             progress::count(v.read_rows),
             counted(v.target_rows),
         );
+        if v.source_checksum.is_some() || v.target_checksum.is_some() {
+            let sum = |c: &Option<String>| c.clone().unwrap_or_else(|| "?".to_owned());
+            let _ = writeln!(
+                out,
+                "    checksums: the source's {}, the staging's {}",
+                sum(&v.source_checksum),
+                sum(&v.target_checksum),
+            );
+        }
         if let Some(note) = &v.note
             && v.status != engine::VerificationStatus::Failed
         {

@@ -161,6 +161,8 @@ pub enum VerifyPolicy {
     /// Compare row counts: the source's per partition, the rows read, the staging's.
     #[default]
     Count,
+    /// Compare row counts and checksums of the rows' values.
+    Checksum,
     /// No verification.
     Off,
 }
@@ -192,7 +194,7 @@ pub fn top_level_schema() -> Value {
             },
             "stall_timeout_secs": {"type": "number", "exclusiveMinimum": 0, "description": "Fail when a stage spends longer than this in one call."},
             "resume": {"enum": ["auto", "never"], "description": "auto (the default): a run continues the unfinished run of the same pipeline whose source and target sections are unchanged, when its source and target can resume; never: every run starts afresh."},
-            "verify": {"enum": ["count", "off"], "description": "count (the default): before publishing, compare the rows the source counts per partition, the rows read, and the rows the target's staging counts; a mismatch fails the run and publishes nothing. off: no verification."},
+            "verify": {"enum": ["count", "checksum", "off"], "description": "count (the default): before publishing, compare the rows the source counts per partition, the rows read, and the rows the target's staging counts; a mismatch fails the run and publishes nothing. checksum: also compare an order-independent checksum of every row's values, computed by the source and the target themselves (in SQL for MySQL and SQLite) and by the run from the data it moved. off: no verification."},
             "checkpoint_interval_secs": {"type": "number", "minimum": 0, "maximum": 3600, "description": "How often the target makes what it wrote durable with its checkpoints (default 5; 0 after every batch)."},
             "source": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object"}},
             "transform": {"type": ["object", "null"]},

@@ -200,6 +200,7 @@ pub fn engine_options(config: &PipelineConfig) -> EngineOptions {
         checkpoint: checkpoint_options(config),
         verify: match config.verify {
             VerifyPolicy::Count => Verify::Count,
+            VerifyPolicy::Checksum => Verify::Checksum,
             VerifyPolicy::Off => Verify::Off,
         },
         ..EngineOptions::default()

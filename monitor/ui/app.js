@@ -64,8 +64,11 @@ function resumeNote(checkpoint, rowsRead) {
 function verificationNote(v) {
   if (!v) return null;
   const label = { passed: "Verified", failed: "Verification failed", skipped: "Not verified" }[v.status] || v.status;
+  const sums = v.source_checksum || v.target_checksum
+    ? ` Checksums: the source's ${v.source_checksum || "?"}, the staging's ${v.target_checksum || "?"}.`
+    : "";
   const text = `${label}: the source counts ${n(v.source_rows)} rows, ${n(v.read_rows)} were read, the staging counts ${n(v.target_rows)}.` +
-    (v.note ? ` ${v.note}` : "");
+    sums + (v.note ? ` ${v.note}` : "");
   return el("p", { class: "sub", "data-field": "verification", text });
 }
 

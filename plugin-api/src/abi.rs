@@ -88,6 +88,15 @@ pub trait FfiSource: Send + Sync {
             "this plugin was built before resumable runs",
         ))
     }
+
+    /// The [`Checksum`](crate::Checksum) of one partition (JSON), as JSON, for verification.
+    /// Added after `open_range`: older plugins answer "unsupported".
+    fn checksum(&self, partition: RStr<'_>) -> RResult<RString, PluginError> {
+        let _ = partition;
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before checksum verification",
+        ))
+    }
 }
 
 /// FFI form of a [`BatchStream`](crate::BatchStream).
@@ -155,6 +164,14 @@ pub trait FfiTarget: Send + Sync {
     fn suspend(&mut self) -> RResult<(), PluginError> {
         RResult::RErr(PluginError::unsupported(
             "this plugin was built before resumable runs",
+        ))
+    }
+
+    /// The [`Checksum`](crate::Checksum) of the run's staging, as JSON, for verification.
+    /// Added after `suspend`: older plugins answer "unsupported".
+    fn staged_checksum(&self) -> RResult<RString, PluginError> {
+        RResult::RErr(PluginError::unsupported(
+            "this plugin was built before checksum verification",
         ))
     }
 }

@@ -113,6 +113,17 @@ impl FfiSource for SourceAdapter {
             ))
         })
     }
+
+    fn checksum(&self, partition: RStr<'_>) -> RResult<RString, PluginError> {
+        guard(|| {
+            let partition: Partition =
+                serde_json::from_str(partition.as_str()).map_err(json_err)?;
+            let checksum = self.0.checksum(&partition)?;
+            serde_json::to_string(&checksum)
+                .map(RString::from)
+                .map_err(PluginError::internal)
+        })
+    }
 }
 
 struct StreamAdapter(Box<dyn BatchStream>);
@@ -204,6 +215,15 @@ impl FfiTarget for TargetAdapter {
 
     fn suspend(&mut self) -> RResult<(), PluginError> {
         guard(|| self.0.suspend())
+    }
+
+    fn staged_checksum(&self) -> RResult<RString, PluginError> {
+        guard(|| {
+            let checksum = self.0.staged_checksum()?;
+            serde_json::to_string(&checksum)
+                .map(RString::from)
+                .map_err(PluginError::internal)
+        })
     }
 }
 

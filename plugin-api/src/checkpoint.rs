@@ -59,7 +59,8 @@ pub enum Capability {
     Resume,
     /// A source counts the rows of a range of a partition, for verification.
     VerifyCount,
-    /// A source computes an order-independent checksum of a range of a partition.
+    /// A source computes the [`Checksum`](crate::Checksum) of a partition; a target, of its
+    /// staging.
     VerifyChecksum,
 }
 

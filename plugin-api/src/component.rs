@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpointing, ReadRange, StagedRun};
+use crate::checksum::Checksum;
 use crate::error::{PluginError, Result};
 
 /// How a pipeline replicates: the whole table every run, or only what is new.
@@ -115,6 +116,17 @@ pub trait Source: Send + Sync + 'static {
             "this source cannot read part of a partition",
         ))
     }
+
+    /// The [`Checksum`] of `partition`'s rows, computed by the source's system where it can
+    /// (in SQL, following the encoding of [`checksum`](crate::checksum)), for verification.
+    /// Sources declaring [`Capability::VerifyChecksum`](crate::Capability::VerifyChecksum)
+    /// implement it.
+    fn checksum(&self, partition: &Partition) -> Result<Checksum> {
+        let _ = partition;
+        Err(PluginError::unsupported(
+            "this source cannot compute checksums",
+        ))
+    }
 }
 
 /// A stream of record batches, pulled by the host.
@@ -197,6 +209,15 @@ pub trait Target: Send + Sync + 'static {
     fn suspend(&mut self) -> Result<()> {
         Err(PluginError::unsupported(
             "this target cannot keep a run's staging",
+        ))
+    }
+
+    /// The [`Checksum`] of the run's staging (after the writers closed, or when a resumed run
+    /// opens it), over the columns the run writes, for verification. Targets declaring
+    /// [`Capability::VerifyChecksum`](crate::Capability::VerifyChecksum) implement it.
+    fn staged_checksum(&self) -> Result<Checksum> {
+        Err(PluginError::unsupported(
+            "this target cannot compute checksums of its staging",
         ))
     }
 }

@@ -107,6 +107,7 @@ pub mod abi;
 mod adapter;
 mod batch;
 pub mod checkpoint;
+pub mod checksum;
 mod component;
 mod definition;
 mod error;
@@ -123,6 +124,7 @@ pub use serde_json;
 
 pub use batch::FfiBatch;
 pub use checkpoint::{Capability, Checkpointing, ReadRange, StagedRun};
+pub use checksum::Checksum;
 pub use component::{
     BatchStream, IterStream, Partition, ReadContext, ReplicationMode, Source, Target, Transform,
     WriteContext, Writer,

@@ -13,7 +13,8 @@ checkpoint; a single run is also accepted by its name (e.g. connectorx-p2).
 
 The fastlane and fastlane-copy runs load without checkpoints or verification ("resume": "never",
 "verify": "off"); the checkpoint group runs the same loads checkpointed (the default), then
-checkpointed and verified by row counts (the default too), to measure what each costs.
+checkpointed and verified by row counts (the default too), then by checksums, to measure what
+each costs.
 """
 
 import argparse
@@ -200,7 +201,7 @@ def odbc_driver(explicit):
     return found[0] if found else None
 
 
-def fastlane_config(work, name, args, partitions, target, checkpoint=False, verify=False):
+def fastlane_config(work, name, args, partitions, target, checkpoint=False, verify=None):
     """Writes a fastlane pipeline reading fastlane_bench.mixed into `target`, checkpointed and
     verified as asked; returns its path."""
     source = {
@@ -214,7 +215,7 @@ def fastlane_config(work, name, args, partitions, target, checkpoint=False, veri
         "transform": {"add_op_fields": False},  # the same columns as the other tools
         "target": target,
         "resume": "auto" if checkpoint else "never",
-        "verify": "count" if verify else "off",
+        "verify": verify or "off",
     }
     path = work / f"mysql-{name}.json"
     path.write_text(json.dumps(config, indent=2))
@@ -261,7 +262,7 @@ def build_runs(args, server, work):
 
     # The same loads, checkpointed, then checkpointed and verified.
     for p in (1, 2):
-        for label, verify in (("ckpt", False), ("ckpt-verify", True)):
+        for label, verify in (("ckpt", None), ("ckpt-verify", "count"), ("ckpt-checksum", "checksum")):
             name = f"fastlane-{label}-p{p}"
             out = work / f"mysql-{name}"
             cfg = fastlane_config(work, name, args, p, {"file": {"path": str(out), "format": "parquet"}},
@@ -292,7 +293,7 @@ def build_runs(args, server, work):
                         prepare=fresh_table(table, create=False), count=lambda: server.count(table),
                         note=f"load_method {method}" if method else "", skipped=fl_skip))
     for p in (1, 2):
-        for label, verify in (("ckpt", False), ("ckpt-verify", True)):
+        for label, verify in (("ckpt", None), ("ckpt-verify", "count"), ("ckpt-checksum", "checksum")):
             target = {"mysql": {"host": args.host, "port": args.port, "username": args.user,
                                 "password": args.password, "db": DB, "table": table, "key": "id",
                                 "concurrency": args.target_workers}}
@@ -418,6 +419,7 @@ def report(args, server, runs):
         for p in (1, 2):
             pairs.append((f"fastlane-{kind}ckpt-p{p}", f"fastlane-{kind}p{p}"))
             pairs.append((f"fastlane-{kind}ckpt-verify-p{p}", f"fastlane-{kind}ckpt-p{p}"))
+            pairs.append((f"fastlane-{kind}ckpt-checksum-p{p}", f"fastlane-{kind}ckpt-p{p}"))
     ratios = []
     for ours, peer in pairs:
         if ours in stats and peer in stats and stats[ours][0] and stats[peer][0]:

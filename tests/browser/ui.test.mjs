@@ -127,7 +127,7 @@ before(async () => {
 
   // The README's job (SQLite → Parquet, incremental), twice: all rows, then none new.
   const shop = {
-    name: "shop-orders", replication_mode: "INCREMENTAL",
+    name: "shop-orders", replication_mode: "INCREMENTAL", verify: "checksum",
     source: { sqlite: { path: "shop.db", table: "orders", replication_key: "id", batch_size: 2048 } },
     transform: { add_op_fields: true },
     target: { file: { path: "out/orders", format: "parquet", key: "id" } },
@@ -347,7 +347,7 @@ test("a running run's page refreshes by itself and its stop button stops the run
   await finish(page, "run-stopped");
 });
 
-test("a verified run's page says what the source, the read and the staging counted", async () => {
+test("a verified run's page says what the source, the read and the staging counted and summed", async () => {
   const run = sql("SELECT * FROM pipeline_run WHERE pipeline_id = ? ORDER BY id LIMIT 1", "shop-orders")[0];
   const stored = JSON.parse(run.stages).verification;
   assert.equal(stored.status, "passed");
@@ -357,6 +357,11 @@ test("a verified run's page says what the source, the read and the staging count
   const counts = text.match(/^Verified: the source counts ([\d,.\s\u202f]+) rows, ([\d,.\s\u202f]+) were read, the staging counts ([\d,.\s\u202f]+)\./);
   assert.ok(counts, text);
   assert.deepEqual(counts.slice(1).map((c) => Number(c.replace(/\D/g, ""))), [run.rows_loaded, run.rows_loaded, run.rows_loaded]);
+  // Verified by checksum: both sides' checksums are shown as stored.
+  assert.equal(stored.mode, "checksum");
+  const sums = text.match(/Checksums: the source's ([0-9a-f]{16}), the staging's ([0-9a-f]{16})\./);
+  assert.ok(sums, text);
+  assert.deepEqual(sums.slice(1), [stored.source_checksum, stored.target_checksum]);
   // A run that did not resume says nothing of a resume.
   assert.equal(await page.locator('[data-field="checkpoint"]').count(), 0);
   assert.deepEqual(await accessibility(page), []);

@@ -339,3 +339,116 @@ fn a_verified_load_reports_the_counts_of_both_sides() {
         assert_eq!(v["read_rows"], ROWS, "{summary}");
     }
 }
+
+#[test]
+fn verification_by_checksum_fails_a_load_whose_target_changed_a_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let plugins = fastlane_tests::test_plugin_dir(&["misbehave"]);
+    let summary = tmp.path().join("summary.json");
+    let run = |verify: &str| {
+        let path = tmp.path().join(format!("altering-{verify}.json"));
+        let config = json!({
+            "replication_mode": "FULL_TABLE",
+            "verify": verify,
+            "source": {"sqlite": {"path": db, "table": "t", "batch_size": 2000}},
+            "target": {"altering": {"alter_batch": 5}},
+            "transform": {"add_op_fields": false}
+        });
+        std::fs::write(&path, config.to_string()).unwrap();
+        fastlane(
+            tmp.path(),
+            &[
+                "run",
+                "--plugin-dir",
+                plugins.path().to_str().unwrap(),
+                "--no-monitor",
+                "--progress=off",
+                "--config",
+                path.to_str().unwrap(),
+                "--summary-json",
+                summary.to_str().unwrap(),
+            ],
+        )
+    };
+
+    // The counts agree: counting cannot see a changed value.
+    let out = run("count");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+
+    let out = run("checksum");
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the staging's checksum is")
+            && out.stderr.contains("but the rows written into it give"),
+        "{}",
+        out.stderr
+    );
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let v = &s["verification"];
+    assert_eq!(v["mode"], "checksum", "{s}");
+    assert_eq!(v["status"], "failed", "{s}");
+    // The source's side agreed before the staging's was compared.
+    assert_eq!(v["source_rows"], ROWS, "{s}");
+    assert_eq!(v["target_rows"], ROWS, "{s}");
+    assert!(v["source_checksum"].is_string(), "{s}");
+}
+
+#[test]
+fn a_load_verified_by_checksum_agrees_end_to_end_and_after_a_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = source_db(tmp.path());
+    let out = tmp.path().join("out");
+    let config = write_config(tmp.path(), &db, &out, json!({"verify": "checksum"}));
+
+    let started = Instant::now();
+    let summary = run_to_end(tmp.path(), &config, &[]);
+    let full = started.elapsed();
+    let v = &summary["verification"];
+    assert_eq!(v["mode"], "checksum", "{summary}");
+    assert_eq!(v["status"], "passed", "{summary}");
+    assert!(v["source_checksum"].is_string(), "{summary}");
+    assert_eq!(v["source_checksum"], v["target_checksum"], "{summary}");
+    let whole = v["source_checksum"].clone();
+    assert_exact(&out);
+
+    // Killed halfway and resumed: the checksums of the rows read before the kill come from the
+    // kept checkpoints, the staging's from its files; the totals are the same as before.
+    let mut resumed = false;
+    for fraction in [0.5, 0.3, 0.7] {
+        if !run_killed(tmp.path(), &config, full.mul_f64(fraction)) {
+            continue;
+        }
+        let summary = run_to_end(tmp.path(), &config, &[]);
+        let v = &summary["verification"];
+        assert_eq!(v["status"], "passed", "{summary}");
+        assert_eq!(v["source_checksum"], whole, "{summary}");
+        assert_eq!(v["target_checksum"], whole, "{summary}");
+        assert_exact(&out);
+        resumed |= summary["checkpoint"]["resumed"] == true;
+        if resumed {
+            break;
+        }
+    }
+    assert!(resumed, "no kill landed in the middle of a run");
+
+    // CSV keeps no types to read back: the staging's side is not compared, and says so.
+    let csv = write_config(
+        tmp.path(),
+        &db,
+        &out,
+        json!({"verify": "checksum", "target": {"file": {"path": tmp.path().join("csv"), "format": "csv"}}}),
+    );
+    let summary = run_to_end(tmp.path(), &csv, &[]);
+    let v = &summary["verification"];
+    assert_eq!(v["status"], "passed", "{summary}");
+    assert_eq!(v["source_checksum"], whole, "{summary}");
+    assert!(v["target_checksum"].is_null(), "{summary}");
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only Parquet files"),
+        "{summary}"
+    );
+}

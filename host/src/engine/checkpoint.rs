@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use fastlane_plugin_api::{Partition, ReadRange, ReplicationMode};
+use fastlane_plugin_api::{Checksum, Partition, ReadRange, ReplicationMode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -83,6 +83,9 @@ pub struct Tag {
     pub u: Option<Value>,
     /// Its rows.
     pub n: u64,
+    /// The sum of its rows' hashes, in a run verified by checksum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<u64>,
     /// Whether this is the job's end tag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end: bool,
@@ -126,6 +129,9 @@ pub struct ResumeWork {
     pub partitions_done: usize,
     /// Rows the staging holds already, per partition.
     pub rows_by_partition: BTreeMap<usize, u64>,
+    /// The checksums of the rows the staging holds already, per partition, when every tag
+    /// carried one.
+    pub checksums_by_partition: Option<BTreeMap<usize, Checksum>>,
 }
 
 /// A malformed tag in a target's checkpoints.
@@ -159,8 +165,17 @@ pub fn parse_tags(texts: &[String]) -> Result<Vec<Tag>, BadTag> {
 pub fn resume_work(partitions: &[Partition], tags: Vec<Tag>) -> ResumeWork {
     let rows_done = tags.iter().map(|t| t.n).sum();
     let mut rows_by_partition = BTreeMap::new();
+    let mut checksums_by_partition = BTreeMap::new();
+    let mut all_summed = true;
     for tag in &tags {
         *rows_by_partition.entry(tag.p).or_default() += tag.n;
+        match tag.c {
+            Some(sum) => checksums_by_partition
+                .entry(tag.p)
+                .or_insert_with(Checksum::default)
+                .add(Checksum { rows: tag.n, sum }),
+            None => all_summed &= tag.n == 0,
+        }
     }
     let mut jobs: HashMap<String, Vec<Tag>> = HashMap::new();
     for tag in tags {
@@ -186,6 +201,7 @@ pub fn resume_work(partitions: &[Partition], tags: Vec<Tag>) -> ResumeWork {
         rows_done,
         partitions_done,
         rows_by_partition,
+        checksums_by_partition: all_summed.then_some(checksums_by_partition),
     }
 }
 
@@ -255,6 +271,7 @@ mod tests {
             a: a.map(Value::from),
             u: Some(Value::from(u)),
             n: 10,
+            c: None,
             end: false,
         }
     }
@@ -268,6 +285,7 @@ mod tests {
             a: Some(Value::from(a)),
             u: job.1.map(Value::from),
             n: 0,
+            c: None,
             end: true,
         }
     }

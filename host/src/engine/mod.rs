@@ -219,6 +219,8 @@ pub fn run(
     let target_capabilities = target.capabilities.clone();
     let counts_staging =
         options.verify != Verify::Off && target_capabilities.contains(&Capability::VerifyCount);
+    let sums_staging = options.verify == Verify::Checksum
+        && target_capabilities.contains(&Capability::VerifyChecksum);
     let mut target = target.component;
     let mut before = verify::Before::default();
     let (plan, writers, checkpoint) = match checkpointing {
@@ -245,7 +247,27 @@ pub fn run(
                 rows_by_partition: work.rows_by_partition,
                 rows: work.rows_done,
                 staged: None,
+                checksums_by_partition: work.checksums_by_partition,
+                staged_checksum: None,
             };
+            if sums_staging {
+                match target.staged_checksum() {
+                    Ok(c) => before.staged_checksum = Some(c),
+                    Err(e) if e.code() == fastlane_plugin_api::ErrorCode::UNSUPPORTED => {
+                        tracing::warn!("no checksum of the kept staging ({e})");
+                    }
+                    Err(e) => {
+                        drop(writers);
+                        let error = StageError::new(
+                            Stage::Target,
+                            &ids[2],
+                            "computing its staging's checksum",
+                            e,
+                        );
+                        return Err(early.abort_then_fail(target.as_mut(), error, &plan));
+                    }
+                }
+            }
             if counts_staging {
                 match target.staged_rows() {
                     Ok(n) => before.staged = Some(n),
@@ -332,18 +354,19 @@ pub fn run(
     let (mut crew, events) = Crew::new(queues.all(), early.started);
     let tagging = checkpoint.is_some();
     let source = Arc::new(source);
-    let check = (options.verify != Verify::Off).then(|| verify::Check {
-        mode: options.verify,
-        source: source.clone(),
-        target_id: shape.ids[2].clone(),
-        target_capabilities,
-        partitions: plan.partitions.clone(),
-        before,
-        transforms: !transforms.is_empty(),
-        counting: std::sync::Mutex::new(None),
+    let check = (options.verify != Verify::Off).then(|| {
+        verify::Check::new(
+            options.verify,
+            source.clone(),
+            (shape.ids[2].clone(), target_capabilities),
+            plan.partitions.clone(),
+            before,
+            !transforms.is_empty(),
+        )
     });
     if let Some(check) = &check {
         check.start_counting();
+        crew.summing(check.sums.clone());
     }
     crew.spawn_sources(
         &source,

@@ -9,11 +9,20 @@
 //!   held when a resumed run opened it);
 //! - **end to end**: the source's total against the staging's, when no transform changed the
 //!   number of rows (otherwise the first two still hold, and the summary says so).
+//!
+//! With `verify: "checksum"` each comparison also compares a [`Checksum`] of the rows (their
+//! number and the sum of one hash per row, see `fastlane_plugin_api::checksum`): the source's
+//! own (in SQL where it has SQL) against the one the run computes from the batches it read,
+//! and the staging's own against the one it computes from the batches it wrote. End to end,
+//! the checksums are compared only when there is no transform.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use fastlane_plugin_api::{Capability, Partition, PluginError, Source, Target};
+use arrow_array::RecordBatch;
+use fastlane_plugin_api::{
+    Capability, Checksum, ErrorCode, Partition, PluginError, Source, Target,
+};
 use serde::Serialize;
 
 use super::events::{Stage, Totals};
@@ -28,12 +37,14 @@ pub enum Verify {
     Off,
     /// Row counts.
     Count,
+    /// Row counts and checksums of the rows' values.
+    Checksum,
 }
 
 /// How verification went, in the run summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerificationSummary {
-    /// `count`.
+    /// `count` or `checksum`.
     pub mode: Verify,
     /// `passed`, `failed` or `skipped`.
     pub status: VerificationStatus,
@@ -43,6 +54,14 @@ pub struct VerificationSummary {
     pub read_rows: u64,
     /// The staging's count, when the target could count.
     pub target_rows: Option<u64>,
+    /// The source's checksum over all partitions (hexadecimal), in a run verified by checksum
+    /// whose source computes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_checksum: Option<String>,
+    /// The staging's checksum (hexadecimal), in a run verified by checksum whose target
+    /// computes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_checksum: Option<String>,
     /// What was not compared, and why; or the mismatch.
     pub note: Option<String>,
 }
@@ -68,10 +87,72 @@ pub(super) struct Before {
     pub(super) rows: u64,
     /// The staging's own count at the start, when the target can count.
     pub(super) staged: Option<u64>,
+    /// The checksums of the rows read per partition, from the kept checkpoints (when each
+    /// carried one).
+    pub(super) checksums_by_partition: Option<BTreeMap<usize, Checksum>>,
+    /// The staging's own checksum at the start, when the target computes one.
+    pub(super) staged_checksum: Option<Checksum>,
+}
+
+/// The checksums of the rows a run reads (per partition) and writes, added up by its workers.
+#[derive(Debug, Default)]
+pub(super) struct Sums {
+    read: Mutex<BTreeMap<usize, Checksum>>,
+    written: Mutex<Checksum>,
+    /// Why a batch had no checksum (a column of a type without an encoding).
+    problem: Mutex<Option<String>>,
+}
+
+impl Sums {
+    /// The checksum of `batch`, or none (the reason is kept) when a column has no encoding.
+    pub(super) fn checksum(&self, batch: &RecordBatch) -> Option<Checksum> {
+        match Checksum::of_batch(batch) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
+                problem.get_or_insert_with(|| e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Adds the checksum of `batch`, read from `partition`; returns its sum for the batch's tag.
+    pub(super) fn read(&self, partition: usize, batch: &RecordBatch) -> Option<u64> {
+        let checksum = self.checksum(batch)?;
+        self.read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(partition)
+            .or_default()
+            .add(checksum);
+        Some(checksum.sum)
+    }
+
+    /// Adds the checksum of a batch written into the staging.
+    pub(super) fn written(&self, checksum: Checksum) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(checksum);
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What the source says of one partition: its rows, and its checksum when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counted {
+    pub(super) rows: u64,
+    pub(super) checksum: Option<Checksum>,
 }
 
 /// The source's counts of its partitions, taken while the run loads.
-type Counting = std::thread::JoinHandle<Result<Vec<u64>, (usize, PluginError)>>;
+type Counting = std::thread::JoinHandle<Result<Vec<Counted>, (usize, PluginError)>>;
 
 /// A verification to make once the workers are done. The source's counts are taken on a
 /// thread of their own while the run loads (`SELECT COUNT(*)` of a large range takes a
@@ -85,24 +166,96 @@ pub(super) struct Check {
     pub(super) before: Before,
     /// Whether the run has transforms (which may change the number of rows).
     pub(super) transforms: bool,
-    pub(super) counting: std::sync::Mutex<Option<Counting>>,
+    pub(super) counting: Mutex<Option<Counting>>,
+    /// The checksums the workers add up, in a run verified by checksum.
+    pub(super) sums: Option<Arc<Sums>>,
 }
 
 impl Check {
+    /// A check of `mode` for a run with `transforms` or not; its source's counts are started
+    /// with [`start_counting`](Self::start_counting).
+    pub(super) fn new(
+        mode: Verify,
+        source: Arc<Named<Box<dyn Source>>>,
+        target: (String, Vec<Capability>),
+        partitions: Vec<Partition>,
+        before: Before,
+        transforms: bool,
+    ) -> Self {
+        Self {
+            mode,
+            source,
+            target_id: target.0,
+            target_capabilities: target.1,
+            partitions,
+            before,
+            transforms,
+            counting: Mutex::new(None),
+            sums: (mode == Verify::Checksum).then(|| Arc::new(Sums::default())),
+        }
+    }
+
+    /// Whether the source computes checksums, in a run verified by checksum.
+    fn sums_source(&self) -> bool {
+        self.mode == Verify::Checksum
+            && self
+                .source
+                .capabilities
+                .contains(&Capability::VerifyChecksum)
+    }
+
+    /// Whether the source can say anything of its partitions.
+    fn source_counts(&self) -> bool {
+        self.sums_source() || self.source.capabilities.contains(&Capability::VerifyCount)
+    }
+
+    /// What the source says of each partition: a checksum (with its rows) when the run is
+    /// verified by checksum and the source computes them, otherwise a count.
+    fn count_partitions(
+        source: &Named<Box<dyn Source>>,
+        partitions: &[Partition],
+        checksums: bool,
+    ) -> Result<Vec<Counted>, (usize, PluginError)> {
+        partitions
+            .iter()
+            .map(|p| {
+                let summed = match checksums {
+                    true => match source.component.checksum(p) {
+                        Ok(c) => Some(c),
+                        Err(e) if e.code() == ErrorCode::UNSUPPORTED => {
+                            tracing::warn!("partition {}: no checksum ({e}); counting", p.index);
+                            None
+                        }
+                        Err(e) => return Err((p.index, e)),
+                    },
+                    false => None,
+                };
+                if let Some(c) = summed {
+                    Ok(Counted {
+                        rows: c.rows,
+                        checksum: Some(c),
+                    })
+                } else {
+                    let rows = source.component.count(p).map_err(|e| (p.index, e))?;
+                    Ok(Counted {
+                        rows,
+                        checksum: None,
+                    })
+                }
+            })
+            .collect()
+    }
+
     /// Starts counting the source's partitions, when the source counts.
     pub(super) fn start_counting(&self) {
-        if !self.source.capabilities.contains(&Capability::VerifyCount) {
+        if !self.source_counts() {
             return;
         }
         let (source, partitions) = (self.source.clone(), self.partitions.clone());
+        let checksums = self.sums_source();
         let spawned = std::thread::Builder::new()
             .name("fl-verify".to_owned())
-            .spawn(move || {
-                partitions
-                    .iter()
-                    .map(|p| source.component.count(p).map_err(|e| (p.index, e)))
-                    .collect()
-            });
+            .spawn(move || Self::count_partitions(&source, &partitions, checksums));
         match spawned {
             Ok(handle) => *self.counting.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle),
             Err(e) => {
@@ -112,8 +265,8 @@ impl Check {
     }
 
     /// The source's counts: those the counting thread took, or taken now.
-    fn counts(&self) -> Option<Result<Vec<u64>, (usize, PluginError)>> {
-        if !self.source.capabilities.contains(&Capability::VerifyCount) {
+    fn counts(&self) -> Option<Result<Vec<Counted>, (usize, PluginError)>> {
+        if !self.source_counts() {
             return None;
         }
         let handle = self
@@ -129,12 +282,11 @@ impl Check {
                 ))
             }));
         }
-        Some(
-            self.partitions
-                .iter()
-                .map(|p| self.source.component.count(p).map_err(|e| (p.index, e)))
-                .collect(),
-        )
+        Some(Self::count_partitions(
+            &self.source,
+            &self.partitions,
+            self.sums_source(),
+        ))
     }
 
     /// Verifies the load the run's `totals` describe.
@@ -148,6 +300,7 @@ impl Check {
             .before
             .staged
             .is_none_or(|staged| staged == self.before.rows);
+        let sums = self.sums.as_deref().map(|sums| self.run_sums(sums));
         let evidence = Evidence {
             source: &self.source,
             counts: self.counts(),
@@ -157,16 +310,67 @@ impl Check {
             read: &read,
             written: self.before.staged.unwrap_or(self.before.rows) + totals.target.rows,
             rows_preserved: preserved_now && preserved_before,
+            sums,
         };
         verify(self.mode, &evidence, target)
     }
+
+    /// The checksums of what the run read and wrote, with what the staging held before.
+    fn run_sums(&self, sums: &Sums) -> RunSums {
+        let problem = sums.problem();
+        let fresh = self.before.rows == 0;
+        let read = match (&problem, fresh, &self.before.checksums_by_partition) {
+            (Some(_), _, _) => None,
+            (None, true, _) => Some(BTreeMap::new()),
+            (None, false, before) => before.clone(),
+        }
+        .map(|mut read| {
+            for (p, c) in sums.read.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                read.entry(*p).or_insert_with(Checksum::default).add(*c);
+            }
+            read
+        });
+        let before = match fresh {
+            true => Some(Checksum::default()),
+            false => self.before.staged_checksum,
+        };
+        let written = match (&problem, before) {
+            (None, Some(mut before)) => {
+                before.add(*sums.written.lock().unwrap_or_else(|p| p.into_inner()));
+                Some(before)
+            }
+            _ => None,
+        };
+        let problem = problem.or_else(|| {
+            (!fresh && read.is_none())
+                .then(|| "the resumed run's checkpoints carry no checksums".to_owned())
+        });
+        RunSums {
+            read,
+            written,
+            problem,
+            values_preserved: !self.transforms,
+        }
+    }
+}
+
+/// The checksums the run computed from its batches.
+pub(super) struct RunSums {
+    /// Of the rows read, per partition (this run's and the resumed run's).
+    pub(super) read: Option<BTreeMap<usize, Checksum>>,
+    /// Of the rows the staging should hold: what it held at the start and what was written.
+    pub(super) written: Option<Checksum>,
+    /// Why some checksum could not be computed.
+    pub(super) problem: Option<String>,
+    /// Whether the rows reached the target unchanged (no transform).
+    pub(super) values_preserved: bool,
 }
 
 /// What verification compares.
 pub(super) struct Evidence<'a> {
     pub(super) source: &'a Named<Box<dyn Source>>,
     /// The source's count of each partition (in the order of `partitions`), when it counts.
-    pub(super) counts: Option<Result<Vec<u64>, (usize, PluginError)>>,
+    pub(super) counts: Option<Result<Vec<Counted>, (usize, PluginError)>>,
     pub(super) target_id: &'a str,
     pub(super) target_capabilities: &'a [Capability],
     pub(super) partitions: &'a [Partition],
@@ -176,6 +380,8 @@ pub(super) struct Evidence<'a> {
     pub(super) written: u64,
     /// Whether every row read reached the target as one row (no transform changed counts).
     pub(super) rows_preserved: bool,
+    /// In a run verified by checksum, the run's own checksums.
+    pub(super) sums: Option<RunSums>,
 }
 
 /// The outcome of a verification: its summary, and the run's error on a mismatch.
@@ -194,6 +400,8 @@ pub(super) fn verify(mode: Verify, evidence: &Evidence<'_>, target: &dyn Target)
         source_rows: None,
         read_rows,
         target_rows: None,
+        source_checksum: None,
+        target_checksum: None,
         note: None,
     };
     let fail = |mut summary: VerificationSummary, stage: Stage, id: &str, message: String| {
@@ -221,7 +429,8 @@ pub(super) fn verify(mode: Verify, evidence: &Evidence<'_>, target: &dyn Target)
             }
         };
         let mut total = 0u64;
-        for (partition, &counted) in evidence.partitions.iter().zip(counts) {
+        for (partition, counted) in evidence.partitions.iter().zip(counts) {
+            let counted = counted.rows;
             let read = evidence.read.get(&partition.index).copied().unwrap_or(0);
             if counted != read {
                 let message = format!(
@@ -280,6 +489,12 @@ pub(super) fn verify(mode: Verify, evidence: &Evidence<'_>, target: &dyn Target)
         }
         _ => {}
     }
+    if let Some(sums) = &evidence.sums {
+        match compare_checksums(evidence, sums, target, &mut summary, &mut notes) {
+            Ok(()) => {}
+            Err((stage, id, message)) => return fail(summary, stage, &id, message),
+        }
+    }
     if summary.source_rows.is_none() && summary.target_rows.is_none() {
         summary.status = VerificationStatus::Skipped;
     }
@@ -289,5 +504,115 @@ pub(super) fn verify(mode: Verify, evidence: &Evidence<'_>, target: &dyn Target)
     Verified {
         summary,
         error: None,
+    }
+}
+
+/// The checksum comparisons of a run verified by checksum: what failed, by which stage and
+/// component, or `Ok` with the summary's checksums and notes filled in.
+fn compare_checksums(
+    evidence: &Evidence<'_>,
+    sums: &RunSums,
+    target: &dyn Target,
+    summary: &mut VerificationSummary,
+    notes: &mut Vec<String>,
+) -> Result<(), (Stage, String, String)> {
+    if let Some(problem) = &sums.problem {
+        notes.push(format!("checksums not compared: {problem}"));
+        return Ok(());
+    }
+    let source = evidence.source;
+    let source_sums: Option<Vec<Checksum>> = match &evidence.counts {
+        Some(Ok(counts)) => counts.iter().map(|c| c.checksum).collect(),
+        _ => None,
+    };
+    let mut source_total = None;
+    match (&source_sums, &sums.read) {
+        (Some(source_sums), Some(read)) => {
+            let mut total = Checksum::default();
+            for (partition, counted) in evidence.partitions.iter().zip(source_sums) {
+                let got = read.get(&partition.index).copied().unwrap_or_default();
+                if *counted != got {
+                    let message = format!(
+                        "partition {}: the source's checksum is {counted} over {} rows, the \
+                         rows the run read give {got} over {}; nothing was published",
+                        partition.index, counted.rows, got.rows
+                    );
+                    return Err((Stage::Source, source.id.clone(), message));
+                }
+                total.add(*counted);
+            }
+            summary.source_checksum = Some(total.to_string());
+            source_total = Some(total);
+        }
+        (None, _) => notes.push(format!("source `{}` cannot compute checksums", source.id)),
+        (Some(_), None) => {}
+    }
+
+    let mut target_total = None;
+    if evidence
+        .target_capabilities
+        .contains(&Capability::VerifyChecksum)
+    {
+        let staged = match target.staged_checksum() {
+            Ok(staged) => staged,
+            Err(e) if e.code() == ErrorCode::UNSUPPORTED => {
+                notes.push(format!(
+                    "target `{}` has no checksum of its staging: {e}",
+                    evidence.target_id
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                return Err((
+                    Stage::Target,
+                    evidence.target_id.to_owned(),
+                    format!("cannot compute the staging's checksum: {e}"),
+                ));
+            }
+        };
+        summary.target_checksum = Some(staged.to_string());
+        if sums.written.is_none() {
+            notes.push(
+                "the kept staging's checksum is unknown, so the staging's is not compared with \
+                 the rows written"
+                    .to_owned(),
+            );
+        }
+        if let Some(written) = sums.written
+            && staged != written
+        {
+            let message = format!(
+                "the staging's checksum is {staged} over {} rows, but the rows written into it \
+                 give {written} over {}; nothing was published",
+                staged.rows, written.rows
+            );
+            return Err((Stage::Target, evidence.target_id.to_owned(), message));
+        }
+        target_total = Some(staged);
+    } else {
+        notes.push(format!(
+            "target `{}` cannot compute checksums of its staging",
+            evidence.target_id
+        ));
+    }
+
+    match (source_total, target_total) {
+        (Some(s), Some(t)) if sums.values_preserved && s != t => {
+            let message = format!(
+                "the source's checksum is {s} over {} rows, the staging's {t} over {}; nothing \
+                 was published",
+                s.rows, t.rows
+            );
+            Err((Stage::Target, evidence.target_id.to_owned(), message))
+        }
+        (Some(_), Some(_)) if !sums.values_preserved => {
+            notes.push(
+                "a transform may change values, so the source's and the target's checksums \
+                 are not compared"
+                    .to_owned(),
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }

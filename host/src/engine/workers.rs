@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::checkpoint::{ReadJob, Tag};
 use super::events::{Event, Stage};
 use super::queue::BatchQueue;
+use super::verify::Sums;
 use super::{Named, StageError, memory};
 
 /// Shared state of a run: the first error, and the cancellation flag.
@@ -138,6 +139,8 @@ pub(super) struct Crew {
     clock: Arc<Clock>,
     slots: Vec<Arc<Slot>>,
     spawned: usize,
+    /// The checksums of the rows read and written, in a run verified by checksum.
+    sums: Option<Arc<Sums>>,
 }
 
 /// What the supervisor takes over from the crew once every worker is started.
@@ -165,8 +168,14 @@ impl Crew {
             clock: Arc::new(Clock(started)),
             slots: Vec::new(),
             spawned: 0,
+            sums: None,
         };
         (crew, rx)
+    }
+
+    /// Has the workers add up the checksums of the rows they read and write into `sums`.
+    pub(super) fn summing(&mut self, sums: Option<Arc<Sums>>) {
+        self.sums = sums;
     }
 
     /// Starts `workers` source workers taking read jobs from one list, in order; with
@@ -186,6 +195,7 @@ impl Crew {
             let (control, clock) = (self.control.clone(), self.clock.clone());
             let done = (ExitSignal(self.tx.clone()), ProducerDone(queue.clone()));
             let id = source.id.clone();
+            let sums = self.sums.clone();
             self.spawn_thread(format!("fl-source-{w}"), Stage::Source, &id, move || {
                 let _done = done;
                 guarded(&control, Stage::Source, &source.id, || {
@@ -196,6 +206,7 @@ impl Crew {
                         clock: &clock,
                         slot: &slot,
                         tagging,
+                        sums: sums.as_deref(),
                     };
                     worker.run(&pending)
                 });
@@ -245,6 +256,7 @@ impl Crew {
             let (control, clock) = (self.control.clone(), self.clock.clone());
             let done = ExitSignal(self.tx.clone());
             let id = target_id.to_owned();
+            let sums = self.sums.clone();
             self.spawn_thread(
                 format!("fl-target-{w}"),
                 Stage::Target,
@@ -252,7 +264,16 @@ impl Crew {
                 move || {
                     let _done = done;
                     guarded(&control, Stage::Target, &id, || {
-                        target_worker(w, writer, flush_every, &queue, &control, &clock, &slot)
+                        let target = TargetWorker {
+                            worker: w,
+                            flush_every,
+                            queue: &queue,
+                            control: &control,
+                            clock: &clock,
+                            slot: &slot,
+                            sums: sums.as_deref(),
+                        };
+                        target.run(writer)
                     });
                 },
             );
@@ -342,6 +363,7 @@ struct SourceWorker<'a> {
     clock: &'a Clock,
     slot: &'a Slot,
     tagging: bool,
+    sums: Option<&'a Sums>,
 }
 
 impl SourceWorker<'_> {
@@ -425,10 +447,11 @@ impl SourceWorker<'_> {
                     if rows == 0 {
                         continue;
                     }
+                    let checksum = self.sums.and_then(|sums| sums.read(index, &batch));
                     let tag = match self.tagging {
                         false => None,
                         true => match stream.position() {
-                            Some(position) => Some(tags.next(position, rows)),
+                            Some(position) => Some(tags.next(position, rows, checksum)),
                             None => {
                                 self.fail(
                                     format!("reading partition {index}"),
@@ -476,8 +499,9 @@ struct Tags {
 }
 
 impl Tags {
-    /// The tag of the next batch, of `rows` rows, after which the source stands at `position`.
-    fn next(&mut self, position: Value, rows: usize) -> String {
+    /// The tag of the next batch, of `rows` rows whose checksum is `checksum`, after which the
+    /// source stands at `position`.
+    fn next(&mut self, position: Value, rows: usize, checksum: Option<u64>) -> String {
         let tag = Tag {
             p: self.partition,
             ja: self.job_after.clone(),
@@ -486,6 +510,7 @@ impl Tags {
             a: self.cursor.replace(position.clone()),
             u: Some(position),
             n: rows as u64,
+            c: checksum,
             end: false,
         };
         self.seq += 1;
@@ -502,6 +527,7 @@ impl Tags {
             a: self.cursor.clone(),
             u: self.job_upto.clone(),
             n: 0,
+            c: None,
             end: true,
         };
         self.seq += 1;
@@ -571,56 +597,90 @@ fn transform_worker(
     }
 }
 
-/// Writes batches from `queue` until it is closed, then closes the writer (unless the run
-/// failed). Tagged batches are written with their tags, and the writer is flushed every
-/// `flush_every` and before it is closed.
-fn target_worker(
+/// A target worker: writes batches from its queue until it is closed, then closes its writer
+/// (unless the run failed). Tagged batches are written with their tags, and the writer is
+/// flushed every `flush_every` and before it is closed.
+struct TargetWorker<'a> {
     worker: usize,
-    mut writer: Box<dyn Writer>,
     flush_every: Option<Duration>,
-    queue: &BatchQueue,
-    control: &Control,
-    clock: &Clock,
-    slot: &Slot,
-) {
-    let fail = |during: &str, cause: PluginError| {
-        control.fail(StageError::new(
-            Stage::Target,
-            &slot.component,
-            during,
-            cause,
-        ))
-    };
-    let mut last_flush = Instant::now();
-    let mut unflushed = false;
-    while let Some((batch, tag)) = queue.pop_item() {
-        let (rows, bytes) = (batch.num_rows(), batch_bytes(&batch));
-        let t = Instant::now();
-        let result = {
-            let _busy = Busy::enter(slot, clock, || "writing a batch".into());
-            match &tag {
-                Some(tag) => writer.write_tagged(batch, tag),
-                None => writer.write(batch),
-            }
+    queue: &'a BatchQueue,
+    control: &'a Control,
+    clock: &'a Clock,
+    slot: &'a Slot,
+    sums: Option<&'a Sums>,
+}
+
+impl TargetWorker<'_> {
+    fn run(&self, mut writer: Box<dyn Writer>) {
+        let Self {
+            worker,
+            flush_every,
+            queue,
+            control,
+            clock,
+            slot,
+            sums,
+        } = *self;
+        let fail = |during: &str, cause: PluginError| {
+            control.fail(StageError::new(
+                Stage::Target,
+                &slot.component,
+                during,
+                cause,
+            ))
         };
-        if let Err(e) = result {
-            return fail("writing a batch", e);
+        let mut last_flush = Instant::now();
+        let mut unflushed = false;
+        while let Some((batch, tag)) = queue.pop_item() {
+            let (rows, bytes) = (batch.num_rows(), batch_bytes(&batch));
+            let checksum = match sums {
+                Some(sums) if rows > 0 => sums.checksum(&batch),
+                _ => None,
+            };
+            let t = Instant::now();
+            let result = {
+                let _busy = Busy::enter(slot, clock, || "writing a batch".into());
+                match &tag {
+                    Some(tag) => writer.write_tagged(batch, tag),
+                    None => writer.write(batch),
+                }
+            };
+            if let Err(e) = result {
+                return fail("writing a batch", e);
+            }
+            if let (Some(sums), Some(checksum)) = (sums, checksum) {
+                sums.written(checksum);
+            }
+            unflushed = true;
+            if bytes >= memory::TRIM_AFTER_BYTES {
+                memory::return_free_memory();
+            }
+            if rows > 0 {
+                control.emit(Event::BatchLoaded {
+                    worker,
+                    rows,
+                    bytes,
+                    elapsed: t.elapsed(),
+                });
+            }
+            if let Some(every) = flush_every
+                && last_flush.elapsed() >= every
+            {
+                let result = {
+                    let _busy = Busy::enter(slot, clock, || "making its writes durable".into());
+                    writer.flush()
+                };
+                if let Err(e) = result {
+                    return fail("making its writes durable", e);
+                }
+                last_flush = Instant::now();
+                unflushed = false;
+            }
         }
-        unflushed = true;
-        if bytes >= memory::TRIM_AFTER_BYTES {
-            memory::return_free_memory();
+        if control.is_failed() {
+            return;
         }
-        if rows > 0 {
-            control.emit(Event::BatchLoaded {
-                worker,
-                rows,
-                bytes,
-                elapsed: t.elapsed(),
-            });
-        }
-        if let Some(every) = flush_every
-            && last_flush.elapsed() >= every
-        {
+        if flush_every.is_some() && unflushed {
             let result = {
                 let _busy = Busy::enter(slot, clock, || "making its writes durable".into());
                 writer.flush()
@@ -628,27 +688,13 @@ fn target_worker(
             if let Err(e) = result {
                 return fail("making its writes durable", e);
             }
-            last_flush = Instant::now();
-            unflushed = false;
         }
-    }
-    if control.is_failed() {
-        return;
-    }
-    if flush_every.is_some() && unflushed {
         let result = {
-            let _busy = Busy::enter(slot, clock, || "making its writes durable".into());
-            writer.flush()
+            let _busy = Busy::enter(slot, clock, || "closing its writer".into());
+            writer.close()
         };
         if let Err(e) = result {
-            return fail("making its writes durable", e);
+            fail("closing its writer", e);
         }
-    }
-    let result = {
-        let _busy = Busy::enter(slot, clock, || "closing its writer".into());
-        writer.close()
-    };
-    if let Err(e) = result {
-        fail("closing its writer", e);
     }
 }

@@ -7,8 +7,8 @@ use fastlane_plugin_api::abi::{
     FfiBatchStreamBox, FfiSourceBox, FfiTargetBox, FfiTransformBox, FfiWriterBox,
 };
 use fastlane_plugin_api::{
-    BatchStream, FfiBatch, Partition, PluginError, ReadContext, ReadRange, Result, Source,
-    StagedRun, Target, Transform, WriteContext, Writer,
+    BatchStream, Checksum, FfiBatch, Partition, PluginError, ReadContext, ReadRange, Result,
+    Source, StagedRun, Target, Transform, WriteContext, Writer,
 };
 use serde_json::Value;
 
@@ -93,6 +93,19 @@ impl Source for PluginSource {
             .open_range(RStr::from_str(&partition), RStr::from_str(&range)))?;
         Ok(Box::new(PluginStream(stream)))
     }
+
+    fn checksum(&self, partition: &Partition) -> Result<Checksum> {
+        let partition = to_json(partition)?;
+        let text = ok(self.0.checksum(RStr::from_str(&partition)))?;
+        parse_checksum(text.as_str())
+    }
+}
+
+/// A checksum a plugin returned, as JSON.
+fn parse_checksum(text: &str) -> Result<Checksum> {
+    serde_json::from_str(text).map_err(|e| {
+        PluginError::internal(format!("the plugin returned a malformed checksum: {e}"))
+    })
 }
 
 struct PluginStream(FfiBatchStreamBox);
@@ -173,6 +186,11 @@ impl Target for PluginTarget {
 
     fn suspend(&mut self) -> Result<()> {
         ok(self.0.suspend())
+    }
+
+    fn staged_checksum(&self) -> Result<Checksum> {
+        let text = ok(self.0.staged_checksum())?;
+        parse_checksum(text.as_str())
     }
 }
 

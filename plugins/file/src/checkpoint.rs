@@ -9,6 +9,12 @@
 //!     record-<attempt>-<writer>-<n>.json            data files made durable, and their tags
 //! ```
 //!
+//! A commit first writes `publishing.json` beside the plan (the files it moves aside and the
+//! files it publishes), then moves them, then renames the staging folder to
+//! `.fastlane-trash-<run id>` and removes it. A run killed in the middle of that is finished by
+//! the next run of the target, which moves the rest and removes the folder: a staging folder
+//! with `publishing.json` is published, never resumed.
+//!
 //! A writer's flush finishes its current file (fsync, rename from `.tmp`), then writes a record
 //! naming the files finished since its last record and the tags of the batches written since,
 //! atomically (a temporary file, fsync, rename, fsync of the folder). A batch is always whole
@@ -167,10 +173,113 @@ fn staging_folders(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// The checkpointed runs of this target whose staging is kept in `dir`, newest first.
+/// Staging folders being removed start with this.
+pub(crate) const TRASH_PREFIX: &str = ".fastlane-trash-";
+
+/// What a commit publishes, written before it moves anything.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Publishing {
+    pub(crate) target: Identity,
+    /// The data files of the folder moved aside into `<staging>/.replaced` (FULL_TABLE).
+    pub(crate) aside: Vec<String>,
+    /// The staged files moved into the folder.
+    pub(crate) publish: Vec<String>,
+}
+
+const PUBLISHING: &str = "publishing.json";
+
+/// Records what a commit is about to move, durably.
+pub(crate) fn start_publishing(staging: &Path, publishing: &Publishing) -> Result<()> {
+    let dir = staging.join(CHECKPOINTS);
+    std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+    let text = serde_json::to_vec(publishing).map_err(PluginError::internal)?;
+    write_atomic(&dir.join(PUBLISHING), &text)?;
+    sync_dir(staging)
+}
+
+/// Forgets a commit that failed and was undone: the staging is as before it started.
+pub(crate) fn cancel_publishing(staging: &Path) {
+    let path = staging.join(CHECKPOINTS).join(PUBLISHING);
+    if let Err(e) = std::fs::remove_file(&path) {
+        log::warn!("cannot remove `{}`: {e}", path.display());
+    }
+}
+
+fn read_publishing(staging: &Path) -> Option<Publishing> {
+    let text = std::fs::read(staging.join(CHECKPOINTS).join(PUBLISHING)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Removes a published staging folder: renamed first, in one step, so that a kill while its
+/// files are removed leaves no staging behind, only trash.
+pub(crate) fn trash(dir: &Path, staging: &Path) {
+    let Some(name) = staging.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let run = name.strip_prefix(STAGING_PREFIX).unwrap_or(name);
+    let trash = dir.join(format!("{TRASH_PREFIX}{run}"));
+    let removed = match std::fs::rename(staging, &trash) {
+        Ok(()) => {
+            let _ = sync_dir(dir);
+            std::fs::remove_dir_all(&trash)
+        }
+        Err(_) => std::fs::remove_dir_all(staging),
+    };
+    if let Err(e) = removed {
+        log::warn!("published, but cannot remove `{}`: {e}", staging.display());
+    }
+}
+
+/// Finishes what killed commits of this target left in `dir` (the caller holds the lock):
+/// moves the rest of their files as `publishing.json` says, then removes their staging; and
+/// removes leftover trash.
+pub(crate) fn recover(dir: &Path, identity: &Identity) -> Result<()> {
+    for (run_id, staging) in staging_folders(dir) {
+        let Some(publishing) = read_publishing(&staging) else {
+            continue;
+        };
+        if publishing.target != *identity {
+            continue;
+        }
+        log::warn!("finishing the publication of run `{run_id}`, which was interrupted");
+        let aside = staging.join(".replaced");
+        std::fs::create_dir_all(&aside).map_err(io_err("cannot create", &aside))?;
+        for name in &publishing.aside {
+            let from = dir.join(name);
+            if from.is_file() {
+                let to = aside.join(name);
+                std::fs::rename(&from, &to).map_err(io_err("cannot move aside", &from))?;
+            }
+        }
+        for name in &publishing.publish {
+            let from = staging.join(name);
+            if from.is_file() {
+                let to = dir.join(name);
+                std::fs::rename(&from, &to).map_err(io_err("cannot publish", &to))?;
+            }
+        }
+        sync_dir(dir)?;
+        trash(dir, &staging);
+    }
+    let entries = std::fs::read_dir(dir).map_err(io_err("cannot list", dir))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(TRASH_PREFIX)
+            && entry.path().is_dir()
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            log::warn!("cannot remove `{}`: {e}", entry.path().display());
+        }
+    }
+    Ok(())
+}
+
+/// The checkpointed runs of this target whose staging is kept in `dir`, newest first. A run
+/// killed while it published is not one of them: the next open finishes its publication.
 pub(crate) fn resumable_runs(dir: &Path, identity: &Identity) -> Vec<StagedRun> {
     let mut runs: Vec<StagedRun> = staging_folders(dir)
         .into_iter()
+        .filter(|(_, path)| read_publishing(path).is_none())
         .filter_map(|(run_id, path)| {
             let plan = read_plan(&path)?;
             (plan.target == *identity).then_some(StagedRun {
@@ -331,6 +440,67 @@ mod tests {
         assert!(resumable_runs(tmp.path(), &other).is_empty());
         discard_others(tmp.path(), &identity, "x");
         assert!(!staging.exists());
+    }
+
+    #[test]
+    fn a_publication_killed_halfway_is_finished_by_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let identity = Identity {
+            file_prefix: "part".into(),
+            extension: "parquet".into(),
+        };
+        let staging = dir.join(format!("{STAGING_PREFIX}r1"));
+        std::fs::create_dir_all(&staging).unwrap();
+        store_plan(&staging, &identity, &serde_json::json!({"p": 1})).unwrap();
+        for name in ["part-r1-0-00000.parquet", "part-r1-0-00001.parquet"] {
+            std::fs::write(staging.join(name), name).unwrap();
+        }
+        for name in ["part-r0-0-00000.parquet", "part-r0-0-00001.parquet"] {
+            std::fs::write(dir.join(name), name).unwrap();
+        }
+        start_publishing(
+            &staging,
+            &Publishing {
+                target: identity.clone(),
+                aside: vec![
+                    "part-r0-0-00000.parquet".into(),
+                    "part-r0-0-00001.parquet".into(),
+                ],
+                publish: vec![
+                    "part-r1-0-00000.parquet".into(),
+                    "part-r1-0-00001.parquet".into(),
+                ],
+            },
+        )
+        .unwrap();
+        // Killed after one old file was moved aside and one new one published.
+        std::fs::create_dir_all(staging.join(".replaced")).unwrap();
+        std::fs::rename(
+            dir.join("part-r0-0-00000.parquet"),
+            staging.join(".replaced/part-r0-0-00000.parquet"),
+        )
+        .unwrap();
+        std::fs::rename(
+            staging.join("part-r1-0-00000.parquet"),
+            dir.join("part-r1-0-00000.parquet"),
+        )
+        .unwrap();
+        assert!(
+            resumable_runs(dir, &identity).is_empty(),
+            "published, not resumable"
+        );
+
+        recover(dir, &identity).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["part-r1-0-00000.parquet", "part-r1-0-00001.parquet"]
+        );
     }
 
     #[test]

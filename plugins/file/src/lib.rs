@@ -36,6 +36,7 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
         .target(
             "file",
@@ -45,5 +46,6 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
 );

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, Scalar};
 use arrow_schema::{Schema, SchemaRef};
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode, Result, Source,
+    BatchStream, Checksum, Partition, PluginError, ReadContext, ReadRange, ReplicationMode, Result,
+    Source,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -437,6 +438,17 @@ impl Source for FileSource {
 
     fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
         self.open_stream(partition, range)
+    }
+
+    /// The checksum of the partition's rows, read again as Arrow (with the offset filter of
+    /// an INCREMENTAL run).
+    fn checksum(&self, partition: &Partition) -> Result<Checksum> {
+        let mut stream = self.read(partition)?;
+        let mut checksum = Checksum::default();
+        while let Some(batch) = stream.next_batch()? {
+            checksum.add(Checksum::of_batch(&batch).map_err(PluginError::data)?);
+        }
+        Ok(checksum)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use fastlane_plugin_api::{
-    PluginError, ReplicationMode, Result, StagedRun, Target, WriteContext, Writer,
+    Checksum, PluginError, ReplicationMode, Result, StagedRun, Target, WriteContext, Writer,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
@@ -317,6 +317,7 @@ impl Target for FileTarget {
             )));
         }
         let lock = Lock::take(&self.dir, &self.config.file_prefix)?;
+        checkpoint::recover(&self.dir, &self.identity())?;
         let staging = self
             .dir
             .join(format!("{}{}", checkpoint::STAGING_PREFIX, context.run_id));
@@ -381,6 +382,39 @@ impl Target for FileTarget {
         Ok(rows)
     }
 
+    /// The checksum of the staged Parquet files, read back as Arrow. CSV and JSON Lines files
+    /// keep no types to read them back as written, so they have none.
+    fn staged_checksum(&self) -> Result<Checksum> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("staged_checksum before open"))?;
+        if self.config.format != Format::Parquet {
+            return Err(PluginError::unsupported(
+                "only Parquet files keep the types a checksum needs",
+            ));
+        }
+        let mut checksum = Checksum::default();
+        let entries =
+            std::fs::read_dir(&run.staging).map_err(io_err("cannot list", &run.staging))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if !path.is_file() || path.extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            let shown = path.display().to_string();
+            let data = |e: &dyn std::fmt::Display| PluginError::data(format!("`{shown}`: {e}"));
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)
+                .and_then(|b| b.build())
+                .map_err(|e| data(&e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| data(&e))?;
+                checksum.add(Checksum::of_batch(&batch).map_err(|e| data(&e))?);
+            }
+        }
+        Ok(checksum)
+    }
+
     /// Keeps the staging folder and its checkpoints, and releases the lock.
     fn suspend(&mut self) -> Result<()> {
         if let Some(run) = self.run.take() {
@@ -422,18 +456,32 @@ impl Target for FileTarget {
             .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "tmp"))
             .collect();
         staged.sort();
+        let replaced = match run.mode {
+            ReplicationMode::FullTable => self.data_files()?,
+            _ => Vec::new(),
+        };
+        let name_of = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        // Written first: a run killed while it moves the files is finished by the next one.
+        checkpoint::start_publishing(
+            &run.staging,
+            &checkpoint::Publishing {
+                target: self.identity(),
+                aside: replaced.iter().filter_map(name_of).collect(),
+                publish: staged.iter().filter_map(name_of).collect(),
+            },
+        )?;
         let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new();
         let result = (|| {
             if run.mode == ReplicationMode::FullTable {
                 let aside = run.staging.join(".replaced");
                 std::fs::create_dir_all(&aside).map_err(io_err("cannot create", &aside))?;
-                for file in self.data_files()? {
+                for file in &replaced {
                     let Some(name) = file.file_name() else {
                         continue;
                     };
                     let to = aside.join(name);
-                    std::fs::rename(&file, &to).map_err(io_err("cannot move aside", &file))?;
-                    undo.push((to, file));
+                    std::fs::rename(file, &to).map_err(io_err("cannot move aside", file))?;
+                    undo.push((to, file.clone()));
                 }
             }
             for file in &staged {
@@ -462,20 +510,16 @@ impl Target for FileTarget {
                     );
                 }
             }
+            checkpoint::cancel_publishing(&run.staging);
             return Err(e);
-        }
-        let Some(run) = self.run.take() else {
-            return Ok(());
-        };
-        if let Err(e) = std::fs::remove_dir_all(&run.staging) {
-            log::warn!(
-                "published, but cannot remove `{}`: {e}",
-                run.staging.display()
-            );
         }
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
         }
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        checkpoint::trash(&self.dir, &run.staging);
         log::info!(
             "published {} file(s) into `{}`",
             staged.len(),

@@ -210,6 +210,11 @@ impl Layout {
         })
     }
 
+    /// The Arrow schema of the result set.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     /// Empty builders for `capacity` rows.
     pub fn builders(&self, capacity: usize) -> Builders {
         self.builders_like(capacity, None)

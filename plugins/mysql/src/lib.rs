@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod checkpoints;
+mod checksum;
 mod columns;
 mod config;
 mod conn;
@@ -44,6 +45,7 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
         .target(
             "mysql",
@@ -53,5 +55,6 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
 );

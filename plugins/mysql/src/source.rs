@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode,
+    BatchStream, Checksum, Partition, PluginError, ReadContext, ReadRange, ReplicationMode,
     Result as PluginResult,
 };
 use fastlane_plugin_support::runtime::{AsyncSource, BatchSender};
@@ -21,6 +22,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 use serde_json::Value as Json;
 
+use crate::checksum::checksum_sql;
 use crate::columns::{BatchSizes, Layout, ReadOptions, value_text};
 use crate::config::MysqlSourceConfig;
 use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
@@ -293,6 +295,51 @@ impl AsyncSource for MysqlSource {
         counted.await.map_err(Into::into)
     }
 
+    /// The checksum of the partition's rows, computed by the server over its select: the
+    /// columns' types are those the statement's result set reads as.
+    async fn checksum(&self, partition: &Partition) -> PluginResult<Checksum> {
+        let plan: Plan = serde_json::from_value(partition.spec["plan"].clone())
+            .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
+        let range: Option<Range> = serde_json::from_value(partition.spec["range"].clone())
+            .map_err(|e| PluginError::internal(format!("bad partition: {e}")))?;
+        let (inner, params) = ranged_select(&plan, range.as_ref());
+        let (connector, options) = (self.connector.clone(), self.options);
+        let summed = async move {
+            let mut session = Session::open_retrying(connector).await?;
+            let prepared = inner.clone();
+            let columns = session
+                .run(|conn| {
+                    let sql = prepared.clone();
+                    Box::pin(async move {
+                        let statement = conn
+                            .prep(sql)
+                            .await
+                            .what(|| "preparing the checksum".to_owned())?;
+                        Ok(statement.columns().to_vec())
+                    })
+                })
+                .await?;
+            let layout = Layout::new(&columns, &HashMap::new(), options)?;
+            let typed: Vec<(String, DataType)> = layout
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
+            let sql =
+                checksum_sql(&format!("({inner})"), "fl_sum", &typed).map_err(Error::Config)?;
+            let row: Option<(u64, String)> = session
+                .first(&sql, params, "computing the partition's checksum")
+                .await?;
+            session.close().await;
+            let (rows, sum) = row.unwrap_or((0, String::new()));
+            Checksum::from_sum_text(rows, &sum).ok_or_else(|| {
+                Error::Data(format!("the server's checksum sum `{sum}` is not a number"))
+            })
+        };
+        summed.await.map_err(Into::into)
+    }
+
     /// A table read by key resumes after any key; a query is read in one pass.
     fn resumable(&self) -> bool {
         self.config.table.is_some()
@@ -343,6 +390,15 @@ impl MysqlSource {
 /// The statement counting a partition's rows: its select (a table's, or the query) with the
 /// range's conditions, in a derived table.
 fn count_statement(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
+    let (inner, params) = ranged_select(plan, range);
+    (
+        format!("SELECT COUNT(*) FROM ({inner}) AS fl_count"),
+        params,
+    )
+}
+
+/// A partition's select (a table's, or the query) with the range's conditions.
+fn ranged_select(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut params = Vec::new();
     if let Some(range) = range {
@@ -364,10 +420,7 @@ fn count_statement(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
         inner.push_str(" WHERE ");
         inner.push_str(&conditions.join(" AND "));
     }
-    (
-        format!("SELECT COUNT(*) FROM ({inner}) AS fl_count"),
-        params,
-    )
+    (inner, params)
 }
 
 /// Reads one partition on the runtime, sending batches ahead of the consumer.

@@ -26,9 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use bytes::Bytes;
 use fastlane_plugin_api::{
-    PluginError, ReplicationMode, Result as PluginResult, StagedRun, WriteContext, Writer,
+    Checksum, PluginError, ReplicationMode, Result as PluginResult, StagedRun, WriteContext, Writer,
 };
 use fastlane_plugin_support::runtime::{AsyncTarget, AsyncWriter};
 use mysql_async::prelude::Queryable;
@@ -36,6 +37,7 @@ use mysql_async::{Conn, Params, Value};
 use serde_json::{Value as Json, json};
 
 use crate::checkpoints::{self, Checkpoints, table_exists, tag_id};
+use crate::checksum::checksum_sql;
 use crate::config::{LoadMethod, MysqlTargetConfig, OnSchemaChange};
 use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
 use crate::ddl::{column_definition, create_table};
@@ -64,6 +66,8 @@ struct Staging {
     unique: Vec<Vec<String>>,
     /// The columns the data brings (an upsert updates only these).
     written: Vec<String>,
+    /// Their Arrow types, for checksums (none for a staging an older build created).
+    written_types: Option<Vec<(String, DataType)>>,
 }
 
 /// What the writers of one run share.
@@ -873,6 +877,38 @@ impl AsyncTarget for MysqlTarget {
         runs.await.map_err(Into::into)
     }
 
+    /// The checksum of the staging table over the columns the run writes, computed by the
+    /// server (none yet: 0 rows).
+    async fn staged_checksum(&self) -> PluginResult<Checksum> {
+        let Some(run) = &self.run else {
+            return Err(PluginError::internal("staged_checksum before open"));
+        };
+        let shared = run.shared.clone();
+        let types = match &*shared.staging.lock().await {
+            None => return Ok(Checksum::default()),
+            Some(staging) => staging.written_types.clone().ok_or_else(|| {
+                PluginError::unsupported(
+                    "this staging was created before checksums: its columns' types are unknown",
+                )
+            })?,
+        };
+        let from = qualified(&shared.config.db, &shared.staging_name);
+        let sql = checksum_sql(&from, "fl_sum", &types).map_err(PluginError::config)?;
+        let connector = self.connector.clone();
+        let summed = async move {
+            let mut session = Session::open_retrying(connector).await?;
+            let row: Option<(u64, String)> = session
+                .first(&sql, Vec::new(), "computing the staging's checksum")
+                .await?;
+            session.close().await;
+            let (rows, sum) = row.unwrap_or((0, String::new()));
+            Checksum::from_sum_text(rows, &sum).ok_or_else(|| {
+                Error::Data(format!("the server's checksum sum `{sum}` is not a number"))
+            })
+        };
+        summed.await.map_err(Into::into)
+    }
+
     /// `SELECT COUNT(*)` of the staging table (none yet: 0).
     async fn staged_rows(&self) -> PluginResult<u64> {
         let Some(run) = &self.run else {
@@ -964,6 +1000,10 @@ async fn reopen(
             Ok((None, tags))
         }
         (true, Some(written)) => {
+            let written_types = match ck.get(conn, "types").await? {
+                Some(text) => serde_json::from_str(&text).ok(),
+                None => None,
+            };
             let columns = describe(conn, db, staging_name).await?;
             let unique = unique_indexes(conn, db, staging_name).await?;
             let staging = Staging {
@@ -976,6 +1016,7 @@ async fn reopen(
                     .collect(),
                 unique,
                 written,
+                written_types,
             };
             Ok((Some(staging), tags))
         }
@@ -1059,10 +1100,18 @@ impl MysqlWriter {
                 .await?;
         }
         let conn = session.conn().await?;
+        let written_types: Vec<(String, DataType)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
         if let Some(ck) = &shared.checkpoints {
             let written: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let text = serde_json::to_string(&written).map_err(|e| Error::Data(e.to_string()))?;
             ck.put(conn, "columns", &text).await?;
+            let text =
+                serde_json::to_string(&written_types).map_err(|e| Error::Data(e.to_string()))?;
+            ck.put(conn, "types", &text).await?;
         }
         let columns = describe(conn, &db, &shared.staging_name).await?;
         let unique = unique_indexes(conn, &db, &shared.staging_name).await?;
@@ -1076,6 +1125,7 @@ impl MysqlWriter {
                 .collect(),
             unique,
             written: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            written_types: Some(written_types),
         };
         *slot = Some(staging.clone());
         Ok(staging)

@@ -245,6 +245,110 @@ fn round_trip_mysql_parquet_mysql_keeps_every_value() {
     }
 }
 
+/// Runs with `verify: "checksum"`, and returns the verification's summary.
+fn run_checksummed(
+    source: (&str, &str, serde_json::Value),
+    target: (&str, &str, serde_json::Value),
+) -> fastlane_host::engine::VerificationSummary {
+    let summary = common::run_with(source, target, ReplicationMode::FullTable, |o| {
+        o.verify = fastlane_host::engine::Verify::Checksum;
+    })
+    .unwrap_or_else(|e| panic!("a load verified by checksum failed: {e}"));
+    summary.verification.expect("a verification summary")
+}
+
+#[test]
+fn checksums_in_sql_agree_with_checksums_of_the_arrow_data_for_every_type() {
+    let db = Db::new("checksums");
+    fill_typed(&db);
+    let out = tempfile::tempdir().expect("temp dir");
+    let passed = fastlane_host::engine::VerificationStatus::Passed;
+
+    // MySQL → Parquet: the server's checksum of each partition equals the one the run computes
+    // from the batches it read; the Parquet files read back give it too.
+    let v = run_checksummed(
+        (
+            "mysql",
+            "mysql",
+            db.config(json!({"table": "typed", "batch_size": 300, "partitions": 3})),
+        ),
+        (
+            "file",
+            "file",
+            json!({"path": out.path(), "format": "parquet"}),
+        ),
+    );
+    assert_eq!(v.status, passed, "{v:?}");
+    assert_eq!(v.source_rows, Some(2003), "{v:?}");
+    let whole = v.source_checksum.clone().expect("the source's checksum");
+    assert_eq!(v.target_checksum.as_deref(), Some(whole.as_str()), "{v:?}");
+
+    // Parquet → MySQL: the server's checksum of the staging table, over the columns as they
+    // were written, equals the one of the batches written into it.
+    for method in ["load_data", "bulk"] {
+        let table = format!("back_{method}");
+        let v = run_checksummed(
+            (
+                "file",
+                "file",
+                json!({"path": out.path(), "format": "parquet"}),
+            ),
+            (
+                "mysql",
+                "mysql",
+                db.config(json!({"table": table, "key": "id", "load_method": method})),
+            ),
+        );
+        assert_eq!(v.status, passed, "{method}: {v:?}");
+        assert_eq!(v.source_checksum.as_deref(), Some(whole.as_str()), "{v:?}");
+        assert_eq!(v.target_checksum.as_deref(), Some(whole.as_str()), "{v:?}");
+    }
+
+    // MySQL → MySQL, and a query (its result set's types decide the encoding).
+    let v = run_checksummed(
+        ("mysql", "mysql", db.config(json!({"table": "typed"}))),
+        (
+            "mysql",
+            "mysql",
+            db.config(json!({"table": "copy", "key": "id"})),
+        ),
+    );
+    assert_eq!(v.status, passed, "{v:?}");
+    assert_eq!(v.target_checksum.as_deref(), Some(whole.as_str()), "{v:?}");
+    let v = run_checksummed(
+        (
+            "mysql",
+            "mysql",
+            db.config(json!({"query": "SELECT id, d, f, db, v, dt6 FROM typed WHERE id < 100"})),
+        ),
+        (
+            "file",
+            "file",
+            json!({"path": out.path().join("q"), "format": "parquet"}),
+        ),
+    );
+    assert_eq!(v.status, passed, "{v:?}");
+    assert_eq!(v.source_checksum, v.target_checksum, "{v:?}");
+
+    // Floats and doubles of every magnitude, rounded at the 30th decimal or beyond 10³⁵.
+    db.exec("CREATE TABLE floats (id INT PRIMARY KEY, f FLOAT, d DOUBLE)");
+    db.exec(
+        "INSERT INTO floats SELECT n, (RAND(n) - 0.5) * POW(10, n % 70 - 40), \
+         (RAND(n + 1) - 0.5) * POW(10, n % 90 - 45) \
+         FROM (SELECT CAST(seq AS SIGNED) AS n FROM seq_1_to_20000) AS s",
+    );
+    let v = run_checksummed(
+        ("mysql", "mysql", db.config(json!({"table": "floats"}))),
+        (
+            "mysql",
+            "mysql",
+            db.config(json!({"table": "floats_copy", "key": "id"})),
+        ),
+    );
+    assert_eq!(v.status, passed, "{v:?}");
+    assert_eq!(v.source_checksum, v.target_checksum, "{v:?}");
+}
+
 #[test]
 fn zero_dates_fail_clearly_or_read_as_null() {
     let db = Db::new("zero_dates");

@@ -39,5 +39,6 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
 );

@@ -2,7 +2,8 @@
 //! opening their streams.
 
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginError, ReadContext, ReadRange, ReplicationMode, Result, Source,
+    BatchStream, Checksum, Partition, PluginError, ReadContext, ReadRange, ReplicationMode, Result,
+    Source,
 };
 use rusqlite::types::Value as SqlValue;
 
@@ -109,6 +110,18 @@ impl Source for SqliteSource {
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
         self.open_stream(partition, &ReadRange::default())
+    }
+
+    /// The checksum of the partition's rows, read again through the source's own reader:
+    /// SQLite runs in this process and has no MD5 of its own, so reading the rows costs what
+    /// a SQL aggregate would.
+    fn checksum(&self, partition: &Partition) -> Result<Checksum> {
+        let mut stream = self.read(partition)?;
+        let mut checksum = Checksum::default();
+        while let Some(batch) = stream.next_batch()? {
+            checksum.add(Checksum::of_batch(&batch).map_err(PluginError::data)?);
+        }
+        Ok(checksum)
     }
 
     /// `SELECT COUNT(*)` over the partition's key range (or over the query's result).

@@ -24,8 +24,8 @@ use std::sync::OnceLock;
 
 use arrow_array::RecordBatch;
 use fastlane_plugin_api::{
-    BatchStream, ErrorCode, Partition, PluginError, ReadContext, ReadRange, Result, Source,
-    StagedRun, Target, WriteContext, Writer,
+    BatchStream, Checksum, ErrorCode, Partition, PluginError, ReadContext, ReadRange, Result,
+    Source, StagedRun, Target, WriteContext, Writer,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -240,6 +240,19 @@ pub trait AsyncSource: Send + Sync + 'static {
             "this source cannot read part of a partition",
         ))
     }
+
+    /// The checksum of a partition's rows (see [`Source::checksum`]).
+    fn checksum(
+        &self,
+        partition: &Partition,
+    ) -> impl Future<Output = std::result::Result<Checksum, PluginError>> {
+        let _ = partition;
+        async {
+            Err(PluginError::unsupported(
+                "this source cannot compute checksums",
+            ))
+        }
+    }
 }
 
 /// A target written as async code; [`PluginRuntime::on`] makes it the host's [`Target`].
@@ -293,6 +306,15 @@ pub trait AsyncTarget: Send + Sync + 'static {
         async {
             Err(PluginError::unsupported(
                 "this target cannot keep a run's staging",
+            ))
+        }
+    }
+
+    /// The checksum of the staging (see [`Target::staged_checksum`]).
+    fn staged_checksum(&self) -> impl Future<Output = std::result::Result<Checksum, PluginError>> {
+        async {
+            Err(PluginError::unsupported(
+                "this target cannot compute checksums of its staging",
             ))
         }
     }
@@ -367,6 +389,10 @@ impl<S: AsyncSource> Source for OnRuntime<S> {
     fn read_range(&self, partition: &Partition, range: &ReadRange) -> Result<Box<dyn BatchStream>> {
         self.inner.read_range(partition, range)
     }
+
+    fn checksum(&self, partition: &Partition) -> Result<Checksum> {
+        self.runtime.block_on(self.inner.checksum(partition))
+    }
 }
 
 impl<T: AsyncTarget> Target for OnRuntime<T> {
@@ -412,6 +438,10 @@ impl<T: AsyncTarget> Target for OnRuntime<T> {
 
     fn suspend(&mut self) -> Result<()> {
         self.runtime.block_on(self.inner.suspend())
+    }
+
+    fn staged_checksum(&self) -> Result<Checksum> {
+        self.runtime.block_on(self.inner.staged_checksum())
     }
 }
 

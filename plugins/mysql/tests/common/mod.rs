@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use arrow_array::RecordBatch;
 use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline, RunSummary};
 use fastlane_host::plugins::LoadedPlugin;
-use fastlane_plugin_api::{ReplicationMode, Source, Target};
+use fastlane_plugin_api::{ComponentKind, ReplicationMode, Source, Target};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 use serde_json::{Value, json};
@@ -205,16 +205,28 @@ pub fn run_with(
     mode: ReplicationMode,
     adjust: impl FnOnce(&mut EngineOptions),
 ) -> Result<RunSummary, String> {
-    let s = plugin(source.0)
+    let (source_plugin, target_plugin) = (plugin(source.0), plugin(target.0));
+    let s = source_plugin
         .create_source(source.1, &source.2)
         .map_err(|e| e.to_string())?;
-    let t = plugin(target.0)
+    let t = target_plugin
         .create_target(target.1, &target.2)
         .map_err(|e| e.to_string())?;
+    let capabilities = |p: &LoadedPlugin, kind: ComponentKind, id: &str| {
+        p.components
+            .iter()
+            .find(|c| c.kind == kind && c.id == id)
+            .map(|c| c.capabilities.clone())
+            .unwrap_or_default()
+    };
     let pipeline = Pipeline {
-        source: Named::new(source.1, Box::new(s) as Box<dyn Source>),
+        source: Named::new(source.1, Box::new(s) as Box<dyn Source>).with_capabilities(
+            capabilities(&source_plugin, ComponentKind::Source, source.1),
+        ),
         transforms: vec![],
-        target: Named::new(target.1, Box::new(t) as Box<dyn Target>),
+        target: Named::new(target.1, Box::new(t) as Box<dyn Target>).with_capabilities(
+            capabilities(&target_plugin, ComponentKind::Target, target.1),
+        ),
     };
     let mut options = EngineOptions {
         mode,

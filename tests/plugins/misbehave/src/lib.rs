@@ -11,6 +11,7 @@
 //! | target | `fail_open` | fails when opened |
 //! | target | `fail_write` | fails on the batch after `after_batches` |
 //! | target | `lossy` | counts the rows it keeps, silently losing batch `lose_batch` (from 0); writes the count to `path` at commit |
+//! | target | `altering` | keeps the checksum of what it stores, but stores batch `alter_batch` with its last row replaced by a copy of its first (same count, one value changed) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use std::time::Duration;
 use fastlane_plugin_api::arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use fastlane_plugin_api::arrow_schema::{DataType, Field, Schema};
 use fastlane_plugin_api::{
-    BatchStream, Partition, PluginDefinition, PluginError, ReadContext, Result, Source, Target,
-    Transform, WriteContext, Writer, export_plugin,
+    BatchStream, Checksum, Partition, PluginDefinition, PluginError, ReadContext, Result, Source,
+    Target, Transform, WriteContext, Writer, export_plugin,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -347,6 +348,85 @@ impl Writer for LossyWriter {
     }
 }
 
+/// Configuration of `altering`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AlteringConfig {
+    /// The batch (counted from 0 over all writers) whose last row is replaced.
+    alter_batch: u64,
+    /// Workers (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+/// A target that changes one row of one batch without a word; its count stays right, its
+/// checksum (of what it stores) does not.
+struct Altering {
+    alter: u64,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    stored: Arc<std::sync::Mutex<Checksum>>,
+}
+
+impl Target for Altering {
+    fn open(&mut self, _context: &WriteContext) -> Result<()> {
+        Ok(())
+    }
+
+    fn writer(&self, _index: usize) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(AlteringWriter {
+            alter: self.alter,
+            seen: self.seen.clone(),
+            stored: self.stored.clone(),
+        }))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn staged_rows(&self) -> Result<u64> {
+        Ok(self.stored.lock().map_err(PluginError::internal)?.rows)
+    }
+
+    fn staged_checksum(&self) -> Result<Checksum> {
+        Ok(*self.stored.lock().map_err(PluginError::internal)?)
+    }
+}
+
+struct AlteringWriter {
+    alter: u64,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    stored: Arc<std::sync::Mutex<Checksum>>,
+}
+
+impl Writer for AlteringWriter {
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let rows = batch.num_rows();
+        let checksum = |b: &RecordBatch| Checksum::of_batch(b).map_err(PluginError::data);
+        let stored = if n == self.alter && rows > 1 {
+            let mut c = checksum(&batch.slice(0, rows - 1))?;
+            c.add(checksum(&batch.slice(0, 1))?);
+            c
+        } else {
+            checksum(&batch)?
+        };
+        self.stored
+            .lock()
+            .map_err(PluginError::internal)?
+            .add(stored);
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
 export_plugin!(
     PluginDefinition::new("misbehave", env!("CARGO_PKG_VERSION"))
         .description("Test-only components that generate data, fail, panic or stall.")
@@ -392,4 +472,19 @@ export_plugin!(
             })
         })
         .capabilities(&[fastlane_plugin_api::Capability::VerifyCount])
+        .target(
+            "altering",
+            "Changes one row silently.",
+            |c: AlteringConfig| {
+                Ok(Altering {
+                    alter: c.alter_batch,
+                    seen: Arc::default(),
+                    stored: Arc::default(),
+                })
+            }
+        )
+        .capabilities(&[
+            fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
+        ])
 );
