@@ -8,16 +8,17 @@
 //! # The encoding (version 1)
 //!
 //! A row's hash is the first 8 bytes, read big-endian, of the MD5 digest of the row's text: for
-//! each column in order, `N` for a null, otherwise the value's canonical text preceded by its
-//! length in bytes and a colon (`5:hello`). A value's canonical text depends on its Arrow type's
-//! family, not on its width, so that a value keeps its text when a system stores it in a wider
-//! column:
+//! each column in order, `N` for a null; for text, binary and nested values, the canonical text
+//! preceded by its length in bytes and a colon (`5:hello`); for the others (numbers, booleans,
+//! dates and times, whose texts hold only digits, `-` and `.`), the canonical text followed by
+//! a semicolon (`42;`). A value's canonical text depends on its Arrow type's family, not on its
+//! width, so that a value keeps its text when a system stores it in a wider column:
 //!
 //! | Arrow type | canonical text |
 //! |---|---|
 //! | Boolean | `1`, `0` |
 //! | integers | decimal (`-42`) |
-//! | Float16/32/64 | the shortest text that reads back as the same double (a Float32 is widened to a double first), in fixed notation, rounded half away from zero to 30 decimals, trailing zeros and point removed (`0.30000000000000004`, `100`, `-0` as `0`); beyond ±10³⁵ the sign and 35 nines, a point and 30 nines; NaN `NaN`, infinities `inf`, `-inf` |
+//! | Float16/32/64 | the shortest text that reads back as the same double (a Float32 is widened to a double first), in fixed notation, rounded half away from zero to 30 decimals, trailing zeros and point removed (`0.30000000000000004`, `100`, `-0` as `0`); beyond ±10³⁵ the sign and 35 nines, a point and 30 nines; NaN `nan`, infinities `inf`, `-inf` |
 //! | Decimal(p, s) | fixed notation, trailing zeros of the fraction and the point removed (`1.5` for `1.50`) |
 //! | Utf8, Binary (all sizes and views) | the bytes |
 //! | Date32 | days since 1970-01-01 |
@@ -32,10 +33,11 @@
 //!
 //! In MariaDB or MySQL one row's hash is
 //! `CAST(CONV(LEFT(MD5(CONCAT(e₁, e₂, …)), 16), 16, 10) AS UNSIGNED)` with
-//! `eᵢ = IFNULL(CONCAT(LENGTH(bᵢ), ':', bᵢ), 'N')` and `bᵢ` the canonical text as a binary string
-//! (for a DOUBLE, `CAST(x AS DECIMAL(65,30))` with trailing zeros and point trimmed: the server
-//! converts a double to a decimal through its shortest text, as the encoding does). The
-//! `mysql` plugin builds these statements.
+//! `eᵢ = IFNULL(CONCAT(LENGTH(bᵢ), ':', bᵢ), 'N')` for a text `bᵢ` (as a binary string) and
+//! `eᵢ = IFNULL(CONCAT(tᵢ, ';'), 'N')` for the canonical text `tᵢ` of a number (for a DOUBLE,
+//! `CAST(x AS DECIMAL(65,30))` with trailing zeros and point trimmed: the server converts a
+//! double to a decimal through its shortest text, as the encoding does). The `mysql` plugin
+//! builds these statements.
 
 use std::fmt;
 
@@ -189,17 +191,44 @@ fn check_type(data_type: &DataType) -> Result<(), DataType> {
     }
 }
 
-/// Appends the encoding of value `i` of `column` as one field of a row: `N`, or the length of
-/// its canonical text, a colon and the text.
+/// Whether values of `data_type` have texts of digits, `-` and `.` only (numbers, booleans,
+/// dates and times), which a semicolon ends; other texts are preceded by their length.
+pub fn is_delimited(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, values) => is_delimited(values),
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_)
+        | DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::FixedSizeList(..)
+        | DataType::Map(..)
+        | DataType::Struct(_) => false,
+        // NaN and infinities read as `nan`, `inf`, `-inf`: free of `;` and `:` too.
+        _ => true,
+    }
+}
+
+/// Appends the encoding of value `i` of `column` as one field of a row: `N`; the canonical
+/// text and a semicolon; or the text's length, a colon and the text.
 fn encode_field(column: &dyn Array, i: usize, row: &mut Vec<u8>, text: &mut Vec<u8>) {
+    use std::io::Write;
     if column.is_null(i) {
         row.push(b'N');
         return;
     }
+    if is_delimited(column.data_type()) {
+        canonical_text(column, i, row);
+        row.push(b';');
+        return;
+    }
     text.clear();
     canonical_text(column, i, text);
-    row.extend_from_slice(text.len().to_string().as_bytes());
-    row.push(b':');
+    let _ = write!(row, "{}:", text.len());
     row.extend_from_slice(text);
 }
 
@@ -366,7 +395,7 @@ const FLOAT_INTEGER_DIGITS: usize = 35;
 /// Appends the canonical text of a float (see the module's table).
 pub fn float_text(x: f64, out: &mut Vec<u8>) {
     if x.is_nan() {
-        out.extend_from_slice(b"NaN");
+        out.extend_from_slice(b"nan");
         return;
     }
     if x.is_infinite() {
@@ -446,11 +475,18 @@ fn shortest_fixed(abs: f64) -> (String, String) {
         .filter(u8::is_ascii_digit)
         .count()
         .max(1);
-    let even = format!("{abs:.*e}", significant - 1);
-    let chosen = if even.parse::<f64>() == Ok(abs) {
-        even
-    } else {
-        shortest
+    // A tie needs the two neighbours of that length both within the double's rounding
+    // interval: 16 digits or more.
+    let chosen = match significant >= 16 {
+        true => {
+            let even = format!("{abs:.*e}", significant - 1);
+            if even.parse::<f64>() == Ok(abs) {
+                even
+            } else {
+                shortest
+            }
+        }
+        false => shortest,
     };
     let (mantissa, exponent) = chosen.split_once('e').unwrap_or((&chosen, "0"));
     let exponent: i64 = exponent.parse().unwrap_or(0);
@@ -551,7 +587,7 @@ mod tests {
         assert_eq!(float(5e-324), "0");
         assert_eq!(float(123456.0), "123456");
         assert_eq!(float(1e-5), "0.00001");
-        assert_eq!(float(f64::NAN), "NaN");
+        assert_eq!(float(f64::NAN), "nan");
     }
 
     #[test]
@@ -631,9 +667,9 @@ mod tests {
         .unwrap();
         let checksum = Checksum::of_batch(&batch).unwrap();
         assert_eq!(checksum.rows, 1);
-        assert_eq!(checksum.sum, row_hash(b"1:7N3:1.53:0.57:1000001"));
-        // SELECT CONV(LEFT(MD5('1:7N3:1.53:0.57:1000001'), 16), 16, 10) in MariaDB.
-        let digest = Md5::digest(b"1:7N3:1.53:0.57:1000001");
+        assert_eq!(checksum.sum, row_hash(b"7;N1.5;0.5;1000001;"));
+        // SELECT CONV(LEFT(MD5('7;N1.5;0.5;1000001;'), 16), 16, 10) in MariaDB.
+        let digest = Md5::digest(b"7;N1.5;0.5;1000001;");
         assert_eq!(checksum.sum.to_be_bytes(), digest[..8]);
     }
 

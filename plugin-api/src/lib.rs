@@ -98,8 +98,9 @@
 //! - messages that cross as JSON ([`ReadContext`], [`WriteContext`], [`Partition`]) gain only
 //!   optional fields, which older plugins ignore.
 //!
-//! The first additions are the [`checkpoint`] contract of resumable runs and the
-//! [`Capability`] list of each component.
+//! The first additions are the [`checkpoint`] contract of resumable runs, the [`Capability`]
+//! list of each component, and the [`checksum`]s of verified runs (`Source::checksum`,
+//! `Target::staged_checksum`).
 
 #![deny(missing_docs)]
 

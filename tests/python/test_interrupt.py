@@ -15,8 +15,13 @@ def test_ctrl_c_stops_the_run_and_aborts_the_target(tmp_path):
     script.write_text(
         textwrap.dedent(
             f"""
+            import signal
             import time
             from fastlane import Pipeline, Source, Target
+
+            # As in a terminal: a test runner started in the background (a non-interactive
+            # shell's `&`) hands its children SIGINT ignored, and Python then keeps it ignored.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
             class Slow(Source):
                 source_type = "slow"

@@ -97,6 +97,9 @@ pub(super) struct Before {
 /// The checksums of the rows a run reads (per partition) and writes, added up by its workers.
 #[derive(Debug, Default)]
 pub(super) struct Sums {
+    /// Without transforms the target gets the very batches read: their checksums are the
+    /// read ones, not computed twice.
+    pub(super) written_is_read: bool,
     read: Mutex<BTreeMap<usize, Checksum>>,
     written: Mutex<Checksum>,
     /// Why a batch had no checksum (a column of a type without an encoding).
@@ -191,7 +194,12 @@ impl Check {
             before,
             transforms,
             counting: Mutex::new(None),
-            sums: (mode == Verify::Checksum).then(|| Arc::new(Sums::default())),
+            sums: (mode == Verify::Checksum).then(|| {
+                Arc::new(Sums {
+                    written_is_read: !transforms,
+                    ..Sums::default()
+                })
+            }),
         }
     }
 
@@ -336,7 +344,13 @@ impl Check {
         };
         let written = match (&problem, before) {
             (None, Some(mut before)) => {
-                before.add(*sums.written.lock().unwrap_or_else(|p| p.into_inner()));
+                if sums.written_is_read {
+                    for c in sums.read.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                        before.add(*c);
+                    }
+                } else {
+                    before.add(*sums.written.lock().unwrap_or_else(|p| p.into_inner()));
+                }
                 Some(before)
             }
             _ => None,

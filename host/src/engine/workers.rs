@@ -634,7 +634,7 @@ impl TargetWorker<'_> {
         while let Some((batch, tag)) = queue.pop_item() {
             let (rows, bytes) = (batch.num_rows(), batch_bytes(&batch));
             let checksum = match sums {
-                Some(sums) if rows > 0 => sums.checksum(&batch),
+                Some(sums) if rows > 0 && !sums.written_is_read => sums.checksum(&batch),
                 _ => None,
             };
             let t = Instant::now();

@@ -2,12 +2,14 @@
 //! `fastlane_plugin_api::checksum`, for a source's partition or a target's staging.
 
 use arrow_schema::DataType;
+use fastlane_plugin_api::checksum::is_delimited;
 
 use crate::conn::ident;
 
-/// Trailing zeros of a decimal text's fraction, and then its point, removed.
+/// Trailing zeros of a decimal text's fraction, and then its point, removed (the text has a
+/// point: `v` is computed once).
 fn trimmed(v: &str) -> String {
-    format!("IF(LOCATE('.', {v}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {v})), {v})")
+    format!("TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {v}))")
 }
 
 /// The SQL giving the canonical text of column `x` whose values are read as (or were written
@@ -27,10 +29,16 @@ pub fn text_sql(data_type: &DataType, x: &str) -> Option<String> {
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             trimmed(&format!("CAST({x} AS DECIMAL(65,30))"))
         }
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => trimmed(&format!("CAST({x} AS CHAR)")),
+        // As a decimal of the written scale: its text has a point exactly when the scale
+        // is above 0, whatever the column's own scale.
+        DataType::Decimal32(_, s)
+        | DataType::Decimal64(_, s)
+        | DataType::Decimal128(_, s)
+        | DataType::Decimal256(_, s) => {
+            let scale = (*s).clamp(0, 30);
+            let v = format!("CAST({x} AS DECIMAL(65,{scale}))");
+            if scale > 0 { trimmed(&v) } else { v }
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             format!("CAST(CONVERT({x} USING utf8mb4) AS BINARY)")
         }
@@ -62,7 +70,11 @@ pub fn row_hash_sql(alias: &str, columns: &[(String, DataType)]) -> Result<Strin
         let text = text_sql(data_type, &x).ok_or_else(|| {
             format!("column `{name}` has the type {data_type}, which has no checksum encoding")
         })?;
-        fields.push(format!("IFNULL(CONCAT(LENGTH({text}), ':', {text}), 'N')"));
+        fields.push(if is_delimited(data_type) {
+            format!("IFNULL(CONCAT({text}, ';'), 'N')")
+        } else {
+            format!("IFNULL(CONCAT(LENGTH({text}), ':', {text}), 'N')")
+        });
     }
     if fields.is_empty() {
         fields.push("''".to_owned());
@@ -91,7 +103,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_column_is_length_prefixed_or_null() {
+    fn texts_are_length_prefixed_and_numbers_delimited() {
         let sql = row_hash_sql(
             "t",
             &[
@@ -100,7 +112,8 @@ mod tests {
             ],
         )
         .unwrap();
-        assert!(sql.starts_with("CAST(CONV(LEFT(MD5(CONCAT(IFNULL(CONCAT(LENGTH("));
+        assert!(sql.starts_with("CAST(CONV(LEFT(MD5(CONCAT(IFNULL(CONCAT(CAST(CAST(t.`id`"));
+        assert!(sql.contains("IFNULL(CONCAT(LENGTH(CAST(CONVERT(t.`name`"));
         assert!(sql.contains("t.`name`"));
         let err = row_hash_sql(
             "t",
