@@ -98,6 +98,15 @@ impl Checksum {
         Some(Self { rows, sum })
     }
 
+    /// The checksum of every row a stream gives (a source reading its own partition again).
+    pub fn of_stream(stream: &mut dyn crate::BatchStream) -> crate::Result<Self> {
+        let mut checksum = Self::default();
+        while let Some(batch) = stream.next_batch()? {
+            checksum.add(Self::of_batch(&batch).map_err(crate::PluginError::data)?);
+        }
+        Ok(checksum)
+    }
+
     /// The checksum of a batch's rows.
     pub fn of_batch(batch: &RecordBatch) -> Result<Self, UnsupportedType> {
         let mut checksum = Self::default();

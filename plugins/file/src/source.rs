@@ -443,12 +443,7 @@ impl Source for FileSource {
     /// The checksum of the partition's rows, read again as Arrow (with the offset filter of
     /// an INCREMENTAL run).
     fn checksum(&self, partition: &Partition) -> Result<Checksum> {
-        let mut stream = self.read(partition)?;
-        let mut checksum = Checksum::default();
-        while let Some(batch) = stream.next_batch()? {
-            checksum.add(Checksum::of_batch(&batch).map_err(PluginError::data)?);
-        }
-        Ok(checksum)
+        Checksum::of_stream(self.read(partition)?.as_mut())
     }
 }
 

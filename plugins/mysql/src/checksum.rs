@@ -4,7 +4,10 @@
 use arrow_schema::DataType;
 use fastlane_plugin_api::checksum::is_delimited;
 
-use crate::conn::ident;
+use fastlane_plugin_api::Checksum;
+
+use crate::conn::{Session, ident};
+use crate::error::{Error, Result};
 
 /// Trailing zeros of a decimal text's fraction, and then its point, removed (the text has a
 /// point: `v` is computed once).
@@ -96,6 +99,20 @@ pub fn checksum_sql(
     Ok(format!(
         "SELECT COUNT(*), CAST(COALESCE(SUM({hash}), 0) AS CHAR) FROM {from} AS {alias}"
     ))
+}
+
+/// Runs a statement of [`checksum_sql`] and reads its checksum; the session is closed after.
+pub async fn run_checksum(
+    mut session: Session,
+    sql: &str,
+    params: Vec<mysql_async::Value>,
+    what: &str,
+) -> Result<Checksum> {
+    let row: Option<(u64, String)> = session.first(sql, params, what).await?;
+    session.close().await;
+    let (rows, sum) = row.unwrap_or((0, String::new()));
+    Checksum::from_sum_text(rows, &sum)
+        .ok_or_else(|| Error::Data(format!("the server's checksum sum `{sum}` is not a number")))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 use serde_json::Value as Json;
 
-use crate::checksum::checksum_sql;
+use crate::checksum::{checksum_sql, run_checksum};
 use crate::columns::{BatchSizes, Layout, ReadOptions, value_text};
 use crate::config::MysqlSourceConfig;
 use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
@@ -328,14 +328,7 @@ impl AsyncSource for MysqlSource {
                 .collect();
             let sql =
                 checksum_sql(&format!("({inner})"), "fl_sum", &typed).map_err(Error::Config)?;
-            let row: Option<(u64, String)> = session
-                .first(&sql, params, "computing the partition's checksum")
-                .await?;
-            session.close().await;
-            let (rows, sum) = row.unwrap_or((0, String::new()));
-            Checksum::from_sum_text(rows, &sum).ok_or_else(|| {
-                Error::Data(format!("the server's checksum sum `{sum}` is not a number"))
-            })
+            run_checksum(session, &sql, params, "computing the partition's checksum").await
         };
         summed.await.map_err(Into::into)
     }

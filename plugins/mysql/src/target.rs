@@ -37,7 +37,7 @@ use mysql_async::{Conn, Params, Value};
 use serde_json::{Value as Json, json};
 
 use crate::checkpoints::{self, Checkpoints, table_exists, tag_id};
-use crate::checksum::checksum_sql;
+use crate::checksum::{checksum_sql, run_checksum};
 use crate::config::{LoadMethod, MysqlTargetConfig, OnSchemaChange};
 use crate::conn::{Connector, RUNTIME, Session, ident, qualified};
 use crate::ddl::{column_definition, create_table};
@@ -896,15 +896,14 @@ impl AsyncTarget for MysqlTarget {
         let sql = checksum_sql(&from, "fl_sum", &types).map_err(PluginError::config)?;
         let connector = self.connector.clone();
         let summed = async move {
-            let mut session = Session::open_retrying(connector).await?;
-            let row: Option<(u64, String)> = session
-                .first(&sql, Vec::new(), "computing the staging's checksum")
-                .await?;
-            session.close().await;
-            let (rows, sum) = row.unwrap_or((0, String::new()));
-            Checksum::from_sum_text(rows, &sum).ok_or_else(|| {
-                Error::Data(format!("the server's checksum sum `{sum}` is not a number"))
-            })
+            let session = Session::open_retrying(connector).await?;
+            run_checksum(
+                session,
+                &sql,
+                Vec::new(),
+                "computing the staging's checksum",
+            )
+            .await
         };
         summed.await.map_err(Into::into)
     }

@@ -116,12 +116,7 @@ impl Source for SqliteSource {
     /// SQLite runs in this process and has no MD5 of its own, so reading the rows costs what
     /// a SQL aggregate would.
     fn checksum(&self, partition: &Partition) -> Result<Checksum> {
-        let mut stream = self.read(partition)?;
-        let mut checksum = Checksum::default();
-        while let Some(batch) = stream.next_batch()? {
-            checksum.add(Checksum::of_batch(&batch).map_err(PluginError::data)?);
-        }
-        Ok(checksum)
+        Checksum::of_stream(self.read(partition)?.as_mut())
     }
 
     /// `SELECT COUNT(*)` over the partition's key range (or over the query's result).
