@@ -362,6 +362,7 @@ pub fn run(
             plan.partitions.clone(),
             before,
             !transforms.is_empty(),
+            plan.source_workers,
         )
     });
     if let Some(check) = &check {

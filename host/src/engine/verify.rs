@@ -17,6 +17,7 @@
 //! the checksums are compared only when there is no transform.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
@@ -154,6 +155,9 @@ pub(super) struct Counted {
     pub(super) checksum: Option<Checksum>,
 }
 
+/// What the source says of one partition, or the partition it failed on and why.
+type CountResult = Result<Counted, (usize, PluginError)>;
+
 /// The source's counts of its partitions, taken while the run loads.
 type Counting = std::thread::JoinHandle<Result<Vec<Counted>, (usize, PluginError)>>;
 
@@ -172,6 +176,8 @@ pub(super) struct Check {
     pub(super) counting: Mutex<Option<Counting>>,
     /// The checksums the workers add up, in a run verified by checksum.
     pub(super) sums: Option<Arc<Sums>>,
+    /// How many partitions are counted at once.
+    parallel: usize,
 }
 
 impl Check {
@@ -184,6 +190,7 @@ impl Check {
         partitions: Vec<Partition>,
         before: Before,
         transforms: bool,
+        parallel: usize,
     ) -> Self {
         Self {
             mode,
@@ -194,6 +201,7 @@ impl Check {
             before,
             transforms,
             counting: Mutex::new(None),
+            parallel,
             sums: (mode == Verify::Checksum).then(|| {
                 Arc::new(Sums {
                     written_is_read: !transforms,
@@ -217,39 +225,89 @@ impl Check {
         self.sums_source() || self.source.capabilities.contains(&Capability::VerifyCount)
     }
 
-    /// What the source says of each partition: a checksum (with its rows) when the run is
+    /// What the source says of one partition: a checksum (with its rows) when the run is
     /// verified by checksum and the source computes them, otherwise a count.
+    fn count_partition(
+        source: &Named<Box<dyn Source>>,
+        p: &Partition,
+        checksums: bool,
+    ) -> Result<Counted, (usize, PluginError)> {
+        let summed = match checksums {
+            true => match source.component.checksum(p) {
+                Ok(c) => Some(c),
+                Err(e) if e.code() == ErrorCode::UNSUPPORTED => {
+                    tracing::warn!("partition {}: no checksum ({e}); counting", p.index);
+                    None
+                }
+                Err(e) => return Err((p.index, e)),
+            },
+            false => None,
+        };
+        if let Some(c) = summed {
+            return Ok(Counted {
+                rows: c.rows,
+                checksum: Some(c),
+            });
+        }
+        let rows = source.component.count(p).map_err(|e| (p.index, e))?;
+        Ok(Counted {
+            rows,
+            checksum: None,
+        })
+    }
+
+    /// What the source says of each partition, asked on up to `parallel` threads (as many as
+    /// the run reads with: a checksum takes the server a while).
     fn count_partitions(
         source: &Named<Box<dyn Source>>,
         partitions: &[Partition],
         checksums: bool,
+        parallel: usize,
     ) -> Result<Vec<Counted>, (usize, PluginError)> {
-        partitions
-            .iter()
-            .map(|p| {
-                let summed = match checksums {
-                    true => match source.component.checksum(p) {
-                        Ok(c) => Some(c),
-                        Err(e) if e.code() == ErrorCode::UNSUPPORTED => {
-                            tracing::warn!("partition {}: no checksum ({e}); counting", p.index);
-                            None
+        let n = partitions.len();
+        let threads = parallel.clamp(1, n.max(1));
+        if threads == 1 {
+            return partitions
+                .iter()
+                .map(|p| Self::count_partition(source, p, checksums))
+                .collect();
+        }
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<CountResult>>> = Mutex::new((0..n).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n {
+                            break;
                         }
-                        Err(e) => return Err((p.index, e)),
-                    },
-                    false => None,
-                };
-                if let Some(c) = summed {
-                    Ok(Counted {
-                        rows: c.rows,
-                        checksum: Some(c),
-                    })
-                } else {
-                    let rows = source.component.count(p).map_err(|e| (p.index, e))?;
-                    Ok(Counted {
-                        rows,
-                        checksum: None,
-                    })
-                }
+                        let result = Self::count_partition(source, &partitions[i], checksums);
+                        let failed = result.is_err();
+                        results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+                        if failed {
+                            // The others stop after their current partition.
+                            next.store(n, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(Err((index, e))) = results.iter().flatten().find(|r| r.is_err()) {
+            return Err((*index, e.clone()));
+        }
+        results
+            .into_iter()
+            .zip(partitions)
+            .map(|(r, p)| {
+                r.unwrap_or_else(|| {
+                    Err((
+                        p.index,
+                        PluginError::internal("the partition was not counted"),
+                    ))
+                })
             })
             .collect()
     }
@@ -260,10 +318,10 @@ impl Check {
             return;
         }
         let (source, partitions) = (self.source.clone(), self.partitions.clone());
-        let checksums = self.sums_source();
+        let (checksums, parallel) = (self.sums_source(), self.parallel);
         let spawned = std::thread::Builder::new()
             .name("fl-verify".to_owned())
-            .spawn(move || Self::count_partitions(&source, &partitions, checksums));
+            .spawn(move || Self::count_partitions(&source, &partitions, checksums, parallel));
         match spawned {
             Ok(handle) => *self.counting.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle),
             Err(e) => {
@@ -294,6 +352,7 @@ impl Check {
             &self.source,
             &self.partitions,
             self.sums_source(),
+            self.parallel,
         ))
     }
 
