@@ -689,3 +689,69 @@ fn compare_checksums(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fastlane_plugin_api::{BatchStream, Result};
+
+    use super::*;
+
+    /// A source whose partition `i` holds `10 * i` rows, and whose count of `fail` fails.
+    struct Counts {
+        fail: Option<usize>,
+    }
+
+    impl Source for Counts {
+        fn read(&self, _: &Partition) -> Result<Box<dyn BatchStream>> {
+            Err(PluginError::unsupported("counts only"))
+        }
+
+        fn count(&self, p: &Partition) -> Result<u64> {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            match self.fail == Some(p.index) {
+                true => Err(PluginError::data("the server went away")),
+                false => Ok(10 * p.index as u64),
+            }
+        }
+    }
+
+    fn partitions(n: usize) -> Vec<Partition> {
+        (0..n)
+            .map(|index| Partition {
+                index,
+                spec: serde_json::Value::Null,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partitions_counted_in_parallel_keep_their_order_and_report_a_failure() {
+        let parts = partitions(9);
+        for parallel in [1, 3, 20] {
+            let source: Named<Box<dyn Source>> = Named::new("s", Box::new(Counts { fail: None }));
+            let counted = Check::count_partitions(&source, &parts, false, parallel).unwrap();
+            let rows: Vec<u64> = counted.iter().map(|c| c.rows).collect();
+            assert_eq!(
+                rows,
+                (0..9).map(|i| 10 * i).collect::<Vec<u64>>(),
+                "{parallel}"
+            );
+            assert!(counted.iter().all(|c| c.checksum.is_none()));
+
+            let failing: Named<Box<dyn Source>> =
+                Named::new("s", Box::new(Counts { fail: Some(4) }));
+            let (index, e) = Check::count_partitions(&failing, &parts, false, parallel)
+                .expect_err("partition 4 fails");
+            assert_eq!(index, 4, "{parallel}");
+            assert!(e.to_string().contains("went away"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_source_without_checksums_is_counted_instead() {
+        let source: Named<Box<dyn Source>> = Named::new("s", Box::new(Counts { fail: None }));
+        let counted = Check::count_partitions(&source, &partitions(3), true, 2).unwrap();
+        assert_eq!(counted[2].rows, 20);
+        assert!(counted.iter().all(|c| c.checksum.is_none()));
+    }
+}
