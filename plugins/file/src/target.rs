@@ -288,6 +288,15 @@ fn extension(config: &FileTargetConfig) -> String {
     }
 }
 
+/// The finished data files of a staging folder (not its `.tmp` files nor its folders).
+fn staged_files(staging: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(staging).map_err(io_err("cannot list", staging))?;
+    Ok(entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "tmp"))
+        .collect())
+}
+
 fn io_err(context: &str, path: &Path) -> impl Fn(std::io::Error) -> PluginError {
     let text = format!("{context} `{}`", path.display());
     move |e| PluginError::io(format!("{text}: {e}"))
@@ -370,13 +379,7 @@ impl Target for FileTarget {
             .as_ref()
             .ok_or_else(|| PluginError::internal("staged_rows before open"))?;
         let mut rows = 0u64;
-        let entries =
-            std::fs::read_dir(&run.staging).map_err(io_err("cannot list", &run.staging))?;
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            if !path.is_file() || path.extension().is_some_and(|e| e == "tmp") {
-                continue;
-            }
+        for path in staged_files(&run.staging)? {
             rows += self.file_rows(&path)?;
         }
         Ok(rows)
@@ -395,13 +398,7 @@ impl Target for FileTarget {
             ));
         }
         let mut checksum = Checksum::default();
-        let entries =
-            std::fs::read_dir(&run.staging).map_err(io_err("cannot list", &run.staging))?;
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            if !path.is_file() || path.extension().is_some_and(|e| e == "tmp") {
-                continue;
-            }
+        for path in staged_files(&run.staging)? {
             let shown = path.display().to_string();
             let data = |e: &dyn std::fmt::Display| PluginError::data(format!("`{shown}`: {e}"));
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)
@@ -450,11 +447,7 @@ impl Target for FileTarget {
         let Some(run) = self.run.as_ref() else {
             return Err(PluginError::internal("commit without open"));
         };
-        let mut staged: Vec<PathBuf> = std::fs::read_dir(&run.staging)
-            .map_err(io_err("cannot list", &run.staging))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "tmp"))
-            .collect();
+        let mut staged = staged_files(&run.staging)?;
         staged.sort();
         let replaced = match run.mode {
             ReplicationMode::FullTable => self.data_files()?,

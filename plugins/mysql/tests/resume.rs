@@ -58,6 +58,25 @@ fn tag_rows<'a>(texts: impl Iterator<Item = &'a str>) -> u64 {
         .sum()
 }
 
+/// The rows the tags of the `mysql` target's checkpoint table cover (none once the run has
+/// committed and dropped the table).
+fn staged_by_tags(db: &Db) -> u64 {
+    let Some(ckpt) = db
+        .tables()
+        .into_iter()
+        .find(|t| t.starts_with("_fastlane_ckpt"))
+    else {
+        return 0;
+    };
+    let bodies: Vec<String> = db
+        .try_rows(&format!("SELECT body FROM `{ckpt}` WHERE id LIKE 't:%'"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.get::<String, _>(0).unwrap_or_default())
+        .collect();
+    tag_rows(bodies.iter().map(String::as_str))
+}
+
 /// Runs the pipeline to its end; the summary.
 fn run_to_end(cwd: &Path, config: &Path) -> Value {
     fastlane_tests::run_to_end(cwd, config, &[])
@@ -135,23 +154,7 @@ fn mysql_to_mysql_killed_anywhere_resumes_to_exactly_the_source_rows() {
         ("mysql", db.config(json!({"table": "dst"}))),
     );
     let expected = db.checksum("src", &["id", "v", "n"]);
-    let loaded = || {
-        let Some(ckpt) = db
-            .tables()
-            .into_iter()
-            .find(|t| t.starts_with("_fastlane_ckpt"))
-        else {
-            return 0;
-        };
-        // The table goes when the run commits: no rows then.
-        let bodies: Vec<String> = db
-            .try_rows(&format!("SELECT body FROM `{ckpt}` WHERE id LIKE 't:%'"))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.get::<String, _>(0).unwrap_or_default())
-            .collect();
-        tag_rows(bodies.iter().map(String::as_str))
-    };
+    let loaded = || staged_by_tags(&db);
     let reread = kill_and_resume(
         tmp.path(),
         &config,
@@ -195,22 +198,7 @@ fn a_resumed_load_verified_by_checksum_passes_and_catches_a_value_changed_in_its
     config["verify"] = json!("checksum");
     let path = tmp.path().join("checksum.json");
     std::fs::write(&path, config.to_string()).unwrap();
-    let loaded = || {
-        let Some(ckpt) = db
-            .tables()
-            .into_iter()
-            .find(|t| t.starts_with("_fastlane_ckpt"))
-        else {
-            return 0;
-        };
-        let bodies: Vec<String> = db
-            .try_rows(&format!("SELECT body FROM `{ckpt}` WHERE id LIKE 't:%'"))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.get::<String, _>(0).unwrap_or_default())
-            .collect();
-        tag_rows(bodies.iter().map(String::as_str))
-    };
+    let loaded = || staged_by_tags(&db);
     let staging = || {
         db.tables()
             .into_iter()
