@@ -50,7 +50,7 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, TimeUnit};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -331,69 +331,71 @@ fn canonical_text(column: &dyn Array, i: usize, out: &mut Vec<u8>) {
             };
             micros_text(v, *unit, out);
         }
-        DataType::Dictionary(..) => {
-            let dictionary = column.as_any_dictionary();
-            let key = dictionary.normalized_keys()[i];
-            let values = dictionary.values();
-            if !values.is_null(key) {
+        DataType::Dictionary(key_type, _) => {
+            let values = column.as_any_dictionary().values();
+            if let Some(key) = dictionary_key(column, key_type, i)
+                && !values.is_null(key)
+            {
                 canonical_text(values.as_ref(), key, out);
             }
         }
-        DataType::List(_) => {
-            let list = column.as_list::<i32>();
-            items_text(list.value(i).as_ref(), b'[', b']', out);
-        }
-        DataType::LargeList(_) => {
-            let list = column.as_list::<i64>();
-            items_text(list.value(i).as_ref(), b'[', b']', out);
-        }
+        DataType::List(_) => items_text(column.as_list::<i32>().value(i).as_ref(), out),
+        DataType::LargeList(_) => items_text(column.as_list::<i64>().value(i).as_ref(), out),
         DataType::FixedSizeList(..) => {
-            let list = column.as_fixed_size_list();
-            items_text(list.value(i).as_ref(), b'[', b']', out);
+            items_text(column.as_fixed_size_list().value(i).as_ref(), out)
         }
         DataType::Map(..) => {
-            let map = column.as_map();
-            let entries = map.value(i);
-            let mut field = Vec::new();
-            let mut scratch = Vec::new();
+            let entries = column.as_map().value(i);
             out.push(b'[');
             for e in 0..entries.len() {
-                field.clear();
-                out.push(b'{');
-                for c in entries.columns() {
-                    encode_field(c.as_ref(), e, &mut field, &mut scratch);
-                }
-                out.extend_from_slice(&field);
-                out.push(b'}');
+                struct_text(&entries, e, out);
             }
             out.push(b']');
         }
-        DataType::Struct(_) => {
-            let fields = column.as_struct();
-            let mut field = Vec::new();
-            let mut scratch = Vec::new();
-            for c in fields.columns() {
-                encode_field(c.as_ref(), i, &mut field, &mut scratch);
-            }
-            out.push(b'{');
-            out.extend_from_slice(&field);
-            out.push(b'}');
-        }
+        DataType::Struct(_) => struct_text(column.as_struct(), i, out),
         // `check_type` refused every other type before any row was encoded.
         _ => {}
     }
 }
 
-/// Appends the items of a list value, each encoded as a field, between `open` and `close`.
-fn items_text(items: &dyn Array, open: u8, close: u8, out: &mut Vec<u8>) {
-    let mut field = Vec::new();
+/// Appends the items of a list value, each encoded as a field, between `[` and `]`.
+fn items_text(items: &dyn Array, out: &mut Vec<u8>) {
     let mut scratch = Vec::new();
+    out.push(b'[');
     for j in 0..items.len() {
-        encode_field(items, j, &mut field, &mut scratch);
+        encode_field(items, j, out, &mut scratch);
     }
-    out.push(open);
-    out.extend_from_slice(&field);
-    out.push(close);
+    out.push(b']');
+}
+
+/// Appends row `i` of a struct array, each field encoded as a column is, between `{` and `}`.
+fn struct_text(fields: &StructArray, i: usize, out: &mut Vec<u8>) {
+    let mut scratch = Vec::new();
+    out.push(b'{');
+    for c in fields.columns() {
+        encode_field(c.as_ref(), i, out, &mut scratch);
+    }
+    out.push(b'}');
+}
+
+/// The index into its values of value `i` of a dictionary column keyed by `key_type`.
+fn dictionary_key(column: &dyn Array, key_type: &DataType, i: usize) -> Option<usize> {
+    macro_rules! key {
+        ($t:ty) => {
+            usize::try_from(column.as_dictionary::<$t>().keys().value(i)).ok()
+        };
+    }
+    match key_type {
+        DataType::Int8 => key!(Int8Type),
+        DataType::Int16 => key!(Int16Type),
+        DataType::Int32 => key!(Int32Type),
+        DataType::Int64 => key!(Int64Type),
+        DataType::UInt8 => key!(UInt8Type),
+        DataType::UInt16 => key!(UInt16Type),
+        DataType::UInt32 => key!(UInt32Type),
+        DataType::UInt64 => key!(UInt64Type),
+        _ => None,
+    }
 }
 
 /// The number of decimals floats are rounded to.
@@ -680,6 +682,28 @@ mod tests {
         // SELECT CONV(LEFT(MD5('7;N1.5;0.5;1000001;'), 16), 16, 10) in MariaDB.
         let digest = Md5::digest(b"7;N1.5;0.5;1000001;");
         assert_eq!(checksum.sum.to_be_bytes(), digest[..8]);
+    }
+
+    #[test]
+    fn a_dictionary_column_sums_as_its_values() {
+        use arrow_array::DictionaryArray;
+        let names = vec![Some("a"), None, Some("c"), Some("a")];
+        let dictionary: DictionaryArray<Int8Type> = names.iter().copied().collect();
+        let schema = |t: DataType| Arc::new(Schema::new(vec![Field::new("name", t, true)]));
+        let plain = RecordBatch::try_new(
+            schema(DataType::Utf8),
+            vec![Arc::new(StringArray::from(names))],
+        )
+        .unwrap();
+        let coded = RecordBatch::try_new(
+            schema(dictionary.data_type().clone()),
+            vec![Arc::new(dictionary)],
+        )
+        .unwrap();
+        assert_eq!(
+            Checksum::of_batch(&plain).unwrap(),
+            Checksum::of_batch(&coded).unwrap()
+        );
     }
 
     #[test]
