@@ -79,13 +79,13 @@ where
 }
 
 /// An integer written in a query string: `42`, or an integral float such as `42.0` or `4.2e1`
-/// (JSON Schema's integers), up to 2^53.
+/// (JSON Schema's integers), up to 2^53 included.
 pub(crate) fn parse_int(text: &str) -> Option<i64> {
     let t = text.trim();
     t.parse::<i64>().ok().or_else(|| {
         t.parse::<f64>()
             .ok()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
             .map(|f| f as i64)
     })
 }

@@ -662,6 +662,14 @@ async fn bodies_and_queries_are_read_as_the_openapi_document_describes_them() {
         format!("/api/pipeline/run?pipeline_run_id={}", run["id"])
     );
     let id = run["id"].as_i64().unwrap();
+    // Up to 2^53 included, where every integral float is still exact.
+    let r = c
+        .put(format!("{b}/api/pipeline/run"))
+        .json(&json!({"pipeline_run_id": id, "rows_loaded": 9007199254740992.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     for path in [
         format!("/api/pipeline/run?pipeline_run_id={id}.0"),
         format!("/api/pipeline/run/logs?pipeline_run_id={id}&limit=1e1"),

@@ -101,14 +101,15 @@ fn body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
 
 /// JSON has one number type: `677.0` is the integer 677 (as JSON Schema has it), so integral
 /// numbers written with a fraction or an exponent are accepted where an integer is expected,
-/// up to 2^53, beyond which a float no longer says which integer it meant.
+/// up to 2^53 included (every integral float there is exact), beyond which a float no longer
+/// says which integer it meant.
 fn integral_floats_as_integers(v: &mut serde_json::Value) {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     match v {
         serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
             if let Some(f) = n.as_f64()
                 && f.fract() == 0.0
-                && f.abs() < EXACT
+                && f.abs() <= EXACT
             {
                 *v = serde_json::Value::from(f as i64);
             }
