@@ -27,6 +27,10 @@ pub(crate) struct Range {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Plan {
     pub(crate) select: String,
+    /// The qualified table a table's plan reads (none for a custom `query`): its rows are
+    /// counted straight from the table, without reading the selected columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) table: Option<String>,
     pub(crate) key: String,
     pub(crate) key_unique: bool,
     /// How a key value is bound: `?`, or `CAST(? AS DECIMAL(p,s))` for decimal keys, which
@@ -337,6 +341,7 @@ pub(crate) fn partitions_between(
 pub(crate) fn query_partition(query: String) -> Partition {
     let plan = Plan {
         select: query,
+        table: None,
         key: String::new(),
         key_unique: false,
         key_param: plain_param(),
@@ -350,7 +355,7 @@ pub(crate) fn query_partition(query: String) -> Partition {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn column(name: &str, data_type: &str) -> TableColumn {
@@ -582,9 +587,11 @@ mod tests {
         );
     }
 
-    fn test_plan() -> Plan {
+    /// A plan reading `id` of `db`.`t` by its unique integer key.
+    pub(crate) fn test_plan() -> Plan {
         Plan {
             select: "SELECT `id` FROM `db`.`t`".into(),
+            table: Some("`db`.`t`".into()),
             key: "id".into(),
             key_unique: true,
             key_param: plain_param(),

@@ -182,6 +182,7 @@ impl MysqlSource {
         Ok((
             Plan {
                 select,
+                table: Some(qualified(&db, table)),
                 key,
                 key_unique: !unique_indexes.is_empty(),
                 key_param: decimal_cast(&key_column.column_type).unwrap_or_else(plain_param),
@@ -380,18 +381,39 @@ impl MysqlSource {
     }
 }
 
-/// The statement counting a partition's rows: its select (a table's, or the query) with the
-/// range's conditions, in a derived table.
+/// The statement counting a partition's rows: a table's rows in the range straight from the
+/// table (InnoDB then counts without reading the columns, several times faster than counting
+/// the select), or the query's rows in a derived table.
 fn count_statement(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
-    let (inner, params) = ranged_select(plan, range);
-    (
-        format!("SELECT COUNT(*) FROM ({inner}) AS fl_count"),
-        params,
-    )
+    match &plan.table {
+        Some(table) => {
+            let (conditions, params) = range_conditions(plan, range);
+            (
+                format!("SELECT COUNT(*) FROM {table}{}", where_clause(&conditions)),
+                params,
+            )
+        }
+        None => {
+            let (inner, params) = ranged_select(plan, range);
+            (
+                format!("SELECT COUNT(*) FROM ({inner}) AS fl_count"),
+                params,
+            )
+        }
+    }
 }
 
 /// A partition's select (a table's, or the query) with the range's conditions.
 fn ranged_select(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
+    let (conditions, params) = range_conditions(plan, range);
+    (
+        format!("{}{}", plan.select, where_clause(&conditions)),
+        params,
+    )
+}
+
+/// The conditions on the key that keep a partition's range, with their parameters.
+fn range_conditions(plan: &Plan, range: Option<&Range>) -> (Vec<String>, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut params = Vec::new();
     if let Some(range) = range {
@@ -408,12 +430,15 @@ fn ranged_select(plan: &Plan, range: Option<&Range>) -> (String, Vec<Value>) {
             }
         }
     }
-    let mut inner = plan.select.clone();
-    if !conditions.is_empty() {
-        inner.push_str(" WHERE ");
-        inner.push_str(&conditions.join(" AND "));
+    (conditions, params)
+}
+
+/// ` WHERE a AND b`, or nothing without conditions.
+fn where_clause(conditions: &[String]) -> String {
+    match conditions.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conditions.join(" AND ")),
     }
-    (inner, params)
 }
 
 /// Reads one partition on the runtime, sending batches ahead of the consumer.
@@ -729,4 +754,68 @@ async fn read_page(
         last,
         tie_start,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table_plan() -> Plan {
+        Plan {
+            select: "SELECT `id`, `doc` FROM `db`.`t`".into(),
+            ..crate::plan::tests::test_plan()
+        }
+    }
+
+    fn range_of(p: &Partition) -> Range {
+        serde_json::from_value(p.spec["range"].clone()).unwrap()
+    }
+
+    #[test]
+    fn a_table_is_counted_straight_from_the_table_with_the_ranges_conditions() {
+        let parts = partitions_between(&table_plan(), Some(&json!(5)), vec![json!(10)]);
+        let (sql, params) = count_statement(&table_plan(), Some(&range_of(&parts[0])));
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) FROM `db`.`t` WHERE `id` > ? AND `id` < ?"
+        );
+        assert_eq!(params, vec![Value::Int(5), Value::Int(10)]);
+        let (sql, params) = count_statement(&table_plan(), Some(&range_of(&parts[1])));
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) FROM `db`.`t` WHERE `id` > ? AND `id` >= ?"
+        );
+        assert_eq!(params.len(), 2);
+        let whole = partitions_between(&table_plan(), None, vec![]);
+        let (sql, params) = count_statement(&table_plan(), Some(&range_of(&whole[0])));
+        assert_eq!(sql, "SELECT COUNT(*) FROM `db`.`t`");
+        assert!(params.is_empty());
+        // The read keeps the selected columns.
+        let (select, _) = ranged_select(&table_plan(), Some(&range_of(&parts[0])));
+        assert_eq!(
+            select,
+            "SELECT `id`, `doc` FROM `db`.`t` WHERE `id` > ? AND `id` < ?"
+        );
+    }
+
+    #[test]
+    fn a_query_and_a_plan_kept_without_its_table_are_counted_in_a_derived_table() {
+        let query = query_partition("SELECT a FROM t WHERE b = 1".into());
+        let plan: Plan = serde_json::from_value(query.spec["plan"].clone()).unwrap();
+        let (sql, _) = count_statement(&plan, None);
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) FROM (SELECT a FROM t WHERE b = 1) AS fl_count"
+        );
+        // A checkpoint written before plans named their table.
+        let mut kept = serde_json::to_value(table_plan()).unwrap();
+        kept.as_object_mut().unwrap().remove("table");
+        let plan: Plan = serde_json::from_value(kept).unwrap();
+        let (sql, _) = count_statement(&plan, None);
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) FROM (SELECT `id`, `doc` FROM `db`.`t`) AS fl_count"
+        );
+    }
 }
