@@ -290,6 +290,103 @@ fn sqlite_full_table_then_incremental() {
 }
 
 #[test]
+fn sqlite_into_sqlite_full_then_incremental_keeps_the_tables_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    sqlite_db(&dir.join("shop.db"), 1, 3_000);
+    let pipeline = |mode: &str| {
+        json!({"replication_mode": mode,
+               "source": {"sqlite": {"path": "shop.db", "table": "orders", "replication_key": "id", "batch_size": 700}},
+               "transform": {"add_op_fields": false},
+               "target": {"sqlite": {"path": "copy.db", "table": "orders_copy", "key": "id", "concurrency": 2}},
+               "verify": "count"})
+    };
+    write_json(&dir.join("full.json"), &pipeline("FULL_TABLE"));
+    write_json(&dir.join("incremental.json"), &pipeline("INCREMENTAL"));
+    let run = |config: &str| {
+        let out = fastlane(
+            dir,
+            &[
+                "--source=sqlite",
+                "--target=sqlite",
+                &format!("--config={config}"),
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
+    };
+    let full = run("full.json");
+    assert!(
+        full.stdout
+            .contains("the source counts 3,000 rows, 3,000 were read, the staging counts 3,000"),
+        "{}",
+        full.stdout
+    );
+    let copy = rusqlite::Connection::open(dir.join("copy.db")).unwrap();
+    copy.execute_batch("CREATE INDEX by_customer ON orders_copy (customer)")
+        .unwrap();
+    let summary = |copy: &rusqlite::Connection| -> (i64, i64, f64) {
+        copy.query_row(
+            "SELECT COUNT(*), SUM(id), SUM(amount) FROM orders_copy",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        summary(&copy),
+        (3_000, 3_000 * 3_001 / 2, 3_000.0 * 3_001.0 / 8.0)
+    );
+
+    // New rows and a changed one: the incremental run reads after the copy's largest id.
+    sqlite_db(&dir.join("shop.db"), 3_001, 3_500);
+    let inc = run("incremental.json");
+    assert!(inc.stdout.contains(" 500 rows loaded"), "{}", inc.stdout);
+    assert_eq!(
+        summary(&copy),
+        (3_500, 3_500 * 3_501 / 2, 3_500.0 * 3_501.0 / 8.0)
+    );
+    let (types, created): (String, String) = copy
+        .query_row(
+            "SELECT (SELECT group_concat(type, ',') FROM pragma_table_info('orders_copy')), \
+             (SELECT created FROM orders_copy WHERE id = 3500)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(types, "INTEGER,TEXT,REAL,TIMESTAMP");
+    assert_eq!(created, "2026-03-01 12:00:00.000000");
+    let indexes: i64 = copy
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'by_customer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 1, "the index made on the copy stays");
+
+    // A full run replaces the rows, keeping the index.
+    let again = run("full.json");
+    assert!(
+        again.stdout.contains("3,500 rows loaded"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        summary(&copy),
+        (3_500, 3_500 * 3_501 / 2, 3_500.0 * 3_501.0 / 8.0)
+    );
+    let left: i64 = copy
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '_fastlane%' OR name = 'by_customer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 1, "the index stays, no staging is left");
+}
+
+#[test]
 fn bad_config_reports_every_mistake() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -1,4 +1,4 @@
-//! Configuration of the `sqlite` source.
+//! Configuration of the `sqlite` source and target.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -45,4 +45,50 @@ pub struct SqliteSourceConfig {
     /// How many partitions are read at once (host setting).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+}
+
+fn default_busy_timeout() -> u64 {
+    30
+}
+
+/// Configuration of the `sqlite` target.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteTargetConfig {
+    /// The SQLite database file, created when missing (its folder must exist).
+    pub path: String,
+    /// The table to load, a plain name; created from the data's columns when missing.
+    pub table: String,
+    /// The key column: the primary key of a created table, the upsert key of INCREMENTAL runs
+    /// (a row replaces the table's rows with its key) and the column whose largest value is
+    /// the offset. Without it, INCREMENTAL runs append and there is no offset.
+    pub key: Option<String>,
+    /// When the data has columns the table lacks: `fail` (the default) stops the run naming
+    /// them; `add_columns` adds them to the table (`ALTER TABLE … ADD COLUMN`, in the
+    /// transaction that publishes the rows); `replace` (FULL_TABLE only) replaces the table
+    /// with one defined by the data.
+    #[serde(default)]
+    pub on_schema_change: OnSchemaChange,
+    /// Seconds a writer waits for another connection's lock on the database before failing.
+    #[serde(default = "default_busy_timeout")]
+    #[schemars(range(min = 1))]
+    pub busy_timeout_secs: u64,
+    /// How many target workers write at once (host setting). SQLite has one writer at a
+    /// time: more workers only overlap encoding with writing.
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+}
+
+/// What a load does when the data's columns differ from the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSchemaChange {
+    /// Stop the run, naming the new and missing columns.
+    #[default]
+    Fail,
+    /// Keep the table (its indexes, triggers and declared types) and add the new columns.
+    AddColumns,
+    /// Replace the table with one defined by the data (FULL_TABLE only): indexes, triggers
+    /// and declared types are lost.
+    Replace,
 }

@@ -1,4 +1,4 @@
-//! The conformance suite, for the `sqlite` source.
+//! The conformance suite, for the `sqlite` source and target.
 
 use std::path::Path;
 
@@ -109,4 +109,85 @@ impl SourceFixture for Fixture {
 #[test]
 fn sqlite_source() {
     conformance::check_source("sqlite", &Fixture);
+}
+
+/// The `sqlite` target, read back through the `sqlite` source.
+struct TargetFixture;
+
+impl conformance::TargetFixture for TargetFixture {
+    fn id(&self) -> &str {
+        "sqlite"
+    }
+
+    fn columns(&self) -> Vec<&'static str> {
+        COLUMNS.iter().map(|(c, _)| *c).collect()
+    }
+
+    fn config(&self, dir: &Path) -> Value {
+        json!({"path": dir.join("out.db"), "table": "loaded", "key": "id", "on_schema_change": "replace"})
+    }
+
+    fn read_back(&self, dir: &Path) -> Vec<RecordBatch> {
+        let path = dir.join("out.db");
+        if !path.exists() {
+            return vec![];
+        }
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'loaded'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("tables");
+        if tables == 0 {
+            return vec![];
+        }
+        let config = json!({"path": path, "table": "loaded", "replication_key": "id"});
+        let source = fastlane_plugin_sqlite::SqliteSource::new(
+            serde_json::from_value(config).expect("config"),
+        )
+        .expect("source");
+        conformance::read_source(
+            "sqlite",
+            Box::new(source),
+            &fastlane_host::engine::EngineOptions::default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{}", fastlane_host::error::chain(&e)))
+    }
+
+    fn leftovers(&self, dir: &Path) -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        let path = dir.join("out.db");
+        if path.exists() {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            let mut stmt = conn
+                .prepare("SELECT name FROM sqlite_master ORDER BY name")
+                .expect("prepare");
+            found.extend(
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .expect("query")
+                    .map(|n| format!("table {}", n.expect("name"))),
+            );
+        }
+        found.sort();
+        found
+    }
+
+    fn examples(&self) -> Vec<Value> {
+        vec![
+            json!({"path": "shop.db", "table": "orders"}),
+            json!({"path": "shop.db", "table": "orders", "key": "id", "on_schema_change": "add_columns"}),
+            json!({"path": "out/copy.db", "table": "orders", "key": "id", "busy_timeout_secs": 60, "concurrency": 2}),
+        ]
+    }
+}
+
+#[test]
+fn sqlite_target() {
+    conformance::check_target("sqlite", &TargetFixture);
 }
