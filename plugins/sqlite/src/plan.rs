@@ -49,7 +49,8 @@ pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
-fn listed(names: &[String]) -> String {
+/// Names in backticks, comma-separated, for messages.
+pub(crate) fn listed(names: &[String]) -> String {
     names
         .iter()
         .map(|n| format!("`{n}`"))

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::{OnSchemaChange, SqliteTargetConfig};
 use crate::encode::{Encoder, declared_type};
-use crate::plan::quote;
+use crate::plan::{listed, quote};
 
 /// Loads a SQLite table.
 pub struct SqliteTarget {
@@ -150,14 +150,6 @@ fn table_columns(
         .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Some(columns))
-}
-
-fn listed(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Target for SqliteTarget {
