@@ -8,15 +8,16 @@
 //! fastlane validate --config=pipeline.json                        check a configuration, run nothing
 //! fastlane plugins list [--json]                                  plugins found, and those that failed
 //! fastlane plugins schema <source|transform|target> <id>          a component's configuration schema
+//! fastlane plugins check PATH.so [--config FILE] [--json]        the conformance suite on a plugin file
 //! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] the monitoring API and web UI
 //! ```
 //!
-//! Exit codes: 0 success, 1 the run failed, 2 bad usage or configuration, 3 plugins failed to
-//! load (`plugins list`), 4 the run was stopped (SIGINT, SIGTERM or a stop request), 5 the
+//! Exit codes: 0 success, 1 the run failed (or a conformance check failed), 2 bad usage or
+//! configuration, 3 plugins failed to load (`plugins list`, `plugins check`), 4 the run was stopped (SIGINT, SIGTERM or a stop request), 5 the
 //! service could not start.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -195,6 +196,24 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run the conformance suite against a plugin file and report every check; exits non-zero
+    /// when a check fails.
+    Check {
+        /// The plugin library (`.so`).
+        path: PathBuf,
+        /// A check file giving configurations for the plugin's sources and targets (JSON:
+        /// `{"sources": {ID: {"config": …, "key": …}}, "targets": {ID: {"config": …,
+        /// "read_back": {"source": ID, "config": …}}}, "transforms": {ID: {"config": …}}}`;
+        /// `{dir}` and `{name}` in a configuration stand for a fresh folder and a fresh name).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Fail a check when one call into the plugin takes longer than this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of a component's configuration.
     Schema {
         /// source, transform or target.
@@ -240,6 +259,12 @@ where
         Some(Command::Run(args)) => run(&args, &cli.global),
         Some(Command::Validate(args)) => validate(&args, &cli.global),
         Some(Command::Plugins(PluginsCommand::List { json })) => plugins_list(json, &cli.global),
+        Some(Command::Plugins(PluginsCommand::Check {
+            path,
+            config,
+            timeout,
+            json,
+        })) => plugins_check(&path, config.as_deref(), timeout, json),
         Some(Command::Plugins(PluginsCommand::Schema { kind, id })) => {
             plugins_schema(&kind, &id, &cli.global)
         }
@@ -733,6 +758,37 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
         0
     } else {
         EXIT_PLUGINS
+    }
+}
+
+fn plugins_check(path: &Path, config: Option<&Path>, timeout: u64, json: bool) -> u8 {
+    use crate::conformance::{CheckOptions, CheckSpec, check_file};
+    let spec = match config.map(CheckSpec::read).transpose() {
+        Ok(spec) => spec.unwrap_or_default(),
+        Err(e) => {
+            print_error(&e);
+            return EXIT_USAGE;
+        }
+    };
+    let options = CheckOptions {
+        stall_timeout: Duration::from_secs(timeout.max(1)),
+        ..CheckOptions::default()
+    };
+    let report = check_file(path, &spec, &options);
+    if json {
+        out(format_args!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ));
+    } else {
+        out(format_args!("{report}\n"));
+    }
+    if report.plugin.is_none() {
+        EXIT_PLUGINS
+    } else if report.passed() {
+        0
+    } else {
+        EXIT_RUN_FAILED
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod log_sinks;

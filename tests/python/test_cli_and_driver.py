@@ -39,6 +39,54 @@ def test_cli_finds_the_plugins_shipped_in_the_package():
     assert "Python package" in text or str(package_plugins) in text
 
 
+def test_cli_checks_a_shipped_plugin_with_the_conformance_suite(tmp_path):
+    """The conformance suite ships in the package: `fastlane plugins check` on its sqlite plugin."""
+    import sqlite3
+
+    plugin = Path(fastlane.__file__).parent / "plugins" / "libfastlane_plugin_sqlite.so"
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL, note TEXT)")
+        conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?)", [(i, i / 4, f"order {i}") for i in range(1, 3001)]
+        )
+    check = {
+        "sources": {
+            "sqlite": {"config": {"path": str(db), "table": "orders", "replication_key": "id"}, "key": "id"}
+        },
+        "targets": {
+            "sqlite": {
+                "config": {"path": "{dir}/out.db", "table": "{name}", "key": "id"},
+                "read_back": {"source": "sqlite", "config": {"path": "{dir}/out.db", "table": "{name}"}},
+            }
+        },
+    }
+    spec = tmp_path / "check.json"
+    spec.write_text(json.dumps(check))
+    out = subprocess.run(
+        [*fastlane_cmd(), "plugins", "check", str(plugin), "--config", str(spec), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    passed = {(c["subject"], c["name"]) for c in report["checks"] if c["outcome"] == "passed"}
+    assert ("source `sqlite`", "INCREMENTAL reads after the start offset") in passed, report
+    assert ("target `sqlite`", "stores every row once, with its values") in passed, report
+    assert ("target `sqlite`", "a failed run leaves it as it was") in passed, report
+
+    # A check file naming a column the source lacks as its key fails, and says so.
+    check["sources"]["sqlite"]["key"] = "missing"
+    spec.write_text(json.dumps(check))
+    out = subprocess.run(
+        [*fastlane_cmd(), "plugins", "check", str(plugin), "--config", str(spec)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAIL  source `sqlite`: unique key — no key column `missing`" in out.stdout, out.stdout
+
+
 def test_cli_runs_the_shipped_sqlite_example(repo, tmp_path):
     shutil.copytree(repo / "examples", tmp_path / "examples")
     out = subprocess.run(

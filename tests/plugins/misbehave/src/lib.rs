@@ -12,6 +12,12 @@
 //! | target | `fail_write` | fails on the batch after `after_batches` |
 //! | target | `lossy` | counts the rows it keeps, silently losing batch `lose_batch` (from 0); writes the count to `path` at commit |
 //! | target | `altering` | keeps the checksum of what it stores, but stores batch `alter_batch` with its last row replaced by a copy of its first (same count, one value changed) |
+//! | source | `ranged` | like `generate` (`id`, `payload`), with positions, ranges and counts (`resume`, `verify_count`); `flaw` breaks one rule of the contract |
+//! | target | `store` | Arrow IPC files under `path`, staged then published at commit; `flaw` breaks one rule of the contract |
+//! | source | `stored` | reads what `store` published under `path` |
+//!
+//! The flaws (see [`SourceFlaw`] and [`TargetFlaw`]) give `fastlane plugins check` a component
+//! that fails each of its checks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +25,8 @@ use std::time::Duration;
 use fastlane_plugin_api::arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use fastlane_plugin_api::arrow_schema::{DataType, Field, Schema};
 use fastlane_plugin_api::{
-    BatchStream, Checksum, Partition, PluginDefinition, PluginError, ReadContext, Result, Source,
-    Target, Transform, WriteContext, Writer, export_plugin,
+    BatchStream, Checksum, Partition, PluginDefinition, PluginError, ReadContext, ReplicationMode,
+    Result, Source, Target, Transform, WriteContext, Writer, export_plugin,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -196,6 +202,9 @@ struct DoubleConfig {
     /// The integer column to double.
     #[serde(default = "id")]
     column: String,
+    /// The rule broken, if any.
+    #[serde(default)]
+    flaw: Option<TransformFlaw>,
     /// Workers (host setting).
     #[allow(dead_code)]
     concurrency: Option<u32>,
@@ -205,22 +214,66 @@ fn id() -> String {
     "id".into()
 }
 
-struct Double(String);
+/// A rule of the transform contract that `double` breaks on purpose.
+#[derive(Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum TransformFlaw {
+    /// Every second batch comes out with the column as Float64.
+    ShiftingSchema,
+    /// The output depends on how many batches came before.
+    Unstable,
+    /// A batch without rows is an error.
+    FailEmpty,
+}
+
+struct Double {
+    column: String,
+    flaw: Option<TransformFlaw>,
+    calls: std::sync::atomic::AtomicI64,
+}
 
 impl Transform for Double {
     fn transform(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let Some(index) = batch.schema().index_of(&self.0).ok() else {
-            return Err(PluginError::not_found(format!("no column `{}`", self.0)));
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.flaw == Some(TransformFlaw::FailEmpty) && batch.num_rows() == 0 {
+            return Err(PluginError::data("nothing to double"));
+        }
+        let Some(index) = batch.schema().index_of(&self.column).ok() else {
+            return Err(PluginError::not_found(format!(
+                "no column `{}`",
+                self.column
+            )));
         };
         let column = batch.column(index);
         let ints = column
             .as_any()
             .downcast_ref::<Int64Array>()
-            .ok_or_else(|| PluginError::data(format!("`{}` is not Int64", self.0)))?;
-        let doubled: Int64Array = ints.iter().map(|v| v.map(|v| v * 2)).collect();
+            .ok_or_else(|| PluginError::data(format!("`{}` is not Int64", self.column)))?;
+        let extra = if self.flaw == Some(TransformFlaw::Unstable) {
+            call
+        } else {
+            0
+        };
+        let doubled: Int64Array = ints.iter().map(|v| v.map(|v| v * 2 + extra)).collect();
         let mut columns = batch.columns().to_vec();
-        columns[index] = Arc::new(doubled);
-        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if self.flaw == Some(TransformFlaw::ShiftingSchema) && call % 2 == 1 {
+            let floats: arrow_array::Float64Array =
+                doubled.iter().map(|v| v.map(|v| v as f64)).collect();
+            columns[index] = Arc::new(floats);
+            fields[index] = fields[index].clone().with_data_type(DataType::Float64);
+        } else {
+            columns[index] = Arc::new(doubled);
+        }
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 }
 
@@ -427,6 +480,415 @@ impl Writer for AlteringWriter {
     }
 }
 
+/// A rule of the source contract that `ranged` breaks on purpose.
+#[derive(Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum SourceFlaw {
+    /// Batches after the first have `payload` as LargeUtf8.
+    ShiftingSchema,
+    /// The first batch of partition 0 is handed out twice.
+    RepeatBatch,
+    /// `payload` differs from one read to the next.
+    Unstable,
+    /// INCREMENTAL reads start from the beginning.
+    IgnoreOffset,
+    /// INCREMENTAL reads include the offset's own row.
+    OffByOne,
+    /// Counts one row more than a partition holds.
+    Miscount,
+    /// Range reads ignore where they start.
+    BadRange,
+    /// Batches have no position.
+    NoPosition,
+    /// Dropping a stream before its end blocks for 30 s.
+    SlowStop,
+}
+
+/// Configuration of `ranged`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RangedConfig {
+    /// Rows in all (ids from 0).
+    #[serde(default = "ranged_rows")]
+    rows: u64,
+    /// Rows per batch.
+    #[serde(default = "ranged_batch")]
+    batch_size: u64,
+    /// Partitions.
+    #[serde(default = "two")]
+    partitions: u64,
+    /// The rule broken, if any.
+    #[serde(default)]
+    flaw: Option<SourceFlaw>,
+    /// Partitions read at once (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+fn ranged_rows() -> u64 {
+    10_000
+}
+
+fn ranged_batch() -> u64 {
+    1_000
+}
+
+fn two() -> u64 {
+    2
+}
+
+static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+struct Ranged(RangedConfig);
+
+impl Ranged {
+    fn bounds(partition: &Partition) -> (u64, u64) {
+        (
+            partition.spec["start"].as_u64().unwrap_or(0),
+            partition.spec["end"].as_u64().unwrap_or(0),
+        )
+    }
+
+    fn stream(&self, partition: usize, start: u64, end: u64) -> Box<dyn BatchStream> {
+        Box::new(RangedStream {
+            next: start,
+            end,
+            batch: self.0.batch_size.max(1),
+            flaw: self.0.flaw,
+            first: start,
+            repeat: self.0.flaw == Some(SourceFlaw::RepeatBatch) && partition == 0,
+            read: READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            handed: 0,
+            last: None,
+        })
+    }
+}
+
+impl Source for Ranged {
+    fn partitions(&self, context: &ReadContext) -> Result<Vec<Partition>> {
+        let offset = context.start_offset.as_ref().and_then(Value::as_i64);
+        let after = match (offset, self.0.flaw) {
+            (None, _) | (_, Some(SourceFlaw::IgnoreOffset)) => 0,
+            (Some(o), Some(SourceFlaw::OffByOne)) => o.max(0) as u64,
+            (Some(o), _) => (o + 1).max(0) as u64,
+        };
+        let n = self.0.partitions.max(1);
+        let per = self.0.rows.div_ceil(n);
+        Ok((0..n)
+            .map(|i| {
+                let start = (i * per).max(after);
+                let end = ((i + 1) * per).min(self.0.rows);
+                Partition {
+                    index: i as usize,
+                    spec: json!({"start": start, "end": end.max(start)}),
+                }
+            })
+            .collect())
+    }
+
+    fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        let (start, end) = Self::bounds(partition);
+        Ok(self.stream(partition.index, start, end))
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn read_range(
+        &self,
+        partition: &Partition,
+        range: &fastlane_plugin_api::ReadRange,
+    ) -> Result<Box<dyn BatchStream>> {
+        let (mut start, mut end) = Self::bounds(partition);
+        if let Some(after) = range.after.as_ref().and_then(Value::as_u64)
+            && self.0.flaw != Some(SourceFlaw::BadRange)
+        {
+            start = start.max(after + 1);
+        }
+        if let Some(upto) = range.upto.as_ref().and_then(Value::as_u64) {
+            end = end.min(upto + 1);
+        }
+        Ok(self.stream(partition.index, start, end.max(start)))
+    }
+
+    fn count(&self, partition: &Partition) -> Result<u64> {
+        let (start, end) = Self::bounds(partition);
+        let extra = u64::from(self.0.flaw == Some(SourceFlaw::Miscount));
+        Ok(end - start + extra)
+    }
+}
+
+struct RangedStream {
+    next: u64,
+    end: u64,
+    batch: u64,
+    flaw: Option<SourceFlaw>,
+    first: u64,
+    repeat: bool,
+    read: u64,
+    handed: u64,
+    last: Option<u64>,
+}
+
+impl BatchStream for RangedStream {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        let start = self.next;
+        let stop = (start + self.batch).min(self.end);
+        if self.repeat && self.handed == 1 {
+            self.repeat = false;
+            return self.next_batch_from(self.first, (self.first + self.batch).min(self.end));
+        }
+        self.next = stop;
+        self.next_batch_from(start, stop)
+    }
+
+    fn position(&self) -> Option<Value> {
+        if self.flaw == Some(SourceFlaw::NoPosition) {
+            return None;
+        }
+        self.last.map(Value::from)
+    }
+}
+
+impl RangedStream {
+    fn next_batch_from(&mut self, start: u64, stop: u64) -> Result<Option<RecordBatch>> {
+        let ids = Int64Array::from_iter_values(start as i64..stop as i64);
+        let read = self.read;
+        let unstable = self.flaw == Some(SourceFlaw::Unstable);
+        let payload = StringArray::from_iter_values((start..stop).map(|i| {
+            if unstable {
+                format!("row {i} read {read}")
+            } else {
+                format!("row {i}")
+            }
+        }));
+        let shifted = self.flaw == Some(SourceFlaw::ShiftingSchema) && self.handed > 0;
+        let (payload, payload_type): (ArrayRef, DataType) = if shifted {
+            let large = arrow_cast_large(&payload);
+            (large, DataType::LargeUtf8)
+        } else {
+            (Arc::new(payload), DataType::Utf8)
+        };
+        self.handed += 1;
+        self.last = Some(stop - 1);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("payload", payload_type, false),
+        ]));
+        Ok(Some(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(ids) as ArrayRef, payload],
+        )?))
+    }
+}
+
+fn arrow_cast_large(strings: &StringArray) -> ArrayRef {
+    Arc::new(arrow_array::LargeStringArray::from_iter(strings.iter()))
+}
+
+impl Drop for RangedStream {
+    fn drop(&mut self) {
+        if self.flaw == Some(SourceFlaw::SlowStop) && self.next < self.end {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    }
+}
+
+/// A rule of the target contract that `store` breaks on purpose.
+#[derive(Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum TargetFlaw {
+    /// The last row of each writer's first batch is not stored.
+    DropLastRow,
+    /// The offset is the smallest key stored.
+    WrongOffset,
+    /// FULL_TABLE runs append.
+    AppendAlways,
+    /// An aborted run publishes what it staged.
+    PublishOnAbort,
+    /// An aborted run leaves its staging files.
+    LeakyAbort,
+}
+
+/// Configuration of `store`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StoreConfig {
+    /// The folder of the published files.
+    path: String,
+    /// The replication key (the host's offset column; `id`).
+    #[allow(dead_code)]
+    key: Option<String>,
+    /// The rule broken, if any.
+    #[serde(default)]
+    flaw: Option<TargetFlaw>,
+    /// Writers (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+struct Store {
+    config: StoreConfig,
+    staging: Option<std::path::PathBuf>,
+    mode: ReplicationMode,
+    run_id: String,
+}
+
+fn arrow_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "arrow") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_arrow(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path)?;
+    let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
+    reader.map(|b| b.map_err(PluginError::from)).collect()
+}
+
+impl Target for Store {
+    fn get_offset(&self) -> Result<Option<Value>> {
+        let mut keys = Vec::new();
+        for file in arrow_files(std::path::Path::new(&self.config.path))? {
+            for batch in read_arrow(&file)? {
+                let ids = batch
+                    .column_by_name("id")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .ok_or_else(|| PluginError::data("no Int64 `id`"))?;
+                keys.extend(ids.iter().flatten());
+            }
+        }
+        let key = if self.config.flaw == Some(TargetFlaw::WrongOffset) {
+            keys.into_iter().min()
+        } else {
+            keys.into_iter().max()
+        };
+        Ok(key.map(Value::from))
+    }
+
+    fn open(&mut self, context: &WriteContext) -> Result<()> {
+        let staging =
+            std::path::Path::new(&self.config.path).join(format!(".staging-{}", context.run_id));
+        std::fs::create_dir_all(&staging)?;
+        self.staging = Some(staging);
+        self.mode = context.mode;
+        self.run_id = context.run_id.clone();
+        Ok(())
+    }
+
+    fn writer(&self, index: usize) -> Result<Box<dyn Writer>> {
+        Ok(Box::new(StoreWriter {
+            dir: self
+                .staging
+                .clone()
+                .ok_or_else(|| PluginError::internal("not open"))?,
+            index,
+            written: 0,
+            drop_last: self.config.flaw == Some(TargetFlaw::DropLastRow),
+        }))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some(staging) = self.staging.take() else {
+            return Ok(());
+        };
+        let published = std::path::Path::new(&self.config.path);
+        if self.mode == ReplicationMode::FullTable
+            && self.config.flaw != Some(TargetFlaw::AppendAlways)
+        {
+            for file in arrow_files(published)? {
+                std::fs::remove_file(file)?;
+            }
+        }
+        for file in arrow_files(&staging)? {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = format!("{}-{}", self.run_id, name.unwrap_or_default());
+            std::fs::rename(&file, published.join(name))?;
+        }
+        std::fs::remove_dir_all(staging)?;
+        Ok(())
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        match self.config.flaw {
+            Some(TargetFlaw::PublishOnAbort) => self.commit(),
+            Some(TargetFlaw::LeakyAbort) => Ok(()),
+            _ => match self.staging.take() {
+                Some(s) if s.exists() => std::fs::remove_dir_all(s).map_err(PluginError::from),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+struct StoreWriter {
+    dir: std::path::PathBuf,
+    index: usize,
+    written: u64,
+    drop_last: bool,
+}
+
+impl Writer for StoreWriter {
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let batch = if self.drop_last && self.written == 0 && batch.num_rows() > 0 {
+            batch.slice(0, batch.num_rows() - 1)
+        } else {
+            batch
+        };
+        let path = self
+            .dir
+            .join(format!("part-{}-{:06}.arrow", self.index, self.written));
+        self.written += 1;
+        let file = std::fs::File::create(path)?;
+        let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &batch.schema())?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Configuration of `stored`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StoredConfig {
+    /// The folder `store` published into.
+    path: String,
+    /// Partitions read at once (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+struct Stored(StoredConfig);
+
+impl Source for Stored {
+    fn read(&self, _partition: &Partition) -> Result<Box<dyn BatchStream>> {
+        let mut batches = Vec::new();
+        for file in arrow_files(std::path::Path::new(&self.0.path))? {
+            batches.extend(read_arrow(&file)?);
+        }
+        Ok(Box::new(fastlane_plugin_api::IterStream(
+            batches.into_iter().map(Ok),
+        )))
+    }
+}
+
 export_plugin!(
     PluginDefinition::new("misbehave", env!("CARGO_PKG_VERSION"))
         .description("Test-only components that generate data, fail, panic or stall.")
@@ -440,9 +902,13 @@ export_plugin!(
             Ok(PanicRead(c.after_batches))
         })
         .source("stall", "Never returns.", |_: AfterConfig| Ok(Stall))
-        .transform("double", "Doubles a column.", |c: DoubleConfig| Ok(Double(
-            c.column
-        )))
+        .transform("double", "Doubles a column.", |c: DoubleConfig| Ok(
+            Double {
+                column: c.column,
+                flaw: c.flaw,
+                calls: Default::default(),
+            }
+        ))
         .target("discard", "Drops everything.", |c: AfterConfig| {
             Ok(Discard {
                 delay: Duration::from_millis(c.delay_ms),
@@ -487,4 +953,28 @@ export_plugin!(
             fastlane_plugin_api::Capability::VerifyCount,
             fastlane_plugin_api::Capability::VerifyChecksum,
         ])
+        .source(
+            "ranged",
+            "Generates rows with positions, ranges and counts; may break a rule on purpose.",
+            |c: RangedConfig| Ok(Ranged(c))
+        )
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
+        .target(
+            "store",
+            "Stores batches as Arrow IPC files; may break a rule on purpose.",
+            |c: StoreConfig| Ok(Store {
+                config: c,
+                staging: None,
+                mode: ReplicationMode::FullTable,
+                run_id: String::new(),
+            })
+        )
+        .source(
+            "stored",
+            "Reads what `store` published.",
+            |c: StoredConfig| { Ok(Stored(c)) }
+        )
 );
