@@ -175,6 +175,8 @@ step_python_install() {
 }
 step_build() {
   cargo build --workspace --all-targets
+  # The plugin built against plugin ABI 1 as first released: a workspace of its own, beside.
+  cargo build --locked --manifest-path tests/plugins/abi1/Cargo.toml
   # The test executables (for the restart step); compiles nothing more.
   cargo test --workspace --no-run --message-format=json >"$logs/test-executables.json"
 }

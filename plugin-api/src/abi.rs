@@ -12,6 +12,8 @@ use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings, sabi_trait};
 
 use crate::batch::FfiBatch;
+
+pub mod first_release;
 use crate::error::PluginError;
 use crate::manifest::PluginManifest;
 

@@ -88,15 +88,30 @@
 //! another version with a sentence naming the file and both versions; within a version the root
 //! module and trait objects are frozen, and their layout is checked by abi_stable at load time.
 //!
-//! ABI 1 grows without breaking plugins built against its first release:
-//! - the root module ([`abi::PluginMod`]) is an abi_stable prefix type: new entry points are
-//!   added after its last field, marked `missing_field(option)`, and the host treats an absent
-//!   one as "not supported by `<plugin>` `<version>`";
-//! - the trait objects ([`abi::FfiSource`] and the others) gain methods only at their end, each
-//!   with a default body that abi_stable calls when an older plugin's vtable lacks it (it
-//!   answers "unsupported", or does nothing where that is harmless);
+//! ABI 1 grows without breaking plugins built against its first release. Every change to this
+//! crate follows these rules:
+//! - the root module ([`abi::PluginMod`]) and the trait objects ([`abi::FfiSource`] and the
+//!   others) gain entry points and methods only at their end (root module fields after
+//!   `last_prefix_field`, marked `missing_field(option)`; methods with a default body); nothing
+//!   is removed, reordered or given other argument or return types;
+//! - abi_stable refuses a plugin whose tables are shorter than the host's, so the layout that a
+//!   release lengthens is kept, frozen, beside the current one ([`abi::first_release`] is ABI 1
+//!   as first released). The host loads each plugin with the newest layout that fits it; what
+//!   the plugin's layout lacks answers "unsupported";
+//! - a component declares what it implements beyond the first release ([`Capability`]), and
+//!   the host calls the new methods only on components that declared them: an older plugin
+//!   runs as before, without the new features, and `fastlane plugins list` says so;
 //! - messages that cross as JSON ([`ReadContext`], [`WriteContext`], [`Partition`]) gain only
-//!   optional fields, which older plugins ignore.
+//!   optional fields, which older plugins ignore;
+//! - this crate's version stays `0.1.x` while ABI 1 lasts: abi_stable compares the version of
+//!   the crate that defines the types, and refuses another `0.minor`;
+//! - anything else (a changed layout, a removed method) is a new major version: [`ABI_VERSION`]
+//!   changes, and hosts and plugins of different versions refuse each other with a sentence
+//!   naming both versions and what to do.
+//!
+//! The fastlane repository keeps a frozen copy of this crate as ABI 1 was first released and a
+//! plugin built against it; every host is tested to load it, run it both ways and pass it
+//! through the conformance suite (`fastlane plugins check`).
 //!
 //! The first additions are the [`checkpoint`] contract of resumable runs, the [`Capability`]
 //! list of each component, and the [`checksum`]s of verified runs (`Source::checksum`,

@@ -46,9 +46,15 @@ pub fn fastlane_bin() -> PathBuf {
 
 fn built(file_name: &str) -> PathBuf {
     let path = target_dir().join(file_name);
+    let build = if file_name.contains("abi1") {
+        // A workspace of its own (see tests/plugins/abi1/Cargo.toml).
+        "cargo build --manifest-path tests/plugins/abi1/Cargo.toml"
+    } else {
+        "cargo build --workspace"
+    };
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace` before the tests",
+        "{} is missing: run `{build}` before the tests",
         path.display()
     );
     path

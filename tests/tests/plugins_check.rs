@@ -135,7 +135,10 @@ fn well_behaved_components_pass_every_check() {
         out.stdout
     );
     assert!(
-        out.stdout.trim_end().ends_with("; the plugin conforms"),
+        out.stdout.trim_end().ends_with(
+            "; no check failed, but 10 components were not exercised (give them a configuration \
+             in the check file)"
+        ),
         "{}",
         out.stdout
     );
@@ -175,6 +178,12 @@ fn each_broken_rule_fails_its_own_check_with_its_own_message() {
             "source `ranged`",
             "INCREMENTAL reads after the start offset",
             "strictly after",
+        ),
+        (
+            source("ignore_offset"),
+            "source `ranged`",
+            "INCREMENTAL reads nothing after the last key",
+            "after the start offset 3999 it read `id` = ",
         ),
         (
             source("off_by_one"),
@@ -231,6 +240,24 @@ fn each_broken_rule_fails_its_own_check_with_its_own_message() {
             "rows",
         ),
         (
+            json!({"transforms": {"double": {"config": {"column": 5}}}}),
+            "transform `double`",
+            "configuration",
+            "column",
+        ),
+        (
+            json!({"transforms": {"double": {"config": {"column": "nope"}}}}),
+            "transform `double`",
+            "transforms batches",
+            "no column `nope`",
+        ),
+        (
+            double("instance_salt"),
+            "transform `double`",
+            "the same rows through the engine, two workers",
+            "where the batches transformed one by one gave",
+        ),
+        (
             double("shifting_schema"),
             "transform `double`",
             "one output schema",
@@ -265,6 +292,18 @@ fn each_broken_rule_fails_its_own_check_with_its_own_message() {
             "target `store`",
             "FULL_TABLE replaces what was there",
             "21000 rows where 1000 were expected",
+        ),
+        (
+            store("replace_always"),
+            "target `store`",
+            "INCREMENTAL appends",
+            "500 rows where 1500 were expected",
+        ),
+        (
+            json!({"targets": {"store": {"config": {"path": "{dir}/out", "flaws": []}}}}),
+            "target `store`",
+            "configuration",
+            "flaws",
         ),
         (
             store("publish_on_abort"),
@@ -324,6 +363,22 @@ fn each_broken_rule_fails_its_own_check_with_its_own_message() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[test]
+fn a_loose_manifest_fails_naming_each_problem() {
+    let (out, report) = check(&test_plugin_lib("openschema"), &json!({}), 5);
+    assert_eq!(out.code, 1, "{out:?}");
+    let detail = failure(&report, "manifest", "described, schemas valid and closed")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(
+        detail.contains("source `loose` has no description"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("source `loose`: its schema must refuse unknown fields"),
+        "{detail}"
+    );
 }
 
 #[test]
@@ -421,6 +476,12 @@ fn the_file_plugin_passes_with_its_own_source_reading_back_its_target() {
     });
     let (out, report) = check(&plugin_lib("file"), &spec, 30);
     assert_eq!(out.code, 0, "{report:#}");
+    assert!(
+        checks(&report, "skipped")
+            .iter()
+            .all(|c| c["name"] != "contract"),
+        "{report:#}"
+    );
     for (subject, name) in [
         ("source `file`", "reads the expected rows"),
         ("target `file`", "stores every row once, with its values"),

@@ -312,10 +312,13 @@ pub fn check_components(
     out
 }
 
+/// The name of the check reported for a component the check file does not configure.
+pub(crate) const NOT_CONFIGURED: &str = "contract";
+
 fn not_configured(info: &ComponentInfo) -> Vec<Check> {
     let mut checks = Checks::new(format!("{} `{}`", info.kind, info.id));
     checks.skip(
-        "contract",
+        NOT_CONFIGURED,
         format!(
             "not run: the check file gives no configuration for it (`{}s.{}.config`)",
             info.kind, info.id

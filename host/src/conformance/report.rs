@@ -178,10 +178,21 @@ impl fmt::Display for Report {
             self.count(Outcome::Warned),
             self.count(Outcome::Skipped)
         )?;
-        if failed == 0 {
-            write!(f, "; the plugin conforms")
-        } else {
+        let unexercised = self
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Skipped && c.name == super::NOT_CONFIGURED)
+            .count();
+        if failed > 0 {
             write!(f, "; the plugin does not conform")
+        } else if unexercised > 0 {
+            write!(
+                f,
+                "; no check failed, but {unexercised} components were not exercised (give them a \
+                 configuration in the check file)"
+            )
+        } else {
+            write!(f, "; the plugin conforms")
         }
     }
 }

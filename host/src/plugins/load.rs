@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::{LibraryError, RawLibrary, RootModuleError, lib_header_from_raw_library};
 use abi_stable::std_types::{RResult, RStr};
-use fastlane_plugin_api::abi::{HostContext, LogLevel, PluginModRef};
+use fastlane_plugin_api::abi::{HostContext, LogLevel, PluginModRef, first_release};
 use fastlane_plugin_api::{ABI_VERSION, ABI_VERSION_SYMBOL, Capability, ComponentKind, ErrorCode};
 use serde_json::Value;
 
@@ -53,7 +53,9 @@ pub enum LoadError {
     },
     /// The plugin was built for another ABI version.
     #[error(
-        "`{path}` was built for plugin ABI {found}, but this fastlane supports ABI {expected}: rebuild it against fastlane-plugin-api with ABI {expected}"
+        "`{path}` was built for plugin ABI {found}, but this fastlane ({}) loads plugins of ABI {expected}: {}",
+        env!("CARGO_PKG_VERSION"),
+        abi_advice(*.found, *.expected)
     )]
     AbiVersion {
         /// The file.
@@ -125,6 +127,23 @@ impl LoadError {
     }
 }
 
+/// What to do about a plugin built for ABI `found` in a host of ABI `expected`.
+fn abi_advice(found: u32, expected: u32) -> String {
+    if found > expected {
+        format!(
+            "the plugin is newer than this fastlane; upgrade fastlane to a release that loads ABI \
+             {found} plugins, or use a build of the plugin made against a fastlane-plugin-api of \
+             ABI {expected}"
+        )
+    } else {
+        format!(
+            "the plugin is older than this fastlane; rebuild it against a fastlane-plugin-api of \
+             ABI {expected} (the one released with this fastlane), or run it with a fastlane \
+             release that loads ABI {found} plugins"
+        )
+    }
+}
+
 /// A component offered by a loaded plugin.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ComponentInfo {
@@ -162,7 +181,16 @@ pub struct LoadedPlugin {
     pub description: String,
     /// Its components.
     pub components: Vec<ComponentInfo>,
-    pub(crate) module: PluginModRef,
+    pub(crate) module: Module,
+}
+
+/// A plugin's root module, in the layout it was built with.
+#[derive(Clone, Copy)]
+pub(crate) enum Module {
+    /// The current layout of ABI 1.
+    Current(PluginModRef),
+    /// ABI 1 as first released: no capabilities, no resume, counts or checksums.
+    FirstRelease(first_release::PluginModRef),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -334,10 +362,13 @@ fn library_error(path: &Path, err: LibraryError) -> LoadError {
                 path,
             },
         },
-        LibraryError::AbiInstability(_) => LoadError::Incompatible {
-            detail: "the layout of its interface types differs".into(),
-            path,
-        },
+        LibraryError::AbiInstability(e) => {
+            tracing::debug!(path = %path.display(), "abi_stable's layout check: {e}");
+            LoadError::Incompatible {
+                detail: "the layout of its interface types differs".into(),
+                path,
+            }
+        }
         LibraryError::InvalidAbiHeader(h) => LoadError::Incompatible {
             detail: format!("it was built with an incompatible abi_stable ({h:?})"),
             path,
@@ -388,11 +419,30 @@ pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPl
 
     // SAFETY: `raw` lives for the rest of the process.
     let header = unsafe { lib_header_from_raw_library(raw) }.map_err(|e| library_error(path, e))?;
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| library_error(path, e))?;
+    // The current layout first; a plugin built against an older release of ABI 1 has shorter
+    // tables, which abi_stable refuses for the current layout: it is loaded with its own.
+    let module = match header.init_root_module::<PluginModRef>() {
+        Ok(m) => Module::Current(m),
+        Err(current @ LibraryError::AbiInstability(_)) => {
+            match header.init_root_module::<first_release::PluginModRef>() {
+                Ok(m) => {
+                    tracing::debug!(
+                        path = %path.display(),
+                        "loaded with the layout of ABI 1 as first released"
+                    );
+                    Module::FirstRelease(m)
+                }
+                Err(_) => return Err(library_error(path, current)),
+            }
+        }
+        Err(e) => return Err(library_error(path, e)),
+    };
+    let init = match module {
+        Module::Current(m) => m.init(),
+        Module::FirstRelease(m) => m.init(),
+    };
 
-    let manifest = match (module.init())(host_context(threads)) {
+    let manifest = match init(host_context(threads)) {
         RResult::ROk(m) => m,
         RResult::RErr(e) if e.code() == ErrorCode::PANIC => {
             return Err(LoadError::InitPanicked {
@@ -455,9 +505,12 @@ pub fn load_plugin(path: &Path, origin: Origin, threads: u32) -> Result<LoadedPl
 /// The capabilities a plugin declares per `"<kind>:<id>"`; none for a plugin built before the
 /// root module had the entry. Unknown names (from a newer plugin) are skipped.
 fn capabilities_of(
-    module: &PluginModRef,
+    module: &Module,
     path: &Path,
 ) -> Result<std::collections::HashMap<String, Vec<Capability>>, LoadError> {
+    let Module::Current(module) = module else {
+        return Ok(Default::default());
+    };
     let Some(entry) = module.capabilities() else {
         return Ok(Default::default());
     };
@@ -474,4 +527,50 @@ fn capabilities_of(
             (k, caps)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_abi_is_refused_naming_both_versions_and_what_to_do() {
+        let newer = LoadError::AbiVersion {
+            path: PathBuf::from("/p/libfastlane_plugin_x.so"),
+            found: 2,
+            expected: 1,
+        }
+        .to_string();
+        assert!(
+            newer.starts_with(
+                "`/p/libfastlane_plugin_x.so` was built for plugin ABI 2, but this fastlane ("
+            ),
+            "{newer}"
+        );
+        assert!(
+            newer.contains(") loads plugins of ABI 1: the plugin is newer"),
+            "{newer}"
+        );
+        assert!(
+            newer.contains("upgrade fastlane to a release that loads ABI 2 plugins"),
+            "{newer}"
+        );
+
+        // An ABI 2 host meeting a plugin built for ABI 1.
+        let older = LoadError::AbiVersion {
+            path: PathBuf::from("/p/libfastlane_plugin_x.so"),
+            found: 1,
+            expected: 2,
+        }
+        .to_string();
+        assert!(older.contains("was built for plugin ABI 1"), "{older}");
+        assert!(
+            older.contains("loads plugins of ABI 2: the plugin is older"),
+            "{older}"
+        );
+        assert!(
+            older.contains("rebuild it against a fastlane-plugin-api of ABI 2"),
+            "{older}"
+        );
+    }
 }

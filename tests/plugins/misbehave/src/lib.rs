@@ -16,7 +16,7 @@
 //! | target | `store` | Arrow IPC files under `path`, staged then published at commit; `flaw` breaks one rule of the contract |
 //! | source | `stored` | reads what `store` published under `path` |
 //!
-//! The flaws (see [`SourceFlaw`] and [`TargetFlaw`]) give `fastlane plugins check` a component
+//! The flaws (`SourceFlaw`, `TargetFlaw`, `TransformFlaw`) give `fastlane plugins check` a component
 //! that fails each of its checks.
 
 use std::sync::Arc;
@@ -224,12 +224,17 @@ enum TransformFlaw {
     Unstable,
     /// A batch without rows is an error.
     FailEmpty,
+    /// Each instance adds its own number to the column: instances disagree.
+    InstanceSalt,
 }
+
+static INSTANCES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
 
 struct Double {
     column: String,
     flaw: Option<TransformFlaw>,
     calls: std::sync::atomic::AtomicI64,
+    salt: i64,
 }
 
 impl Transform for Double {
@@ -249,10 +254,10 @@ impl Transform for Double {
             .as_any()
             .downcast_ref::<Int64Array>()
             .ok_or_else(|| PluginError::data(format!("`{}` is not Int64", self.column)))?;
-        let extra = if self.flaw == Some(TransformFlaw::Unstable) {
-            call
-        } else {
-            0
+        let extra = match self.flaw {
+            Some(TransformFlaw::Unstable) => call,
+            Some(TransformFlaw::InstanceSalt) => self.salt,
+            _ => 0,
         };
         let doubled: Int64Array = ints.iter().map(|v| v.map(|v| v * 2 + extra)).collect();
         let mut columns = batch.columns().to_vec();
@@ -712,6 +717,8 @@ enum TargetFlaw {
     PublishOnAbort,
     /// An aborted run leaves its staging files.
     LeakyAbort,
+    /// INCREMENTAL runs replace what was there.
+    ReplaceAlways,
 }
 
 /// Configuration of `store`.
@@ -806,9 +813,9 @@ impl Target for Store {
             return Ok(());
         };
         let published = std::path::Path::new(&self.config.path);
-        if self.mode == ReplicationMode::FullTable
-            && self.config.flaw != Some(TargetFlaw::AppendAlways)
-        {
+        let replace = self.mode == ReplicationMode::FullTable
+            || self.config.flaw == Some(TargetFlaw::ReplaceAlways);
+        if replace && self.config.flaw != Some(TargetFlaw::AppendAlways) {
             for file in arrow_files(published)? {
                 std::fs::remove_file(file)?;
             }
@@ -907,6 +914,7 @@ export_plugin!(
                 column: c.column,
                 flaw: c.flaw,
                 calls: Default::default(),
+                salt: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
             }
         ))
         .target("discard", "Drops everything.", |c: AfterConfig| {
