@@ -181,7 +181,14 @@ step_build() {
   cargo test --workspace --no-run --message-format=json >"$logs/test-executables.json"
 }
 step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
-step_docs() { RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace; }
+step_docs() {
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+  # The plugin API stands alone: it packages (and builds from the package), and its docs build
+  # as docs.rs builds them.
+  cargo package -p fastlane-plugin-api --allow-dirty --quiet
+  RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --no-deps -p fastlane-plugin-api \
+    --target-dir "$CARGO_TARGET_DIR/docsrs"
+}
 # The tests that restart a shared server run alone, after everything else (step "restart"),
 # from the executable the workspace build made: `cargo test -p` would resolve other dependency
 # features and compile them again.

@@ -9,6 +9,7 @@
 //! fastlane plugins list [--json]                                  plugins found, and those that failed
 //! fastlane plugins schema <source|transform|target> <id>          a component's configuration schema
 //! fastlane plugins check PATH.so [--config FILE] [--json]        the conformance suite on a plugin file
+//! fastlane plugins new NAME [--kind source|transform|target] [--path DIR]  a new plugin project
 //! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] the monitoring API and web UI
 //! ```
 //!
@@ -214,6 +215,19 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new plugin project: a cargo crate building `libfastlane_plugin_NAME.so` with one
+    /// working component, a check file and a test running `fastlane plugins check` on it.
+    New {
+        /// The plugin's name (and its component's id): lower-case letters, digits and `_`.
+        name: String,
+        /// The component: source, transform or target.
+        #[arg(long, default_value = "source")]
+        kind: String,
+        /// The project folder (default: `fastlane-plugin-NAME` here); it must not exist or be
+        /// empty.
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
     /// Print the JSON Schema of a component's configuration.
     Schema {
         /// source, transform or target.
@@ -265,6 +279,9 @@ where
             timeout,
             json,
         })) => plugins_check(&path, config.as_deref(), timeout, json),
+        Some(Command::Plugins(PluginsCommand::New { name, kind, path })) => {
+            plugins_new(&name, &kind, path)
+        }
         Some(Command::Plugins(PluginsCommand::Schema { kind, id })) => {
             plugins_schema(&kind, &id, &cli.global)
         }
@@ -758,6 +775,41 @@ fn plugins_list(json: bool, global: &GlobalArgs) -> u8 {
         0
     } else {
         EXIT_PLUGINS
+    }
+}
+
+fn plugins_new(name: &str, kind: &str, path: Option<PathBuf>) -> u8 {
+    let kind = match kind {
+        "source" => ComponentKind::Source,
+        "transform" => ComponentKind::Transform,
+        "target" => ComponentKind::Target,
+        other => {
+            eprintln!("error: --kind must be source, transform or target, not `{other}`");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = path.unwrap_or_else(|| PathBuf::from(format!("fastlane-plugin-{name}")));
+    match crate::scaffold::new_plugin(name, kind, &dir) {
+        Ok(files) => {
+            out(format_args!(
+                "wrote the plugin project `{}` ({} files), with the {kind} `{name}`:\n",
+                dir.display(),
+                files.len()
+            ));
+            for f in files {
+                out(format_args!("  {}\n", f.display()));
+            }
+            out(format_args!(
+                "next: cd {} && cargo test   (builds libfastlane_plugin_{name}.so and runs `fastlane \
+                 plugins check` on it)\n",
+                dir.display()
+            ));
+            0
+        }
+        Err(e) => {
+            print_error(&e);
+            EXIT_USAGE
+        }
     }
 }
 

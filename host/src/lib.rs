@@ -25,6 +25,7 @@ pub mod plugins;
 pub mod problem;
 pub mod progress;
 pub mod runner;
+pub mod scaffold;
 pub mod secrets;
 pub mod transforms;
 

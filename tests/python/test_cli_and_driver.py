@@ -87,6 +87,65 @@ def test_cli_checks_a_shipped_plugin_with_the_conformance_suite(tmp_path):
     assert "FAIL  source `sqlite`: unique key — no key column `missing`" in out.stdout, out.stdout
 
 
+def test_a_plugin_project_made_by_plugins_new_loads_through_the_package(repo, tmp_path):
+    """`fastlane plugins new` writes a project that builds against the local plugin API and whose
+    plugin the package loads and runs."""
+    import os
+
+    from fastlane import Pipeline
+
+    project = tmp_path / "pyrows"
+    subprocess.run(
+        [*fastlane_cmd(), "plugins", "new", "pyrows", "--kind", "source", "--path", str(project)],
+        check=True,
+        capture_output=True,
+    )
+    manifest = project / "Cargo.toml"
+    manifest.write_text(
+        manifest.read_text()
+        + f'\n[patch.crates-io]\nfastlane-plugin-api = {{ path = "{repo / "plugin-api"}" }}\n'
+    )
+    shutil.copy(repo / "Cargo.lock", project / "Cargo.lock")
+    # Beside the workspace's target folder, never in it: its libraries must not land where the
+    # tests' fastlane looks for plugins.
+    target_root = Path(os.environ.get("CARGO_TARGET_DIR", tmp_path / "target")) / "plugin-projects"
+    built = subprocess.run(
+        ["cargo", "build", "--offline"],
+        cwd=project,
+        env={**os.environ, "CARGO_TARGET_DIR": str(target_root)},
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(target_root / "debug" / "libfastlane_plugin_pyrows.so", plugins)
+
+    listed = subprocess.run(
+        [*fastlane_cmd(), "plugins", "list", "--json", "--plugin-dir", str(plugins)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "pyrows" in [p["name"] for p in json.loads(listed.stdout)["plugins"]]
+
+    out = tmp_path / "out"
+    Pipeline(
+        source="pyrows",
+        target="file",
+        configuration={
+            "replication_mode": "FULL_TABLE",
+            "source": {"pyrows": {"rows": 1200, "partitions": 3}},
+            "target": {"file": {"path": str(out)}},
+        },
+        plugin_dirs=[plugins],
+        progress="off",
+    ).run()
+    table = pq.read_table(out)
+    assert table.num_rows == 1200
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 1201))
+
+
 def test_cli_runs_the_shipped_sqlite_example(repo, tmp_path):
     shutil.copytree(repo / "examples", tmp_path / "examples")
     out = subprocess.run(
