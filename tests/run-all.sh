@@ -18,7 +18,8 @@
 #                                      the Python and fuzz virtual environments (pip)
 #   python-install             pip install . (reuses the build)
 #   clippy, docs, tests        beside: python tests, browser, api fuzz
-#   restart                    the tests that restart MariaDB, alone
+#   restart                    the tests that restart MariaDB, and those that build generated
+#                              plugin projects, alone
 # Each step's output is kept in target/test-logs/<step>.log; a step that runs beside others is
 # printed when it ends.
 # At the end: the timings next to the previous run's, the number of tests of each kind, and
@@ -208,18 +209,29 @@ step_tests() {
   return "$rc"
 }
 step_restart() {
-  local exe
-  exe=$(python3 - "$logs/test-executables.json" <<'PY'
+  local exes restart new
+  exes=$(python3 - "$logs/test-executables.json" <<'PY'
 import json, sys
+found = {}
 for line in open(sys.argv[1]):
     m = json.loads(line)
-    if (m.get("reason") == "compiler-artifact" and m.get("executable")
-            and m["target"]["name"] == "restart" and "plugins/mysql" in m["package_id"]):
-        print(m["executable"])
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    name, package = m["target"]["name"], m["package_id"]
+    if name == "restart" and "plugins/mysql" in package:
+        found["restart"] = m["executable"]
+    if name == "plugins_new" and "/tests#" in package:
+        found["new"] = m["executable"]
+print(found.get("restart", ""), found.get("new", ""))
 PY
   )
-  [ -n "$exe" ] || { echo "the mysql restart test was not built" >&2; return 1; }
-  "$exe" --exact --test-threads=1 "${alone[@]}"
+  read -r restart new <<<"$exes"
+  [ -n "$restart" ] || { echo "the mysql restart test was not built" >&2; return 1; }
+  [ -n "$new" ] || { echo "the plugins_new test was not built" >&2; return 1; }
+  local rc=0
+  "$restart" --exact --test-threads=1 "${alone[@]}" || rc=$?
+  "$new" --test-threads=1 || rc=$?
+  return "$rc"
 }
 step_python() { "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python; }
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to

@@ -143,6 +143,15 @@ const RUN_COLUMNS: &str = "r.id, r.pipeline_id, r.run_key, r.status, r.cloudwatc
     r.start_offset, r.end_offset, r.error, r.stages, r.stop_requested, r.last_report_at, \
     r.created_at, r.updated_at";
 
+/// Puts a SQLite store in WAL mode, then applies the migrations.
+async fn prepare(pool: &AnyPool, backend: Backend) -> Result<()> {
+    if backend == Backend::Sqlite {
+        query("PRAGMA journal_mode = WAL").execute(pool).await?;
+    }
+    migrations(backend).run(pool).await?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating it when it is a new SQLite file) and migrates the store at `url`: a file
     /// path, `sqlite://PATH`, `sqlite::memory:` or `postgres://…`.
@@ -181,10 +190,22 @@ impl Store {
             })
             .connect(&conn)
             .await?;
-        if sqlite {
-            query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        // Several processes may open a new SQLite store at once (a run and `fastlane serve`):
+        // switching it to WAL and migrating it need the file to themselves for a moment, and a
+        // process that finds the tables made between its look at the migration table and its
+        // own attempt fails. A second look finds the work done.
+        let mut attempt = 0u64;
+        loop {
+            match prepare(&pool, backend).await {
+                Ok(()) => break,
+                Err(e) if sqlite && attempt < 8 => {
+                    attempt += 1;
+                    tracing::debug!("preparing the store failed ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        migrations(backend).run(&pool).await?;
         Ok(Self {
             pool,
             backend,

@@ -548,6 +548,38 @@ async fn the_original_resources_work_on_postgres() {
     reports_are_idempotent(&svc.store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_opening_a_new_store_at_once_all_find_it_migrated() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.db");
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.to_str().unwrap().to_owned();
+                tokio::spawn(async move { Store::open(&path).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {}", fastlane_monitor_chain(&e)));
+            store.ping().await.unwrap();
+            store.close().await;
+        }
+    }
+}
+
+fn fastlane_monitor_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
 #[tokio::test]
 async fn migrations_apply_to_fresh_databases_and_again_without_change() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,24 +10,21 @@ use fastlane_tests::{Output, fastlane, plugin_lib, test_plugin_lib};
 use parquet::arrow::ArrowWriter;
 use serde_json::{Value, json};
 
-/// Runs `plugins check` on `plugin` with the check file `spec`, with JSON output.
-fn check(plugin: &Path, spec: &Value, timeout_secs: u32) -> (Output, Value) {
+/// Runs `plugins check` on `plugin` with the check file `spec` and `extra` arguments.
+fn run_check(plugin: &Path, spec: &Value, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("check.json");
     std::fs::write(&file, spec.to_string()).expect("write check file");
-    let out = fastlane(
-        dir.path(),
-        &[
-            "plugins",
-            "check",
-            &plugin.display().to_string(),
-            "--config",
-            &file.display().to_string(),
-            "--timeout",
-            &timeout_secs.to_string(),
-            "--json",
-        ],
-    );
+    let (plugin, file) = (plugin.display().to_string(), file.display().to_string());
+    let mut args = vec!["plugins", "check", &plugin, "--config", &file];
+    args.extend_from_slice(extra);
+    fastlane(dir.path(), &args)
+}
+
+/// Runs `plugins check` on `plugin` with the check file `spec`, with JSON output.
+fn check(plugin: &Path, spec: &Value, timeout_secs: u32) -> (Output, Value) {
+    let timeout = timeout_secs.to_string();
+    let out = run_check(plugin, spec, &["--timeout", &timeout, "--json"]);
     let report = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("not a JSON report ({e}): {out:?}"));
     (out, report)
@@ -114,19 +111,7 @@ fn well_behaved_components_pass_every_check() {
     );
 
     // The text report says the same.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("check.json");
-    std::fs::write(&file, spec.to_string()).expect("write");
-    let out = fastlane(
-        dir.path(),
-        &[
-            "plugins",
-            "check",
-            &misbehave().display().to_string(),
-            "--config",
-            &file.display().to_string(),
-        ],
-    );
+    let out = run_check(&misbehave(), &spec, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout
@@ -403,23 +388,8 @@ fn plugins_that_do_not_load_fail_naming_the_file_and_the_reason() {
 
 #[test]
 fn a_bad_check_file_is_refused_listing_every_problem() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("check.json");
-    std::fs::write(
-        &file,
-        json!({"sources": {"ranged": {"config": {}, "keys": "id"}}, "target": {}}).to_string(),
-    )
-    .expect("write");
-    let out = fastlane(
-        dir.path(),
-        &[
-            "plugins",
-            "check",
-            &misbehave().display().to_string(),
-            "--config",
-            &file.display().to_string(),
-        ],
-    );
+    let spec = json!({"sources": {"ranged": {"config": {}, "keys": "id"}}, "target": {}});
+    let out = run_check(&misbehave(), &spec, &[]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr
