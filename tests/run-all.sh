@@ -20,6 +20,7 @@
 #   clippy, docs, tests        beside: python tests, browser, api fuzz
 #   restart                    the tests that restart MariaDB, and those that build generated
 #                              plugin projects, alone
+#   python-projects            the Python tests that build generated plugin projects, alone
 # Each step's output is kept in target/test-logs/<step>.log; a step that runs beside others is
 # printed when it ends.
 # At the end: the timings next to the previous run's, the number of tests of each kind, and
@@ -233,7 +234,14 @@ PY
   "$new" --test-threads=1 || rc=$?
   return "$rc"
 }
-step_python() { "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python; }
+step_python() {
+  "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k "not plugins_new"
+}
+# The Python tests that compile generated plugin projects, alone after the others (as the Rust
+# ones in "restart").
+step_python_projects() {
+  "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k plugins_new
+}
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to
 # target/browser/.
 step_browser() { (cd tests/browser && npm test); }
@@ -249,7 +257,7 @@ if [ -n "$serial" ]; then
   step "venvs" step_venvs
   step "build" step_build
   step "python-install" step_python_install || true
-  for name in clippy docs tests python browser api-fuzz restart; do
+  for name in clippy docs tests python browser api-fuzz restart python-projects; do
     step "$name" "step_${name//-/_}" || true
   done
 else
@@ -279,6 +287,7 @@ else
   wait "$other_pid" || true
   report clippy docs tests python browser api-fuzz
   step "restart" step_restart || true
+  step "python-projects" step_python_projects || true
 fi
 
 # How many tests each kind ran.
@@ -303,8 +312,9 @@ log_of() { # a step's log, or /dev/null for a step that did not run
 }
 read -r rust_passed rust_failed rust_ignored < <(sum_rust "$(log_of tests)" "$(log_of restart)")
 py_log=$(log_of python)
-py_passed=$(count_in passed "$py_log")
-py_failed=$(($(count_in failed "$py_log") + $(count_in error "$py_log")))
+py_alone=$(log_of python-projects)
+py_passed=$(($(count_in passed "$py_log") + $(count_in passed "$py_alone")))
+py_failed=$(($(count_in failed "$py_log") + $(count_in error "$py_log") + $(count_in failed "$py_alone") + $(count_in error "$py_alone")))
 py_skipped=$(count_in skipped "$py_log")
 browser_log=$(log_of browser)
 browser_passed=$(sed -n 's/^\(# \|ℹ \)pass \([0-9]*\)$/\2/p' "$browser_log" | tail -1)
