@@ -26,7 +26,7 @@ use fastlane_plugin_api::{ComponentKind, ReplicationMode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::plugins::Registry;
+use crate::plugins::{ComponentInfo, Registry};
 pub use crate::problem::{ConfigError, Problem};
 
 /// The optional `logs` section (the original's fields).
@@ -411,7 +411,11 @@ pub fn load_str_with(
             );
             match external(kind, &s.id, &s.config, &base) {
                 Some(found) => problems.extend(found),
-                None => validate(&c.info.schema, &s.config, &base, &mut problems),
+                None => {
+                    let first = problems.len();
+                    validate(&c.info.schema, &s.config, &base, &mut problems);
+                    hint_unknown_fields(&c.info, &base, &mut problems[first..], registry);
+                }
             }
         }
     }
@@ -420,7 +424,11 @@ pub fn load_str_with(
     {
         match external(ComponentKind::Transform, &section.id, &section.config, base) {
             Some(found) => problems.extend(found),
-            None => validate(&c.info.schema, &section.config, base, &mut problems),
+            None => {
+                let first = problems.len();
+                validate(&c.info.schema, &section.config, base, &mut problems);
+                hint_unknown_fields(&c.info, base, &mut problems[first..], registry);
+            }
         }
     }
 
@@ -573,6 +581,86 @@ fn choose_transform(
     Some((Section { id, config }, base))
 }
 
+/// Adds a hint to each unknown top-level field of a component's section: the component's own
+/// field it looks like a misspelling of, or else the other components that have a field of
+/// that name (a field put in the wrong section).
+fn hint_unknown_fields(
+    info: &ComponentInfo,
+    base: &str,
+    problems: &mut [Problem],
+    registry: &Registry,
+) {
+    let prefix = format!("{}.", pointer_to_path(base));
+    let properties = |schema: &Value| -> Vec<String> {
+        schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let own = properties(&info.schema);
+    for problem in problems.iter_mut() {
+        if problem.message != UNKNOWN_FIELD {
+            continue;
+        }
+        let Some(field) = problem.path.strip_prefix(&prefix) else {
+            continue;
+        };
+        if field.contains(['.', '[']) {
+            continue;
+        }
+        let closest = own
+            .iter()
+            .map(|name| (edit_distance(field, name), name))
+            .filter(|(d, name)| *d <= 2.min(name.len() / 3 + 1))
+            .min();
+        if let Some((_, name)) = closest {
+            problem.message = format!("{UNKNOWN_FIELD} (did you mean `{name}`?)");
+            continue;
+        }
+        let mut owners: Vec<String> = registry
+            .components()
+            .filter(|c| !(c.info.kind == info.kind && c.info.id == info.id))
+            .filter(|c| properties(&c.info.schema).iter().any(|p| p == field))
+            .map(|c| format!("{} `{}`", c.info.kind, c.info.id))
+            .collect();
+        owners.sort();
+        if owners.is_empty() {
+            continue;
+        }
+        let more = owners.len().saturating_sub(3);
+        owners.truncate(3);
+        let list = if more > 0 {
+            format!("{} and {more} more", owners.join(", "))
+        } else {
+            owners.join(", ")
+        };
+        problem.message = format!(
+            "{UNKNOWN_FIELD} of {} `{}`; it is a field of {list}: is it in the right section?",
+            info.kind, info.id
+        );
+    }
+}
+
+/// The number of single-character insertions, deletions and substitutions between two words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// What an unknown field is called in a problem.
+const UNKNOWN_FIELD: &str = "is not a known field";
+
 fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
@@ -620,7 +708,7 @@ pub fn validate(schema: &Value, instance: &Value, base: &str, problems: &mut Vec
                 for name in unexpected {
                     problems.push(Problem {
                         path: pointer_to_path(&format!("{pointer}/{}", escape(name))),
-                        message: "is not a known field".to_owned(),
+                        message: UNKNOWN_FIELD.to_owned(),
                     });
                 }
                 continue;
@@ -821,6 +909,15 @@ pub fn parse_bytes(v: &Value) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("delimter", "delimiter"), 1);
+        assert_eq!(edit_distance("kye", "key"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("table", "table"), 0);
+        assert_eq!(edit_distance("table", "path"), 4);
+    }
 
     #[test]
     fn substitution() {

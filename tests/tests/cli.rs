@@ -398,7 +398,7 @@ fn bad_config_reports_every_mistake() {
             "max_buffered_bytes": "lots",
             "colour": "blue",
             "source": {"file": {"path": 42, "batch_size": -1, "delimter": ";"}},
-            "target": {"file": {"format": "xlsx", "compression": "rar"}},
+            "target": {"file": {"format": "xlsx", "compression": "rar", "table": "orders"}},
             "logs": {"log_file": "${FASTLANE_TEST_UNSET_VARIABLE}"}
         }),
     );
