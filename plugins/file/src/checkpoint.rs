@@ -160,6 +160,11 @@ fn read_plan(staging: &Path) -> Option<PlanFile> {
 
 /// The staging folders of `dir`, with their run ids.
 fn staging_folders(dir: &Path) -> Vec<(String, PathBuf)> {
+    folders_named(dir, STAGING_PREFIX)
+}
+
+/// The folders of `dir` whose names start with `prefix`, with the rest of their names.
+fn folders_named(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -167,10 +172,29 @@ fn staging_folders(dir: &Path) -> Vec<(String, PathBuf)> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_owned();
-            let run = name.strip_prefix(STAGING_PREFIX)?.to_owned();
+            let run = name.strip_prefix(prefix)?.to_owned();
             e.path().is_dir().then(|| (run, e.path()))
         })
         .collect()
+}
+
+/// A checkpointed staging folder is made under this name, its plan written, then renamed: a
+/// staging folder always has its plan, so that a later run can tell whose it is.
+pub(crate) const CREATING_PREFIX: &str = ".fastlane-creating-";
+
+/// Creates the staging folder `staging` of run `run_id` in `dir` with its plan, at once.
+pub(crate) fn create_staging(
+    dir: &Path,
+    staging: &Path,
+    run_id: &str,
+    identity: &Identity,
+    plan: &Value,
+) -> Result<()> {
+    let creating = dir.join(format!("{CREATING_PREFIX}{run_id}"));
+    std::fs::create_dir_all(&creating).map_err(io_err("cannot create", &creating))?;
+    store_plan(&creating, identity, plan)?;
+    std::fs::rename(&creating, staging).map_err(io_err("cannot rename", &creating))?;
+    sync_dir(dir)
 }
 
 /// Staging folders being removed start with this.
@@ -296,6 +320,15 @@ pub(crate) fn resumable_runs(dir: &Path, identity: &Identity) -> Vec<StagedRun> 
 /// Removes the staging folders that earlier checkpointed runs of this target left, but for
 /// `keep`: a new run that does not resume them discards them (the caller holds the lock).
 pub(crate) fn discard_others(dir: &Path, identity: &Identity, keep: &str) {
+    // Folders a killed process left while creating a staging: this target's, or empty ones
+    // (killed before its plan was written; no one can resume them).
+    for (run_id, path) in folders_named(dir, CREATING_PREFIX) {
+        let plan = read_plan(&path);
+        let empty = plan.is_none() && walk_is_empty(&path);
+        if run_id != keep && (empty || plan.is_some_and(|p| p.target == *identity)) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
     for (run_id, path) in staging_folders(dir) {
         if run_id == keep {
             continue;
@@ -307,6 +340,17 @@ pub(crate) fn discard_others(dir: &Path, identity: &Identity, keep: &str) {
             }
         }
     }
+}
+
+/// Whether a folder holds no file, at any depth.
+fn walk_is_empty(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).all(|e| {
+        let p = e.path();
+        p.is_dir() && walk_is_empty(&p)
+    })
 }
 
 /// Reopens the staging of a run being resumed: reads its records, deletes the data files no
@@ -440,6 +484,39 @@ mod tests {
         assert!(resumable_runs(tmp.path(), &other).is_empty());
         discard_others(tmp.path(), &identity, "x");
         assert!(!staging.exists());
+    }
+
+    #[test]
+    fn a_staging_is_created_with_its_plan_and_half_created_ones_are_discarded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let identity = Identity {
+            file_prefix: "part".into(),
+            extension: "parquet".into(),
+        };
+        let other = Identity {
+            file_prefix: "other".into(),
+            ..identity.clone()
+        };
+        let staging = dir.join(format!("{STAGING_PREFIX}r1"));
+        create_staging(dir, &staging, "r1", &identity, &serde_json::json!({"p": 1})).unwrap();
+        assert!(read_plan(&staging).is_some_and(|p| p.target == identity));
+        assert!(folders_named(dir, CREATING_PREFIX).is_empty());
+
+        // Processes killed while creating: before the plan (an empty folder), after it (this
+        // target's), and another target's.
+        let creating = |run: &str| dir.join(format!("{CREATING_PREFIX}{run}"));
+        std::fs::create_dir_all(creating("k1").join(CHECKPOINTS)).unwrap();
+        std::fs::create_dir_all(creating("k2")).unwrap();
+        store_plan(&creating("k2"), &identity, &serde_json::json!({})).unwrap();
+        std::fs::create_dir_all(creating("k3")).unwrap();
+        store_plan(&creating("k3"), &other, &serde_json::json!({})).unwrap();
+        discard_others(dir, &identity, "r2");
+        let left: Vec<String> = folders_named(dir, CREATING_PREFIX)
+            .into_iter()
+            .map(|(run, _)| run)
+            .collect();
+        assert_eq!(left, ["k3"]);
     }
 
     #[test]

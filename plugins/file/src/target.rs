@@ -337,8 +337,13 @@ impl Target for FileTarget {
             }
             Some(c) => {
                 checkpoint::discard_others(&self.dir, &self.identity(), &context.run_id);
-                std::fs::create_dir_all(&staging).map_err(io_err("cannot create", &staging))?;
-                checkpoint::store_plan(&staging, &self.identity(), &c.plan)?;
+                checkpoint::create_staging(
+                    &self.dir,
+                    &staging,
+                    &context.run_id,
+                    &self.identity(),
+                    &c.plan,
+                )?;
                 (None, 0)
             }
             None => {
