@@ -75,6 +75,17 @@ fn assert_exact(out: &Path) {
     assert_eq!(*rows.keys().last().unwrap(), ROWS);
 }
 
+/// Whether `out` holds a staging folder (a run has opened the target).
+fn staging_exists(out: &Path) -> bool {
+    std::fs::read_dir(out).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".fastlane-staging-")
+        })
+    })
+}
+
 /// Runs the pipeline and kills it with SIGKILL after `after`; whether it was still running.
 fn run_killed(cwd: &Path, config: &Path, after: Duration) -> bool {
     let started = Instant::now();
@@ -92,10 +103,20 @@ fn a_killed_sqlite_to_parquet_load_resumes_and_publishes_every_row_once() {
     let out = tmp.path().join("out");
     let config = write_config(tmp.path(), &db, &out, json!({}));
 
-    // How long an uninterrupted run takes.
-    let started = Instant::now();
+    // How long an uninterrupted run loads, from the moment its staging folder appears to its
+    // end. The kills below land after a share of that, counted from the same moment, so that a
+    // busy machine (a slower start: loading plugins, planning) does not move them towards the
+    // start of the load.
+    let first_seen = std::cell::Cell::new(None::<Instant>);
+    let ended = !fastlane_tests::run_killed_when(tmp.path(), &config, &|| {
+        if first_seen.get().is_none() && staging_exists(&out) {
+            first_seen.set(Some(Instant::now()));
+        }
+        false
+    });
+    assert!(ended);
+    let loading = first_seen.get().map_or(Duration::ZERO, |t| t.elapsed());
     let summary = run_to_end(tmp.path(), &config, &[]);
-    let full = started.elapsed();
     assert_eq!(summary["rows_loaded"], ROWS);
     assert_eq!(summary["checkpoint"]["resumed"], false);
     assert_exact(&out);
@@ -103,8 +124,14 @@ fn a_killed_sqlite_to_parquet_load_resumes_and_publishes_every_row_once() {
     let points = 8;
     let mut reread = Vec::new();
     for k in 1..=points {
-        let after = full.mul_f64(k as f64 / (points + 1) as f64);
-        if !run_killed(tmp.path(), &config, after) {
+        let after = loading.mul_f64(k as f64 / (points + 1) as f64);
+        let seen = std::cell::Cell::new(None::<Instant>);
+        if !fastlane_tests::run_killed_when(tmp.path(), &config, &|| {
+            if seen.get().is_none() && staging_exists(&out) {
+                seen.set(Some(Instant::now()));
+            }
+            seen.get().is_some_and(|t| t.elapsed() >= after)
+        }) {
             continue;
         }
         let summary = run_to_end(tmp.path(), &config, &[]);
