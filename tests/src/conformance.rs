@@ -15,7 +15,7 @@
 //!   the target as it was (nothing half-written), resume where declared.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::DataType;
@@ -23,14 +23,12 @@ use fastlane_host::config::{Problem, validate};
 use fastlane_host::conformance::{
     self as suite, CheckOptions, Expect, Outcome, Place, SourceSpec, TargetHarness,
 };
-use fastlane_host::engine::{self, EngineOptions, Named, NoObserver, Pipeline};
 use fastlane_host::plugins::{LoadedPlugin, Origin, load_plugin};
-use fastlane_plugin_api::{
-    ComponentKind, ReplicationMode, Result, Source, Target, WriteContext, Writer,
-};
+use fastlane_plugin_api::ComponentKind;
 use serde_json::Value;
 
 pub use fastlane_host::conformance::data::{ALL_COLUMNS, rows_as_text, standard_batches};
+pub use fastlane_host::conformance::read_source;
 
 /// Loads a built plugin by crate suffix.
 pub fn load(name: &str) -> Arc<LoadedPlugin> {
@@ -100,43 +98,6 @@ pub trait TargetFixture {
     fn leftovers(&self, dir: &Path) -> Vec<String>;
     /// Example configurations that must validate against the target's schema.
     fn examples(&self) -> Vec<Value>;
-}
-
-#[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<RecordBatch>>>);
-
-struct CollectTarget(Collected);
-
-impl Target for CollectTarget {
-    fn open(&mut self, _context: &WriteContext) -> Result<()> {
-        Ok(())
-    }
-
-    fn writer(&self, _index: usize) -> Result<Box<dyn Writer>> {
-        Ok(Box::new(CollectWriter(self.0.clone())))
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        Ok(())
-    }
-
-    fn abort(&mut self) -> Result<()> {
-        self.0.0.lock().expect("lock").clear();
-        Ok(())
-    }
-}
-
-struct CollectWriter(Collected);
-
-impl Writer for CollectWriter {
-    fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.0.0.lock().expect("lock").push(batch);
-        Ok(())
-    }
-
-    fn close(&mut self) -> Result<()> {
-        Ok(())
-    }
 }
 
 fn check_examples(plugin: &LoadedPlugin, kind: ComponentKind, id: &str, examples: &[Value]) {
@@ -236,84 +197,6 @@ pub fn check_source(plugin_name: &str, fixture: &dyn SourceFixture) {
 /// Checks the manifest of a plugin: documented components, valid and closed schemas.
 pub fn check_manifest(plugin: &LoadedPlugin) {
     assert_passed(plugin, suite::check_manifest(plugin));
-}
-
-/// Runs `source` through the engine into a target that keeps every batch, and returns them.
-/// With `offset`, the run is INCREMENTAL and the source reads after that offset.
-pub fn read_source(
-    id: &str,
-    source: Box<dyn Source>,
-    options: &EngineOptions,
-    offset: Option<Value>,
-) -> std::result::Result<Vec<RecordBatch>, Box<engine::RunFailed>> {
-    let collected = Collected::default();
-    let pipeline = Pipeline {
-        source: Named::new(id, source),
-        transforms: vec![],
-        target: Named::new(
-            "collect",
-            Box::new(CollectTarget(collected.clone())) as Box<dyn Target>,
-        ),
-    };
-    match offset {
-        Some(o) => {
-            let options = EngineOptions {
-                mode: ReplicationMode::Incremental,
-                ..options.clone()
-            };
-            // The collect target has no offset; the source sees the one given here instead.
-            run_with_offset(pipeline, &options, o)?;
-        }
-        None => {
-            engine::run(pipeline, options, &mut NoObserver)?;
-        }
-    }
-    Ok(collected.0.lock().expect("lock").clone())
-}
-
-fn run_with_offset(
-    pipeline: Pipeline,
-    options: &EngineOptions,
-    offset: Value,
-) -> std::result::Result<engine::RunSummary, Box<engine::RunFailed>> {
-    // Swap the collect target for one that reports `offset`, keeping the same collection.
-    let Pipeline {
-        source,
-        transforms,
-        target,
-    } = pipeline;
-    let id = target.id.clone();
-    let inner = target.component;
-    let wrapped: Box<dyn Target> = Box::new(Forward(inner, offset));
-    engine::run(
-        Pipeline {
-            source,
-            transforms,
-            target: Named::new(id, wrapped),
-        },
-        options,
-        &mut NoObserver,
-    )
-}
-
-struct Forward(Box<dyn Target>, Value);
-
-impl Target for Forward {
-    fn get_offset(&self) -> Result<Option<Value>> {
-        Ok(Some(self.1.clone()))
-    }
-    fn open(&mut self, context: &WriteContext) -> Result<()> {
-        self.0.open(context)
-    }
-    fn writer(&self, index: usize) -> Result<Box<dyn Writer>> {
-        self.0.writer(index)
-    }
-    fn commit(&mut self) -> Result<()> {
-        self.0.commit()
-    }
-    fn abort(&mut self) -> Result<()> {
-        self.0.abort()
-    }
 }
 
 /// A [`TargetFixture`] as the suite's harness.

@@ -279,6 +279,26 @@ pub(crate) fn read_through_engine(
     (result, collected)
 }
 
+/// Creates source `id` of `plugin` from `config`, named and with the capabilities the plugin
+/// declares for it, waiting at most `limit` for the plugin.
+pub(crate) fn create_source(
+    plugin: &Arc<crate::plugins::LoadedPlugin>,
+    id: &str,
+    config: &Value,
+    limit: Duration,
+) -> std::result::Result<Named<Box<dyn Source>>, String> {
+    let capabilities = super::find(plugin, fastlane_plugin_api::ComponentKind::Source, id)
+        .map(|c| c.capabilities.clone())
+        .unwrap_or_default();
+    let (plugin, id, config) = (plugin.clone(), id.to_owned(), config.clone());
+    with_timeout(limit, "creating the source", move || {
+        plugin
+            .create_source(&id, &config)
+            .map(|s| Named::new(id, Box::new(s) as Box<dyn Source>).with_capabilities(capabilities))
+    })?
+    .map_err(|e| format!("creating the source failed: {e}"))
+}
+
 /// Calls `f` on a thread of its own and waits at most `limit` for it; a call that does not
 /// return in time is left behind and reported.
 pub(crate) fn with_timeout<T: Send + 'static>(

@@ -427,6 +427,27 @@ pub fn check_manifest(plugin: &LoadedPlugin) -> Vec<Check> {
     checks.into_vec()
 }
 
+/// Runs `source` (named `id`) through the engine into a target that keeps every batch, and
+/// returns them. With `offset`, the run is INCREMENTAL and the source reads after that offset.
+pub fn read_source(
+    id: &str,
+    source: Box<dyn fastlane_plugin_api::Source>,
+    options: &crate::engine::EngineOptions,
+    offset: Option<Value>,
+) -> Result<Vec<RecordBatch>, Box<crate::engine::RunFailed>> {
+    let options = crate::engine::EngineOptions {
+        mode: if offset.is_some() {
+            fastlane_plugin_api::ReplicationMode::Incremental
+        } else {
+            options.mode
+        },
+        ..options.clone()
+    };
+    let named = crate::engine::Named::new(id, source);
+    let (result, collected) = engine_parts::read_through_engine(named, &options, offset, None);
+    result.map(|_| collected.take())
+}
+
 /// Total rows of batches.
 pub(crate) fn total_rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()

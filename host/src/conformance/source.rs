@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::data::{self, ALL_COLUMNS};
 use super::engine_parts::{
-    Key, checksum, engine_options, failure, keys, read_through_engine, rows_after, with_timeout,
+    Key, checksum, create_source, engine_options, failure, keys, read_through_engine, rows_after,
+    with_timeout,
 };
 use super::{CheckOptions, Checks, SourceSpec, check_config, find, total_rows};
 use crate::engine::{Named, RunStatus, VerificationStatus, Verify};
@@ -40,14 +41,7 @@ pub fn check_source(
     }
     let capabilities = info.capabilities.clone();
     let make = || -> Result<Made, String> {
-        let (plugin, id, config) = (plugin.clone(), id.to_owned(), spec.config.clone());
-        let caps = capabilities.clone();
-        with_timeout(options.stall_timeout, "creating the source", move || {
-            plugin
-                .create_source(&id, &config)
-                .map(|s| Named::new(id, Box::new(s) as Box<dyn Source>).with_capabilities(caps))
-        })?
-        .map_err(|e| format!("creating the source failed: {e}"))
+        create_source(plugin, id, &spec.config, options.stall_timeout)
     };
     let read = |mode: ReplicationMode, verify: Verify, offset: Option<Value>| {
         let source = make()?;

@@ -10,7 +10,9 @@ use fastlane_plugin_api::{Capability, ComponentKind, ReplicationMode, Source, Ta
 use serde_json::Value;
 
 use super::data::{self, ALL_COLUMNS};
-use super::engine_parts::{DataSource, engine_options, failure, read_through_engine, with_timeout};
+use super::engine_parts::{
+    DataSource, create_source, engine_options, failure, read_through_engine, with_timeout,
+};
 use super::source::compare_rows;
 use super::{CheckOptions, Checks, TargetSpec, check_config, find, substitute};
 use crate::engine::{
@@ -112,29 +114,16 @@ impl TargetHarness for SpecHarness {
     fn read_back(&self, place: &Place) -> Option<Result<Vec<RecordBatch>, String>> {
         let spec = self.spec.read_back.as_ref()?;
         let config = substitute(&spec.config, place);
-        let (plugin, id) = (self.plugin.clone(), spec.source.clone());
-        let capabilities = find(&plugin, ComponentKind::Source, &id)
-            .map(|c| c.capabilities.clone())
-            .unwrap_or_default();
-        let made = with_timeout(
+        let named = match create_source(
+            &self.plugin,
+            &spec.source,
+            &config,
             self.options.stall_timeout,
-            "creating the read-back source",
-            {
-                let id = id.clone();
-                move || plugin.create_source(&id, &config)
-            },
-        );
-        let source = match made {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Some(Err(format!(
-                    "creating the read-back source `{id}` failed: {e}"
-                )));
-            }
-            Err(e) => return Some(Err(e)),
+        ) {
+            Ok(named) => named,
+            Err(e) => return Some(Err(format!("read-back source `{}`: {e}", spec.source))),
         };
-        let named = Named::new(id.clone(), Box::new(source) as Box<dyn Source>)
-            .with_capabilities(capabilities);
+        let id = &spec.source;
         let options = engine_options(&self.options, ReplicationMode::FullTable, Verify::Off);
         let (result, collected) = read_through_engine(named, &options, None, None);
         Some(match result {
