@@ -235,7 +235,7 @@ pub fn top_level_schema() -> Value {
                     }
                 }
             },
-            "ssm": {"type": "object", "properties": {"region": {"type": "string"}}},
+            "ssm": {"type": "object", "additionalProperties": false, "description": "The original's AWS settings: `region` is the region of the secrets named by `secret` without a `secret_region`.", "properties": {"region": {"type": "string", "minLength": 1}}},
             "monitoring": {
                 "type": "object",
                 "additionalProperties": false,
@@ -394,6 +394,13 @@ pub fn load_str_with(
         &mut problems,
     );
 
+    if doc.get("replication_mode").and_then(Value::as_str) == Some("INCREMENTAL")
+        && let (Some(source), Some(target)) = (&source, &mut target)
+    {
+        default_target_key(source, target, registry);
+    }
+    // The original's top-level `ssm.region`: the region of secrets named without one.
+    let ssm_region = doc.pointer("/ssm/region").and_then(Value::as_str);
     for (kind, section, base) in [
         (ComponentKind::Source, &mut source, "/source/"),
         (ComponentKind::Target, &mut target, "/target/"),
@@ -406,6 +413,7 @@ pub fn load_str_with(
                 &mut s.config,
                 &c.info.schema,
                 &pointer_to_path(&base),
+                ssm_region,
                 registry,
                 &mut problems,
             );
@@ -516,6 +524,50 @@ fn choose(
             }
             None
         }
+    }
+}
+
+/// In an INCREMENTAL run, a target with the original's `pk` (the column whose largest value is
+/// the offset) not given takes the source's replication key (`key` or `replication_key`, given
+/// or its schema's default): the offset is compared with that column.
+fn default_target_key(source: &Section, target: &mut Section, registry: &Registry) {
+    const KEYS: [&str; 1] = ["pk"];
+    const SOURCE_KEYS: [&str; 2] = ["key", "replication_key"];
+    let (Some(s), Some(t)) = (
+        registry.find(ComponentKind::Source, &source.id),
+        registry.find(ComponentKind::Target, &target.id),
+    ) else {
+        return;
+    };
+    let declares =
+        |schema: &Value, name: &str| schema.pointer(&format!("/properties/{name}")).is_some();
+    let Some(section) = target.config.as_object_mut() else {
+        return;
+    };
+    let Some(field) = KEYS
+        .into_iter()
+        .find(|k| declares(&t.info.schema, k) && !declares(&t.info.schema, "key"))
+    else {
+        return;
+    };
+    if section.get(field).is_some_and(|v| !v.is_null()) {
+        return;
+    }
+    let key = SOURCE_KEYS.iter().find_map(|k| {
+        source
+            .config
+            .get(*k)
+            .and_then(Value::as_str)
+            .or_else(|| {
+                s.info
+                    .schema
+                    .pointer(&format!("/properties/{k}/default"))
+                    .and_then(Value::as_str)
+            })
+            .filter(|v| !v.is_empty())
+    });
+    if let Some(key) = key {
+        section.insert(field.to_owned(), Value::String(key.to_owned()));
     }
 }
 

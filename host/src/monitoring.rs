@@ -85,14 +85,17 @@ pub fn destination(
 
 /// The pipeline's id: the configuration's `name`, else the original's
 /// `<target_id>.<source_type>.<target_type>`, where the target id names the destination
-/// (`<database>.<table>`, the bucket, the file path, …).
+/// (`<database>.<table>` or `<db>.<table>`, the bucket, the file path, …).
 pub fn pipeline_id(config: &PipelineConfig) -> String {
     if let Some(name) = &config.name {
         return name.clone();
     }
     let t = &config.target.config;
     let s = |k: &str| t.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
-    let target_id = match (s("database"), s("table"), s("measurement")) {
+    // The original's target ids: `<db>.<table>` (mysql), `<database>.<table>` (s3, athena,
+    // firehose), `<database>.<measurement>` (influxdb).
+    let database = s("database").or_else(|| s("db"));
+    let target_id = match (database, s("table"), s("measurement")) {
         (Some(db), Some(table), _) => format!("{db}.{table}"),
         (Some(db), None, Some(m)) => format!("{db}.{m}"),
         (None, Some(table), _) => table.to_owned(),

@@ -19,11 +19,13 @@ pub const SECRETS_SOURCE: &str = "secretsmanager";
 
 /// Fills `section` from its `secret`, if it names one, and removes `secret` and
 /// `secret_region`. `schema` is the connector's configuration schema; `path` the section's
-/// dotted path, for problems.
+/// dotted path, for problems; `default_region` the region of a secret without
+/// `secret_region` (the original's top-level `ssm.region`).
 pub fn resolve(
     section: &mut Value,
     schema: &Value,
     path: &str,
+    default_region: Option<&str>,
     registry: &Registry,
     problems: &mut Vec<Problem>,
 ) {
@@ -56,7 +58,7 @@ pub fn resolve(
         }
     };
     let region = match region {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => default_region.map(str::to_owned),
         Some(Value::String(r)) => Some(r),
         Some(other) => {
             problems.push(problem(
@@ -245,6 +247,7 @@ mod tests {
             &mut section,
             &schema(),
             "source.mysql",
+            None,
             &Registry::default(),
             &mut problems,
         );
@@ -266,6 +269,7 @@ mod tests {
             &mut json!({"secret_region": "x"}),
             &schema(),
             "t",
+            None,
             &Registry::default(),
             &mut problems,
         );

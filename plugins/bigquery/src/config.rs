@@ -4,6 +4,7 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Which API reads the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
@@ -93,6 +94,13 @@ pub struct BigQuerySourceConfig {
     pub secret: Option<String>,
     /// AWS region of `secret`.
     pub secret_region: Option<String>,
+    /// How many streams are read at once (host setting; the original's base field).
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+    /// Read only rows whose `replication_key` is above this value (the original's starting
+    /// key, exclusive; `-1`, its default, reads from the start). In INCREMENTAL runs the
+    /// target's offset takes precedence when it has one.
+    pub offset: Option<Value>,
 }
 
 fn default_page_size() -> usize {
@@ -112,6 +120,11 @@ fn default_backoff() -> u64 {
 }
 
 impl BigQuerySourceConfig {
+    /// The configured starting offset, `None` for none or the original's `-1`.
+    pub fn configured_offset(&self) -> Option<Value> {
+        fastlane_plugin_support::keys::configured_offset(self.offset.as_ref())
+    }
+
     /// Everything wrong with the configuration that can be told without the server.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -147,6 +160,11 @@ impl BigQuerySourceConfig {
             if blank(value) {
                 problems.push(format!("`{name}` is empty"));
             }
+        }
+        if self.configured_offset().is_some() && self.replication_key.is_none() {
+            problems.push(
+                "`offset` needs `replication_key`, the column it is compared with".to_owned(),
+            );
         }
         if let Some(columns) = &self.columns {
             if columns.is_empty() {

@@ -342,10 +342,12 @@ impl BigQuerySource {
         // Fails early, and clearly, on credentials Google refuses.
         rest.auth.token().await?;
         let config = &self.config;
-        let offset = match (&context.mode, &context.start_offset) {
-            (ReplicationMode::Incremental, Some(offset)) if !offset.is_null() => Some(offset),
-            _ => None,
-        };
+        let after = fastlane_plugin_support::keys::read_after(
+            context.mode,
+            context.start_offset.as_ref(),
+            config.offset.as_ref(),
+        );
+        let offset = after.as_ref();
         if context.mode == ReplicationMode::Incremental && config.replication_key.is_none() {
             return Err(PluginError::config(
                 "an INCREMENTAL run needs `replication_key`: the column it continues after",

@@ -108,6 +108,13 @@ pub struct MongoSourceConfig {
     pub secret: Option<String>,
     /// AWS region of `secret`.
     pub secret_region: Option<String>,
+    /// How many partitions are read at once (host setting; the original's base field).
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+    /// Read only documents whose `replication_key` is above this value (the original's
+    /// starting key, exclusive; `-1`, its default, reads from the start). In INCREMENTAL runs
+    /// the target's offset takes precedence when it has one.
+    pub offset: Option<Value>,
 }
 
 fn default_connect_timeout() -> u64 {

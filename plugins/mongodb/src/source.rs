@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fastlane_plugin_api::{
-    BatchStream, ErrorCode, Partition, PluginError, ReadContext, ReplicationMode, Result, Source,
+    BatchStream, ErrorCode, Partition, PluginError, ReadContext, Result, Source,
 };
 use fastlane_plugin_support::runtime::PluginRuntime;
 use mongodb::bson::{self, Bson, Document, RawBson, RawBsonRef, RawDocumentBuf, doc};
@@ -377,11 +377,12 @@ impl Source for MongoSource {
         self.check_collection()?;
         let mut filter = self.base_filter()?;
         let key = self.config.replication_key.clone();
-        let offset = match (&context.mode, &context.start_offset) {
-            (ReplicationMode::Incremental, Some(offset)) if !offset.is_null() => Some(offset),
-            _ => None,
-        };
-        if let Some(offset) = offset {
+        let after = fastlane_plugin_support::keys::read_after(
+            context.mode,
+            context.start_offset.as_ref(),
+            self.config.offset.as_ref(),
+        );
+        if let Some(offset) = &after {
             let Some(kind) = self.key_kind(&filter)? else {
                 // An empty collection: there is nothing after any offset.
                 *self.plan.lock().expect("lock") = Some(Plan {

@@ -171,8 +171,9 @@ pub struct MysqlSourceConfig {
     /// How many partitions are read at once (host setting).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
-    /// Read only rows whose key is above this value (the original's starting key, exclusive).
-    /// In INCREMENTAL runs the target's offset takes precedence when it has one.
+    /// Read only rows whose key is above this value (the original's starting key, exclusive;
+    /// `-1`, its default, reads from the start). In INCREMENTAL runs the target's offset takes
+    /// precedence when it has one.
     pub offset: Option<Value>,
 }
 
@@ -287,7 +288,8 @@ impl MysqlSourceConfig {
                 if q.trim().is_empty() {
                     problems.push("`query` must not be empty".to_owned());
                 }
-                if self.offset.as_ref().is_some_and(|o| !o.is_null()) {
+                if fastlane_plugin_support::keys::configured_offset(self.offset.as_ref()).is_some()
+                {
                     problems.push(
                         "`offset` needs `table` and `key`; a `query` is read whole".to_owned(),
                     );

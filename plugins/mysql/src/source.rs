@@ -228,11 +228,11 @@ impl MysqlSource {
     async fn partitions_async(&self, context: &ReadContext) -> Result<Vec<Partition>> {
         let mut session = Session::open(self.connector.clone()).await?;
         let conn = session.conn().await?;
-        let configured = self.config.offset.clone().filter(|o| !o.is_null());
-        let after = match context.mode {
-            ReplicationMode::Incremental => context.start_offset.clone().or(configured),
-            ReplicationMode::FullTable => configured,
-        };
+        let after = fastlane_plugin_support::keys::read_after(
+            context.mode,
+            context.start_offset.as_ref(),
+            self.config.offset.as_ref(),
+        );
         let partitions = match &self.config.table {
             None => {
                 if context.mode == ReplicationMode::Incremental {

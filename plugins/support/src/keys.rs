@@ -200,6 +200,31 @@ pub fn keep_after(batch: &RecordBatch, column: &str, offset: &dyn Datum) -> Resu
     Ok(arrow_select::filter::filter_record_batch(batch, &mask)?)
 }
 
+/// The starting offset a source's configuration gives (the original fastlane's `offset`):
+/// `None` when it is absent, null or `-1`, the original's "from the start".
+pub fn configured_offset(offset: Option<&Value>) -> Option<Value> {
+    offset
+        .filter(|o| !o.is_null() && o.as_i64() != Some(-1))
+        .cloned()
+}
+
+/// The offset a source reads after: in INCREMENTAL runs the target's (`start_offset`) when it
+/// has one, else the configured one; in FULL_TABLE runs the configured one.
+pub fn read_after(
+    mode: fastlane_plugin_api::ReplicationMode,
+    start_offset: Option<&Value>,
+    configured: Option<&Value>,
+) -> Option<Value> {
+    let configured = configured_offset(configured);
+    match mode {
+        fastlane_plugin_api::ReplicationMode::Incremental => start_offset
+            .filter(|o| !o.is_null())
+            .cloned()
+            .or(configured),
+        fastlane_plugin_api::ReplicationMode::FullTable => configured,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow_array::Int32Array;
@@ -256,5 +281,27 @@ mod tests {
             fold(Some(KeyMax::Int(3)), Some(KeyMax::UInt(9))).unwrap(),
             Some(KeyMax::UInt(9))
         );
+    }
+
+    #[test]
+    fn configured_offsets() {
+        use fastlane_plugin_api::ReplicationMode::{FullTable, Incremental};
+        use serde_json::json;
+        assert_eq!(configured_offset(Some(&json!(-1))), None);
+        assert_eq!(configured_offset(Some(&Value::Null)), None);
+        assert_eq!(configured_offset(Some(&json!(0))), Some(json!(0)));
+        assert_eq!(
+            read_after(FullTable, Some(&json!(9)), Some(&json!(3))),
+            Some(json!(3))
+        );
+        assert_eq!(
+            read_after(Incremental, Some(&json!(9)), Some(&json!(3))),
+            Some(json!(9))
+        );
+        assert_eq!(
+            read_after(Incremental, None, Some(&json!(3))),
+            Some(json!(3))
+        );
+        assert_eq!(read_after(Incremental, None, Some(&json!(-1))), None);
     }
 }
