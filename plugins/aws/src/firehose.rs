@@ -71,7 +71,22 @@ pub struct FirehoseTargetConfig {
     /// Number of target workers.
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+    /// The original fastlane's records per call: calls carry at most this many records
+    /// (and never more than `max_records_per_call`, the service's limit).
+    #[schemars(range(min = 1))]
+    pub batch_size: Option<usize>,
 }
+}
+
+impl FirehoseTargetConfig {
+    /// The most records one call carries: `max_records_per_call`, lowered to `batch_size`.
+    pub fn records_per_call(&self) -> usize {
+        self.batch_size
+            .map_or(self.max_records_per_call, |b| {
+                b.min(self.max_records_per_call)
+            })
+            .max(1)
+    }
 }
 
 fn default_records_per_call() -> usize {
@@ -299,7 +314,7 @@ impl FirehoseWriter {
                 MAX_RECORD_BYTES
             )));
         }
-        if self.records.len() >= self.config.max_records_per_call
+        if self.records.len() >= self.config.records_per_call()
             || self.bytes + record.len() > self.config.max_bytes_per_call
         {
             self.dispatch()?;

@@ -7,6 +7,12 @@
 //!   readers and `get_offset` trust only manifested runs. An aborted run deletes what it
 //!   uploaded; a killed one leaves objects no manifest lists.
 //!
+//! - **Target `athena`**: the original fastlane's: the `s3` target writing Parquet into the
+//!   folder of a Glue table (found from the table's location, or made from `bucket`), the
+//!   table registered in Glue, every row tagged with its run's `_table_version`, and the
+//!   Athena view `<view_database>.<table>` replaced at each published run so that it shows
+//!   exactly the published rows (each `pk`'s newest); optionally a Glue crawler started.
+//!
 //! - **Target `firehose`**: rows as JSON Lines records through `PutRecordBatch` (at most 500
 //!   records and 4 MiB per call, 1,000 KiB per record), retrying only the records a call
 //!   refused, with backoff, and failing clearly once the retries are spent.
@@ -25,12 +31,14 @@
 
 #![warn(missing_docs)]
 
+mod athena;
 mod cloudwatch;
 mod connection;
 mod firehose;
 pub mod s3;
 mod secrets;
 
+pub use athena::{AthenaTarget, AthenaTargetConfig};
 pub use cloudwatch::{CloudWatchLogsConfig, CloudWatchLogsTarget};
 pub use connection::Connection;
 pub use firehose::{FirehoseTarget, FirehoseTargetConfig};
@@ -39,11 +47,20 @@ pub use secrets::{SecretsManagerConfig, SecretsManagerSource};
 
 fastlane_plugin_api::export_plugin!(
     fastlane_plugin_api::PluginDefinition::new("aws", env!("CARGO_PKG_VERSION"))
-        .description("Amazon Web Services: S3, Data Firehose, CloudWatch Logs and Secrets Manager.")
+        .description("Amazon Web Services: S3, Athena (Glue), Data Firehose, CloudWatch Logs and Secrets Manager.")
         .target(
             "s3",
             "Writes Parquet, JSON Lines or CSV objects to S3; a run is published by its manifest.",
             S3Target::new,
+        )
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
+        .target(
+            "athena",
+            "The original fastlane's Athena target: Parquet in a Glue table's folder, the table registered, and a view showing exactly the published rows.",
+            AthenaTarget::new,
         )
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,

@@ -37,6 +37,9 @@ pub struct PlanObject {
     pub folder: String,
     /// The partition folder alone, or empty.
     pub partition: String,
+    /// The run's `_table_version` (`athena` target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<i64>,
 }
 
 /// One writer's flush.

@@ -42,6 +42,9 @@ pub struct S3TargetConfig {
     /// Start a new object after this many rows.
     #[schemars(range(min = 1))]
     pub max_rows_per_object: Option<u64>,
+    /// The original fastlane's rows per object: `max_rows_per_object` when that is not given.
+    #[schemars(range(min = 1))]
+    pub batch_size: Option<u64>,
     /// Start a new object once this many bytes are written (checked after each batch).
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 1))]
@@ -74,8 +77,8 @@ pub struct S3TargetConfig {
     /// Number of target workers, each writing its own objects.
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
-    /// Path-style addressing (`<endpoint>/<bucket>/<key>`); default: on when `endpoint_url` is
-    /// set, off otherwise.
+    /// Path-style addressing (`<endpoint>/<bucket>/<key>`); default: on when `endpoint_url` (or
+    /// `AWS_ENDPOINT_URL`) is set, off otherwise.
     pub force_path_style: Option<bool>,
     /// Registers the table in the AWS Glue Data Catalog (for Athena) at each commit.
     pub glue: Option<GlueConfig>,
@@ -107,7 +110,7 @@ pub struct GlueConfig {
 }
 
 /// What a run does when the data's columns differ from the Glue table's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnSchemaChange {
     /// Stop the run before it is published, naming the new and missing columns.
@@ -206,6 +209,11 @@ impl S3TargetConfig {
                 .to_ascii_lowercase()
         });
         Some((database, table))
+    }
+
+    /// The most rows of an object: `max_rows_per_object`, else the original's `batch_size`.
+    pub fn rows_per_object(&self) -> Option<u64> {
+        self.max_rows_per_object.or(self.batch_size)
     }
 
     /// The folder of the table: `<prefix>/<table>` without stray slashes.

@@ -386,6 +386,10 @@ fn merge_columns(
             })
         })
         .collect();
+    if registered.is_empty() {
+        // A table defined without columns (made to hold the location) takes the data's.
+        return Ok(None);
+    }
     if new.is_empty() && retyped.is_empty() {
         // Columns the data lacks stay in the table (they read as null), unless it is replaced.
         return Ok(

@@ -47,6 +47,9 @@ pub struct Manifest {
     pub key_max: Option<Value>,
     /// The data objects, in no particular order.
     pub objects: Vec<ObjectInfo>,
+    /// The run's `_table_version` (`athena` target): the value of that column in its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<i64>,
 }
 
 /// A manifest's key for a run committed at `at`.
@@ -236,6 +239,7 @@ mod tests {
                 key: None,
                 key_max: None,
                 objects: vec![],
+                table_version: None,
             },
         )
     }

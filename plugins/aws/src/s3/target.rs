@@ -30,6 +30,8 @@ pub struct S3Target {
     client: Client,
     glue: Option<aws_sdk_glue::Client>,
     run: Option<Run>,
+    /// What the `athena` target adds: the `_table_version` column, the view, the crawler.
+    athena: Option<crate::athena::Extras>,
 }
 
 struct Run {
@@ -46,6 +48,8 @@ struct Run {
     resumed_tags: Option<Vec<String>>,
     /// Objects are numbered after this (the highest number a resumed run's objects use).
     first_seq: u32,
+    /// The value of the `_table_version` column of its rows (`athena` target).
+    table_version: Option<i64>,
 }
 
 impl S3Target {
@@ -55,7 +59,7 @@ impl S3Target {
         let sdk = config.connection().sdk_config();
         let path_style = config
             .force_path_style
-            .unwrap_or(config.endpoint_url.is_some());
+            .unwrap_or(config.endpoint_url.is_some() || custom_endpoint_in_environment());
         let client = Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
                 .force_path_style(path_style)
@@ -71,7 +75,15 @@ impl S3Target {
             client,
             glue,
             run: None,
+            athena: None,
         })
+    }
+
+    /// The same target, writing for the `athena` target: each row gets `_table_version`,
+    /// and each published run replaces the view and starts the crawler.
+    pub(crate) fn with_athena(mut self, extras: crate::athena::Extras) -> Self {
+        self.athena = Some(extras);
+        self
     }
 
     fn bucket(&self) -> &str {
@@ -122,6 +134,7 @@ impl S3Target {
             key: self.config.key.clone(),
             key_max: key_max.map(|k| k.to_tagged()),
             objects,
+            table_version: run.table_version,
         };
         let mut key = manifest::manifest_key(&base, now, &run.id);
         // Commit times order the manifests; never sort before one already published.
@@ -133,7 +146,41 @@ impl S3Target {
             key = manifest::manifest_key(&base, later.max(now), &run.id);
         }
         self.register(run).await?;
-        manifest::write(&self.client, self.bucket(), &key, &manifest).await?;
+        let previous_view = match (&self.athena, run.table_version) {
+            (Some(extras), Some(version)) => {
+                let all = manifest::all(&self.client, self.bucket(), &base).await?;
+                let current = manifest::current(&all);
+                let versions = |list: &[(String, Manifest)]| -> Vec<i64> {
+                    list.iter().filter_map(|(_, m)| m.table_version).collect()
+                };
+                let before = versions(current);
+                let lowest = match run.mode {
+                    ReplicationMode::FullTable => version,
+                    ReplicationMode::Incremental => {
+                        before.iter().copied().min().unwrap_or(version).min(version)
+                    }
+                };
+                let client = self.glue.as_ref();
+                extras.replace_view(client, lowest, version).await?;
+                Some((before.iter().copied().min(), before.iter().copied().max()))
+            }
+            _ => None,
+        };
+        if let Err(e) = manifest::write(&self.client, self.bucket(), &key, &manifest).await {
+            // The view already shows the run: show what was published before it again.
+            if let (Some(extras), Some((Some(lo), Some(hi)))) = (&self.athena, previous_view)
+                && let Err(undo) = extras.replace_view(self.glue.as_ref(), lo, hi).await
+            {
+                log::warn!(
+                    "the view still shows the unpublished run `{}`: {undo}",
+                    run.id
+                );
+            }
+            return Err(e);
+        }
+        if let Some(extras) = &self.athena {
+            extras.start_crawler(self.glue.as_ref()).await;
+        }
         log::info!(
             "published run `{}`: {} rows in {} objects, manifest `s3://{}/{key}`",
             run.id,
@@ -180,6 +227,14 @@ impl S3Target {
         Ok(())
     }
 
+    /// The `_table_version` of a new run: its start (epoch seconds), or one more than the
+    /// newest version published, when that is later.
+    async fn next_table_version(&self, start: i64) -> Result<i64> {
+        let all = manifest::all(&self.client, self.bucket(), &self.config.base()).await?;
+        let newest = all.iter().filter_map(|(_, m)| m.table_version).max();
+        Ok(newest.map_or(start, |n| start.max(n + 1)))
+    }
+
     /// Removes everything the run uploaded.
     async fn discard(&self, state: &RunState) -> Result<()> {
         let uploads: Vec<(String, String)> = RunState::lock(&state.uploads)
@@ -205,6 +260,14 @@ impl S3Target {
         RunState::lock(&state.objects).clear();
         Ok(())
     }
+}
+
+/// Whether the environment points S3 at another endpoint (`AWS_ENDPOINT_URL_S3` or
+/// `AWS_ENDPOINT_URL`, which the SDK follows): an S3-compatible store, addressed by path.
+fn custom_endpoint_in_environment() -> bool {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|u| !u.is_empty()))
 }
 
 fn codec_name(codec: Compression) -> &'static str {
@@ -254,7 +317,8 @@ impl Target for S3Target {
         block_on(self.check_bucket())?;
         let base = self.config.base();
         let state = Arc::new(RunState::default());
-        let (folder, partition, resumed_tags, first_seq) = match &context.checkpoint {
+        let (folder, partition, resumed_tags, first_seq, table_version) = match &context.checkpoint
+        {
             Some(c) if c.resume => {
                 let (plan, records) = block_on(checkpoint::reopen(
                     &self.client,
@@ -278,7 +342,14 @@ impl Target for S3Target {
                         RunState::lock(&state.schema).get_or_insert_with(|| Arc::new(schema));
                     }
                 }
-                (plan.folder, plan.partition, Some(tags), max_seq + 1)
+                let version = plan.table_version;
+                (
+                    plan.folder,
+                    plan.partition,
+                    Some(tags),
+                    max_seq + 1,
+                    version,
+                )
             }
             other => {
                 let start = chrono::Utc::now();
@@ -297,11 +368,16 @@ impl Target for S3Target {
                     &base,
                     &context.run_id,
                 ))?;
+                let table_version = match &self.athena {
+                    Some(_) => Some(block_on(self.next_table_version(start.timestamp()))?),
+                    None => None,
+                };
                 if let Some(c) = other {
                     let plan = PlanObject {
                         plan: c.plan.clone(),
                         folder: folder.clone(),
                         partition: partition.clone(),
+                        table_version,
                     };
                     block_on(checkpoint::store_plan(
                         &self.client,
@@ -311,8 +387,14 @@ impl Target for S3Target {
                         &plan,
                     ))?;
                 }
-                (folder, partition, None, 0)
+                (folder, partition, None, 0, table_version)
             }
+        };
+        let table_version = match (&self.athena, table_version) {
+            (Some(_), None) => Some(block_on(
+                self.next_table_version(chrono::Utc::now().timestamp()),
+            )?),
+            (_, v) => v,
         };
         self.run = Some(Run {
             id: context.run_id.clone(),
@@ -323,6 +405,7 @@ impl Target for S3Target {
             checkpointed: context.checkpoint.is_some(),
             resumed_tags,
             first_seq,
+            table_version,
         });
         Ok(())
     }
@@ -347,6 +430,7 @@ impl Target for S3Target {
             },
             stem: format!("{}{}-{index:03}", run.folder, run.id),
             seq: run.first_seq,
+            table_version: run.table_version,
             current: None,
             state: run.state.clone(),
             checkpoints: run.checkpointed.then(|| WriterCheckpoints {
@@ -517,6 +601,8 @@ struct S3Writer {
     /// `<folder><run id>-<worker>`; objects are `<stem>-<sequence>.<ext>`.
     stem: String,
     seq: u32,
+    /// The `_table_version` every row gets (`athena` target).
+    table_version: Option<i64>,
     current: Option<OpenObject>,
     state: Arc<RunState>,
     /// In a checkpointed run: what the next record holds.
@@ -649,7 +735,7 @@ impl S3Writer {
         open.rows += batch.num_rows() as u64;
         let full_rows = self
             .config
-            .max_rows_per_object
+            .rows_per_object()
             .is_some_and(|m| open.rows >= m);
         let full_bytes = open.bytes() >= self.config.max_bytes_per_object;
         if full_rows || full_bytes {
@@ -661,10 +747,14 @@ impl S3Writer {
 
 impl Writer for S3Writer {
     fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let batch = match self.table_version {
+            Some(version) => crate::athena::with_table_version(batch, version)?,
+            None => batch,
+        };
         if batch.num_rows() > 0 {
             RunState::lock(&self.state.schema).get_or_insert_with(|| batch.schema());
         }
-        let Some(max_rows) = self.config.max_rows_per_object else {
+        let Some(max_rows) = self.config.rows_per_object() else {
             return self.write_part(&batch);
         };
         let mut offset = 0usize;

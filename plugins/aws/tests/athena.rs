@@ -1,0 +1,441 @@
+//! The `athena` target through the `fastlane` command, against moto on loopback (S3, Glue and
+//! Athena): the table's folder found from its Glue location, every row's `_table_version`, the
+//! view replaced at each published run (its statement as Athena received it; moto records
+//! statements without running them), the crawler started, and one clear error per mistake.
+
+mod common;
+
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use common::S3;
+use fastlane_tests::conformance::{self, TargetFixture};
+use fastlane_tests::fastlane_with_env;
+use serde_json::{Value, json};
+
+/// Each conformance folder a table of its own, in one bucket and one Glue database.
+struct Fixture {
+    s3: S3,
+    database: String,
+}
+
+impl Fixture {
+    fn table(dir: &Path) -> String {
+        common::unique_name(&dir.display().to_string())
+    }
+}
+
+impl TargetFixture for Fixture {
+    fn id(&self) -> &str {
+        "athena"
+    }
+
+    fn columns(&self) -> Vec<&'static str> {
+        conformance::ALL_COLUMNS.to_vec()
+    }
+
+    fn config(&self, dir: &Path) -> Value {
+        json!({
+            "table": Self::table(dir), "database": self.database, "bucket": self.s3.bucket,
+            "pk": "id", "endpoint_url": common::endpoint(), "glue_endpoint_url": common::endpoint(),
+            "region": "us-east-1", "access_key_id": "test", "secret_access_key": "test",
+        })
+    }
+
+    fn read_back(&self, dir: &Path) -> Vec<RecordBatch> {
+        self.s3.read_table(&Self::table(dir))
+    }
+
+    fn leftovers(&self, dir: &Path) -> Vec<String> {
+        self.s3.keys(&format!("{}/", Self::table(dir)))
+    }
+
+    fn examples(&self) -> Vec<Value> {
+        vec![
+            json!({"table": "my_table", "database": "my-bucket", "batch_size": 100000,
+                   "concurrency": 8}),
+            json!({"table": "events", "bucket": "lake", "prefix": "raw", "view_database": "views",
+                   "work_group": "etl", "output_location": "s3://results/athena/", "pk": "id",
+                   "crawler": "events", "compression": "zstd", "on_schema_change": "add_columns"}),
+        ]
+    }
+}
+
+#[test]
+fn conformance() {
+    let database = common::unique_name(&format!("athena-conformance-{}", std::process::id()));
+    conformance::check_target(
+        "aws",
+        &Fixture {
+            s3: S3::new("athenaconf"),
+            database,
+        },
+    );
+}
+
+fn glue() -> aws_sdk_glue::Client {
+    aws_sdk_glue::Client::from_conf(
+        aws_sdk_glue::Config::builder()
+            .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+            .endpoint_url(common::endpoint())
+            .region(aws_sdk_glue::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_glue::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build(),
+    )
+}
+
+fn athena() -> aws_sdk_athena::Client {
+    aws_sdk_athena::Client::from_conf(
+        aws_sdk_athena::Config::builder()
+            .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
+            .endpoint_url(common::endpoint())
+            .region(aws_sdk_athena::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_athena::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build(),
+    )
+}
+
+/// Writes `orders.csv`: ids `first..last`, each amount `id * factor`.
+fn write_orders(dir: &Path, first: i64, last: i64, factor: i64) {
+    let mut csv = String::from("id,name,amount\n");
+    for i in first..last {
+        csv.push_str(&format!("{i},item {i},{}\n", i * factor));
+    }
+    std::fs::write(dir.join("orders.csv"), csv).expect("write csv");
+}
+
+/// Runs file → athena with `target`; the command's output and exit code.
+fn run(dir: &Path, mode: &str, target: Value) -> fastlane_tests::Output {
+    let config = json!({
+        "replication_mode": mode,
+        "source": {"file": {"path": "orders.csv", "replication_key": "id"}},
+        "target": {"athena": target},
+    });
+    std::fs::write(dir.join("p.json"), config.to_string()).expect("config");
+    fastlane_with_env(
+        dir,
+        &[
+            "--source=file",
+            "--target=athena",
+            "--config=p.json",
+            "--progress=off",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    )
+}
+
+/// The statements Athena received that mention `text`, oldest first.
+fn statements(text: &str) -> Vec<String> {
+    common::runtime().block_on(async {
+        let client = athena();
+        let ids = client
+            .list_query_executions()
+            .send()
+            .await
+            .expect("list query executions");
+        let mut found = Vec::new();
+        for id in ids.query_execution_ids() {
+            let execution = client
+                .get_query_execution()
+                .query_execution_id(id)
+                .send()
+                .await
+                .expect("query execution");
+            let q = execution.query_execution().expect("execution");
+            if let Some(sql) = q.query().filter(|s| s.contains(text)) {
+                let at = q
+                    .status()
+                    .and_then(|s| s.submission_date_time())
+                    .map(|t| t.as_nanos())
+                    .unwrap_or_default();
+                found.push((at, sql.to_owned(), q.work_group().unwrap_or("").to_owned()));
+            }
+        }
+        found.sort();
+        found
+            .into_iter()
+            .map(|(_, sql, wg)| format!("[{wg}] {sql}"))
+            .collect()
+    })
+}
+
+fn versions(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {
+    let mut v: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("_table_version")
+                .expect("_table_version")
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn an_athena_table_gets_its_rows_its_view_and_its_crawl() {
+    let s3 = S3::new("athena");
+    let database = common::unique_name(&format!("athena-{}", std::process::id()));
+    let views = format!("{database}_views");
+    let table = "orders";
+    let folder = format!("lake/{database}/{table}");
+    let work_group = format!("wg-{database}");
+    let crawler = format!("crawl-{database}");
+    common::runtime().block_on(async {
+        let glue = glue();
+        glue.create_database()
+            .database_input(
+                aws_sdk_glue::types::DatabaseInput::builder()
+                    .name(&database)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create database");
+        // The table exists: its location says where the objects go.
+        glue.create_table()
+            .database_name(&database)
+            .table_input(
+                aws_sdk_glue::types::TableInput::builder()
+                    .name(table)
+                    .storage_descriptor(
+                        aws_sdk_glue::types::StorageDescriptor::builder()
+                            .location(format!("s3://{}/{folder}/", s3.bucket))
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create table");
+        glue.create_crawler()
+            .name(&crawler)
+            .role("arn:aws:iam::123456789012:role/crawler")
+            .database_name(&database)
+            .targets(
+                aws_sdk_glue::types::CrawlerTargets::builder()
+                    .s3_targets(
+                        aws_sdk_glue::types::S3Target::builder()
+                            .path(format!("s3://{}/{folder}/", s3.bucket))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create crawler");
+        athena()
+            .create_work_group()
+            .name(&work_group)
+            .send()
+            .await
+            .expect("create work group");
+    });
+    let target = json!({
+        "table": table, "database": database, "view_database": views, "work_group": work_group,
+        "pk": "id", "crawler": crawler, "batch_size": 400, "concurrency": 2,
+        "endpoint_url": common::endpoint(), "glue_endpoint_url": common::endpoint(),
+        "athena_endpoint_url": common::endpoint(), "region": "us-east-1",
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    write_orders(dir.path(), 0, 1000, 1);
+    let out = run(dir.path(), "FULL_TABLE", target.clone());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let full = s3.read_table(&folder);
+    assert_eq!(full.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
+    let v1 = versions(&full);
+    assert_eq!(v1.len(), 1, "one version per run: {v1:?}");
+    // `batch_size` is the rows of an object, as in the original.
+    let manifest = s3.manifests(&folder).pop().expect("a manifest");
+    assert_eq!(manifest["table_version"], json!(v1[0]));
+    for object in manifest["objects"].as_array().expect("objects") {
+        assert!(object["rows"].as_u64().unwrap() <= 400, "{object}");
+    }
+    let columns = common::runtime().block_on(async {
+        let t = glue()
+            .get_table()
+            .database_name(&database)
+            .name(table)
+            .send()
+            .await
+            .expect("get table");
+        let sd = t.table().and_then(|t| t.storage_descriptor()).expect("sd");
+        (
+            sd.location().unwrap_or_default().to_owned(),
+            sd.columns()
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(columns.0, format!("s3://{}/{folder}/", s3.bucket));
+    assert_eq!(
+        columns.1,
+        [
+            "id",
+            "name",
+            "amount",
+            "_op_type",
+            "_op_timestamp",
+            "_table_version"
+        ]
+    );
+    let view = format!("\"{views}\".\"{table}\"");
+    let seen = statements(&view);
+    assert_eq!(
+        seen,
+        [format!(
+            "[{work_group}] CREATE OR REPLACE VIEW {view} AS SELECT \"id\", \"name\", \"amount\", \
+             \"_op_type\", \"_op_timestamp\", \"_table_version\" FROM (SELECT *, row_number() \
+             OVER (PARTITION BY \"id\" ORDER BY \"_table_version\" DESC, \"_op_timestamp\" DESC) \
+             AS \"_fastlane_rank\" FROM \"{database}\".\"{table}\" WHERE \"_table_version\" \
+             BETWEEN {v} AND {v}) WHERE \"_fastlane_rank\" = 1",
+            v = v1[0]
+        )]
+    );
+    let state = common::runtime().block_on(async {
+        glue()
+            .get_crawler()
+            .name(&crawler)
+            .send()
+            .await
+            .expect("get crawler")
+            .crawler()
+            .and_then(|c| c.state().map(|s| s.as_str().to_owned()))
+    });
+    assert_eq!(state.as_deref(), Some("RUNNING"), "the crawler was started");
+
+    // INCREMENTAL: only the rows after the largest id published are read; the view now spans
+    // both runs' versions.
+    write_orders(dir.path(), 500, 1500, 2);
+    let out = run(dir.path(), "INCREMENTAL", target.clone());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let all = s3.read_table(&folder);
+    assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 1500);
+    let both = versions(&all);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both[1] > both[0]);
+    let seen = statements(&view);
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(
+        seen[1].contains(&format!("BETWEEN {} AND {}", both[0], both[1])),
+        "{}",
+        seen[1]
+    );
+
+    // A FULL_TABLE run starts the view's range again at its own version.
+    write_orders(dir.path(), 0, 10, 3);
+    let out = run(dir.path(), "FULL_TABLE", target.clone());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let last = versions(&s3.read_table(&folder));
+    assert_eq!(last.len(), 1);
+    assert!(last[0] > both[1]);
+    let seen = statements(&view);
+    assert!(
+        seen[2].contains(&format!("BETWEEN {v} AND {v}", v = last[0])),
+        "{}",
+        seen[2]
+    );
+}
+
+#[test]
+fn athena_mistakes_are_one_clear_error_each() {
+    let s3 = S3::new("athenabad");
+    let database = common::unique_name(&format!("athenabad-{}", std::process::id()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_orders(dir.path(), 0, 10, 1);
+    let base = json!({
+        "table": "t", "database": database, "endpoint_url": common::endpoint(),
+        "glue_endpoint_url": common::endpoint(), "athena_endpoint_url": common::endpoint(),
+        "region": "us-east-1",
+    });
+    let with = |extra: Value| {
+        let mut t = base.clone();
+        t.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        t
+    };
+    let cases = [
+        (
+            base.clone(),
+            format!("the Glue table `{database}.t` does not exist: give `bucket` to create it"),
+        ),
+        (
+            with(json!({"bucket": s3.bucket, "crawler": "no-such-crawler"})),
+            "the Glue crawler `no-such-crawler` does not exist".to_owned(),
+        ),
+        (
+            with(json!({"bucket": s3.bucket, "view_database": "v", "work_group": "no-such-wg"})),
+            "Athena work group `no-such-wg`".to_owned(),
+        ),
+        (
+            with(json!({"bucket": s3.bucket, "compression": "gzip"})),
+            "`compression` of Parquet is `snappy`, `zstd` or `none`".to_owned(),
+        ),
+    ];
+    for (target, message) in cases {
+        let out = run(dir.path(), "FULL_TABLE", target.clone());
+        assert_ne!(out.code, 0, "{target}: {}", out.stdout);
+        assert!(out.stderr.contains(&message), "{target}:\n{}", out.stderr);
+    }
+    // Nothing was written by the failed runs.
+    assert!(s3.keys("").is_empty(), "{:?}", s3.keys(""));
+
+    // A table at another bucket than the one given.
+    common::runtime().block_on(async {
+        let glue = glue();
+        glue.create_database()
+            .database_input(
+                aws_sdk_glue::types::DatabaseInput::builder()
+                    .name(&database)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create database");
+        glue.create_table()
+            .database_name(&database)
+            .table_input(
+                aws_sdk_glue::types::TableInput::builder()
+                    .name("t")
+                    .storage_descriptor(
+                        aws_sdk_glue::types::StorageDescriptor::builder()
+                            .location("s3://elsewhere/t/")
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create table");
+    });
+    let out = run(dir.path(), "FULL_TABLE", with(json!({"bucket": s3.bucket})));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&format!(
+            "the Glue table `{database}.t` is at `s3://elsewhere/t/`, not in the bucket `{}`",
+            s3.bucket
+        )),
+        "{}",
+        out.stderr
+    );
+}
