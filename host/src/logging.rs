@@ -4,14 +4,18 @@
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-static LOG_FILE: OnceLock<Mutex<File>> = OnceLock::new();
+static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
+
+fn log_file() -> std::sync::MutexGuard<'static, Option<File>> {
+    LOG_FILE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Writes to the log file once one is set, and nowhere before.
 #[derive(Clone, Copy)]
@@ -19,15 +23,15 @@ struct FileSink;
 
 impl Write for FileSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match LOG_FILE.get() {
-            Some(f) => f.lock().unwrap_or_else(|p| p.into_inner()).write(buf),
+        match log_file().as_mut() {
+            Some(f) => f.write(buf),
             None => Ok(buf.len()),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        match LOG_FILE.get() {
-            Some(f) => f.lock().unwrap_or_else(|p| p.into_inner()).flush(),
+        match log_file().as_mut() {
+            Some(f) => f.flush(),
             None => Ok(()),
         }
     }
@@ -119,18 +123,45 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Forward {
     }
 }
 
-/// Starts appending log lines to `path` (once per process; later calls are ignored).
-pub fn log_to_file(path: &Path) -> std::io::Result<()> {
-    if LOG_FILE.get().is_some() {
-        return Ok(());
-    }
+fn open_log(path: &Path) -> std::io::Result<File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)?;
-    let _ = LOG_FILE.set(Mutex::new(file));
+        .open(path)
+}
+
+/// Starts appending log lines to `path` (once per process; later calls are ignored).
+pub fn log_to_file(path: &Path) -> std::io::Result<()> {
+    let mut current = log_file();
+    if current.is_none() {
+        *current = Some(open_log(path)?);
+    }
     Ok(())
+}
+
+/// Log lines go to a run's own file until this is dropped, then to the file before it, if any
+/// (runs of a long-lived process, such as the Python package's, each with its `log_file`).
+#[must_use = "the log file is given back when this is dropped"]
+pub struct RunLogFile {
+    previous: Option<File>,
+}
+
+/// Appends log lines to `path` for as long as the returned value lives.
+pub fn log_run_to_file(path: &Path) -> std::io::Result<RunLogFile> {
+    let file = open_log(path)?;
+    let previous = log_file().replace(file);
+    Ok(RunLogFile { previous })
+}
+
+impl Drop for RunLogFile {
+    fn drop(&mut self) {
+        let mut current = log_file();
+        if let Some(f) = current.as_mut() {
+            let _ = f.flush();
+        }
+        *current = self.previous.take();
+    }
 }

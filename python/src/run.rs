@@ -205,6 +205,16 @@ pub fn execute(
     pipeline: Pipeline,
     progress: ProgressMode,
 ) -> PyResult<Result<RunSummary, Box<RunFailed>>> {
+    let _log_file = match &config.logs.log_file {
+        Some(path) => Some(
+            fastlane_host::logging::log_run_to_file(std::path::Path::new(path)).map_err(|e| {
+                PyValueError::new_err(format!(
+                    "cannot open the log file `{path}` (logs.log_file): {e}"
+                ))
+            })?,
+        ),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let options = EngineOptions {
         stop: Some(stop.clone()),
