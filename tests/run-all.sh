@@ -20,7 +20,8 @@
 #   clippy, docs, tests        beside: python tests, browser, api fuzz
 #   restart                    the tests that restart MariaDB, and those that build generated
 #                              plugin projects, alone
-#   python-projects            the Python tests that build generated plugin projects, alone
+#   python-projects            the Python tests that build generated plugin projects, and those
+#                              writing into BriskDB, alone
 # Each step's output is kept in target/test-logs/<step>.log; a step that runs beside others is
 # printed when it ends.
 # At the end: the timings next to the previous run's, the number of tests of each kind, and
@@ -235,12 +236,13 @@ PY
   return "$rc"
 }
 step_python() {
-  "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k "not plugins_new"
+  "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k "not plugins_new and not mongodb"
 }
 # The Python tests that compile generated plugin projects, alone after the others (as the Rust
-# ones in "restart").
+# ones in "restart"), and those writing into BriskDB, which takes one writer at a time (the Rust
+# MongoDB tests run beside the other Python tests).
 step_python_projects() {
-  "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k plugins_new
+  "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k "plugins_new or mongodb"
 }
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to
 # target/browser/.
