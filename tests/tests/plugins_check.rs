@@ -55,10 +55,16 @@ fn misbehave() -> std::path::PathBuf {
 fn well_behaved_components_pass_every_check() {
     let spec = json!({
         "sources": {"ranged": {"config": {"rows": 6000, "batch_size": 500}, "key": "id"}},
-        "targets": {"store": {
-            "config": {"path": "{dir}/out"},
-            "read_back": {"source": "stored", "config": {"path": "{dir}/out"}}
-        }}
+        "targets": {
+            "store": {
+                "config": {"path": "{dir}/out"},
+                "read_back": {"source": "stored", "config": {"path": "{dir}/out"}}
+            },
+            "kept": {
+                "config": {"path": "{dir}/out"},
+                "read_back": {"source": "stored", "config": {"path": "{dir}/out"}}
+            }
+        }
     });
     let (out, report) = check(&misbehave(), &spec, 30);
     assert_eq!(out.code, 0, "{out:?}");
@@ -93,6 +99,8 @@ fn well_behaved_components_pass_every_check() {
         "target `store`: INCREMENTAL appends",
         "target `store`: a failed run leaves it as it was",
         "target `store`: a cancelled run leaves it as it was",
+        "target `kept`: stores every row once, with its values",
+        "target `kept`: a failed checkpointed run resumes to exactly its rows",
     ] {
         assert!(
             passed.iter().any(|p| p == expected),
@@ -132,6 +140,12 @@ fn well_behaved_components_pass_every_check() {
 #[test]
 fn each_broken_rule_fails_its_own_check_with_its_own_message() {
     let source = |flaw: &str| json!({"sources": {"ranged": {"config": {"rows": 4000, "batch_size": 500, "flaw": flaw}, "key": "id"}}});
+    let kept = |flaw: &str| {
+        json!({"targets": {"kept": {
+            "config": {"path": "{dir}/out", "flaw": flaw},
+            "read_back": {"source": "stored", "config": {"path": "{dir}/out"}}
+        }}})
+    };
     let store = |flaw: &str| {
         json!({"targets": {"store": {
             "config": {"path": "{dir}/out", "flaw": flaw},
@@ -301,6 +315,24 @@ fn each_broken_rule_fails_its_own_check_with_its_own_message() {
             "target `store`",
             "a failed run leaves it as it was",
             "left files behind",
+        ),
+        (
+            kept("discard_staging"),
+            "target `kept`",
+            "a failed checkpointed run resumes to exactly its rows",
+            "the next run of the same pipeline did not resume the failed one",
+        ),
+        (
+            kept("forget_checkpoints"),
+            "target `kept`",
+            "a failed checkpointed run resumes to exactly its rows",
+            "repeated rows",
+        ),
+        (
+            kept("lose_rows"),
+            "target `kept`",
+            "a failed checkpointed run resumes to exactly its rows",
+            "missing",
         ),
         (
             json!({"targets": {"fail_open": {"config": {}}}}),

@@ -15,8 +15,9 @@
 //! | source | `ranged` | like `generate` (`id`, `payload`), with positions, ranges and counts (`resume`, `verify_count`); `flaw` breaks one rule of the contract |
 //! | target | `store` | Arrow IPC files under `path`, staged then published at commit; `flaw` breaks one rule of the contract |
 //! | source | `stored` | reads what `store` published under `path` |
+//! | target | `kept` | like `store`, keeping a failed checkpointed run's staging for a resume (`resume`); `flaw` breaks one rule of resuming |
 //!
-//! The flaws (`SourceFlaw`, `TargetFlaw`, `TransformFlaw`) give `fastlane plugins check` a component
+//! The flaws (`SourceFlaw`, `TargetFlaw`, `ResumeFlaw`, `TransformFlaw`) give `fastlane plugins check` a component
 //! that fails each of its checks.
 
 use std::sync::Arc;
@@ -896,6 +897,264 @@ impl Source for Stored {
     }
 }
 
+/// A rule of resuming that `kept` breaks on purpose.
+#[derive(Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum ResumeFlaw {
+    /// A failed run's staging is removed instead of kept.
+    DiscardStaging,
+    /// A resumed run reports no checkpoints, though it keeps the rows they cover (rows twice).
+    ForgetCheckpoints,
+    /// A resumed run reports its checkpoints, but has lost the rows they cover.
+    LoseRows,
+}
+
+/// Configuration of `kept`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct KeptConfig {
+    /// The folder of the published files.
+    path: String,
+    /// The replication key (the host's offset column; `id`).
+    #[allow(dead_code)]
+    key: Option<String>,
+    /// The rule of resuming broken, if any.
+    #[serde(default)]
+    flaw: Option<ResumeFlaw>,
+    /// Writers (host setting).
+    #[allow(dead_code)]
+    concurrency: Option<u32>,
+}
+
+/// What one writer's flush made durable: its files and the tags of the batches in them.
+#[derive(serde::Serialize, Deserialize, Default)]
+struct Flushed {
+    files: Vec<String>,
+    tags: Vec<String>,
+}
+
+/// `store` that keeps a failed checkpointed run's staging, for a resume.
+struct Kept {
+    config: KeptConfig,
+    staging: Option<std::path::PathBuf>,
+    mode: ReplicationMode,
+    run_id: String,
+    tags: Vec<String>,
+}
+
+const KEPT_PREFIX: &str = ".kept-";
+
+fn flushed_records(dir: &std::path::Path) -> Result<Vec<Flushed>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.is_some_and(|n| n.starts_with("flushed-") && n.ends_with(".json")) {
+            let text = std::fs::read_to_string(&path)?;
+            out.push(serde_json::from_str(&text).map_err(PluginError::data)?);
+        }
+    }
+    Ok(out)
+}
+
+fn largest_id(dir: &std::path::Path) -> Result<Option<i64>> {
+    let mut max = None;
+    for file in arrow_files(dir)? {
+        for batch in read_arrow(&file)? {
+            let ids = batch
+                .column_by_name("id")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| PluginError::data("no Int64 `id`"))?;
+            max = ids.iter().flatten().chain(max).max();
+        }
+    }
+    Ok(max)
+}
+
+impl Kept {
+    fn dir(&self, run_id: &str) -> std::path::PathBuf {
+        std::path::Path::new(&self.config.path).join(format!("{KEPT_PREFIX}{run_id}"))
+    }
+}
+
+impl Target for Kept {
+    fn get_offset(&self) -> Result<Option<Value>> {
+        Ok(largest_id(std::path::Path::new(&self.config.path))?.map(Value::from))
+    }
+
+    fn resumable_runs(&self) -> Result<Vec<fastlane_plugin_api::StagedRun>> {
+        let mut runs = Vec::new();
+        let root = std::path::Path::new(&self.config.path);
+        if !root.exists() {
+            return Ok(Vec::new());
+        }
+        for entry in std::fs::read_dir(root)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let Some(run_id) = name.and_then(|n| n.strip_prefix(KEPT_PREFIX).map(str::to_owned))
+            else {
+                continue;
+            };
+            let Ok(plan) = std::fs::read_to_string(path.join("plan.json")) else {
+                continue;
+            };
+            let modified = std::fs::metadata(&path)?.modified()?;
+            let plan = serde_json::from_str(&plan).map_err(PluginError::data)?;
+            runs.push((modified, fastlane_plugin_api::StagedRun { run_id, plan }));
+        }
+        runs.sort_by_key(|r| std::cmp::Reverse(r.0));
+        Ok(runs.into_iter().map(|(_, r)| r).collect())
+    }
+
+    fn open(&mut self, context: &WriteContext) -> Result<()> {
+        let dir = self.dir(&context.run_id);
+        self.tags.clear();
+        match &context.checkpoint {
+            Some(c) if c.resume => {
+                let records = flushed_records(&dir)?;
+                let durable: std::collections::HashSet<String> = records
+                    .iter()
+                    .flat_map(|r| r.files.iter().cloned())
+                    .collect();
+                for file in arrow_files(&dir)? {
+                    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let lost = self.config.flaw == Some(ResumeFlaw::LoseRows);
+                    if lost || !name.is_some_and(|n| durable.contains(&n)) {
+                        std::fs::remove_file(file)?;
+                    }
+                }
+                if self.config.flaw != Some(ResumeFlaw::ForgetCheckpoints) {
+                    self.tags = records.into_iter().flat_map(|r| r.tags).collect();
+                }
+            }
+            other => {
+                let root = std::path::Path::new(&self.config.path);
+                std::fs::create_dir_all(root)?;
+                for entry in std::fs::read_dir(root)? {
+                    let path = entry?.path();
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    if name.is_some_and(|n| n.starts_with(KEPT_PREFIX)) {
+                        std::fs::remove_dir_all(path)?;
+                    }
+                }
+                std::fs::create_dir_all(&dir)?;
+                if let Some(c) = other {
+                    std::fs::write(dir.join("plan.json"), c.plan.to_string())?;
+                }
+            }
+        }
+        self.staging = Some(dir);
+        self.mode = context.mode;
+        self.run_id = context.run_id.clone();
+        Ok(())
+    }
+
+    fn writer(&self, index: usize) -> Result<Box<dyn Writer>> {
+        let attempt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(Box::new(KeptWriter {
+            dir: self
+                .staging
+                .clone()
+                .ok_or_else(|| PluginError::internal("not open"))?,
+            stem: format!("part-{index}-{attempt}"),
+            written: 0,
+            flushes: 0,
+            pending: Flushed::default(),
+        }))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some(staging) = self.staging.take() else {
+            return Ok(());
+        };
+        let published = std::path::Path::new(&self.config.path);
+        if self.mode == ReplicationMode::FullTable {
+            for file in arrow_files(published)? {
+                std::fs::remove_file(file)?;
+            }
+        }
+        for file in arrow_files(&staging)? {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = format!("{}-{}", self.run_id, name.unwrap_or_default());
+            std::fs::rename(&file, published.join(name))?;
+        }
+        std::fs::remove_dir_all(staging)?;
+        Ok(())
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        match self.staging.take() {
+            Some(s) if s.exists() => std::fs::remove_dir_all(s).map_err(PluginError::from),
+            _ => Ok(()),
+        }
+    }
+
+    fn checkpoints(&self) -> Result<Vec<String>> {
+        Ok(self.tags.clone())
+    }
+
+    fn suspend(&mut self) -> Result<()> {
+        match self.staging.take() {
+            Some(s) if self.config.flaw == Some(ResumeFlaw::DiscardStaging) => {
+                std::fs::remove_dir_all(s).map_err(PluginError::from)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+struct KeptWriter {
+    dir: std::path::PathBuf,
+    /// `part-<writer>-<attempt>`: files of a resumed run never take the names of kept ones.
+    stem: String,
+    written: u64,
+    flushes: u64,
+    /// Written since the last flush.
+    pending: Flushed,
+}
+
+impl Writer for KeptWriter {
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let name = format!("{}-{:06}.arrow", self.stem, self.written);
+        self.written += 1;
+        let file = std::fs::File::create(self.dir.join(&name))?;
+        let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &batch.schema())?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        self.pending.files.push(name);
+        Ok(())
+    }
+
+    fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<()> {
+        self.write(batch)?;
+        self.pending.tags.push(tag.to_owned());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.files.is_empty() && self.pending.tags.is_empty() {
+            return Ok(());
+        }
+        let name = format!("flushed-{}-{:06}.json", self.stem, self.flushes);
+        self.flushes += 1;
+        let text = serde_json::to_string(&self.pending).map_err(PluginError::internal)?;
+        let temporary = self.dir.join(format!("{name}.tmp"));
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(temporary, self.dir.join(name))?;
+        self.pending = Flushed::default();
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
 export_plugin!(
     PluginDefinition::new("misbehave", env!("CARGO_PKG_VERSION"))
         .description("Test-only components that generate data, fail, panic or stall.")
@@ -985,4 +1244,16 @@ export_plugin!(
             "Reads what `store` published.",
             |c: StoredConfig| { Ok(Stored(c)) }
         )
+        .target(
+            "kept",
+            "Like `store`, keeping a failed checkpointed run's staging; may break a rule of resuming on purpose.",
+            |c: KeptConfig| Ok(Kept {
+                config: c,
+                staging: None,
+                mode: ReplicationMode::FullTable,
+                run_id: String::new(),
+                tags: Vec::new(),
+            })
+        )
+        .capabilities(&[fastlane_plugin_api::Capability::Resume])
 );
