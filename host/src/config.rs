@@ -516,10 +516,19 @@ fn choose(
             config: config.clone(),
         }),
         None => {
-            if sections.is_some() {
+            if let Some(sections) = sections {
+                let present: Vec<String> = sections.keys().map(|k| format!("`{k}`")).collect();
+                let message = if present.is_empty() {
+                    format!("there is no `{key}.{id}` section for --{key}={id}")
+                } else {
+                    format!(
+                        "there is no `{key}.{id}` section for --{key}={id}; the file has {} (choose it with --{key})",
+                        present.join(", ")
+                    )
+                };
                 problems.push(Problem {
                     path: key.to_owned(),
-                    message: format!("there is no `{key}.{id}` section for --{key}={id}"),
+                    message,
                 });
             }
             None

@@ -449,6 +449,29 @@ fn missing_plugin_id_lists_the_available_ones() {
 }
 
 #[test]
+fn a_flag_naming_a_section_the_file_lacks_names_the_sections_it_has() {
+    // The original's README ran its athena example with --target=s3.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "in.csv"}},
+                "target": {"athena": {"table": "t", "bucket": "b"}}}),
+    );
+    let out = fastlane(dir, &["--source=file", "--target=s3", "--config=p.json"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "there is no `target.s3` section for --target=s3; the file has `athena` (choose it \
+             with --target)"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn logs_go_to_the_file_given() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
