@@ -10,7 +10,7 @@
 //! fastlane plugins schema <source|transform|target> <id>          a component's configuration schema
 //! fastlane plugins check PATH.so [--config FILE] [--json]        the conformance suite on a plugin file
 //! fastlane plugins new NAME [--kind source|transform|target] [--path DIR]  a new plugin project
-//! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] the monitoring API and web UI
+//! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] [--read-token=T] the monitoring API and web UI
 //! ```
 //!
 //! Exit codes: 0 success, 1 the run failed (or a conformance check failed), 2 bad usage or
@@ -147,7 +147,7 @@ struct ServeArgs {
     /// The store: a SQLite file or a postgres:// URL [default: the local store, as runs use].
     #[arg(long, value_name = "URL", env = "FASTLANE_STORE")]
     store: Option<String>,
-    /// Bearer token that write requests must carry.
+    /// Bearer token of full access; with any token set, every route but /healthz needs one.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -155,6 +155,21 @@ struct ServeArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Bearer token that may only read (dashboards, Prometheus scrapes of /metrics).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FASTLANE_API_READ_TOKEN",
+        hide_env_values = true
+    )]
+    read_token: Option<String>,
+    /// A file of named tokens, one per line: `<name> <read|write> <token>`.
+    #[arg(long, value_name = "FILE", env = "FASTLANE_API_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Serve without any token on an address other than loopback (anyone who reaches it can
+    /// read, change and delete pipelines and runs).
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// The largest request body accepted, bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     body_limit: usize,
@@ -933,18 +948,39 @@ fn serve(args: &ServeArgs) -> u8 {
                 return EXIT_SERVICE;
             }
         };
-        let token = args.token.clone().filter(|t| !t.is_empty());
-        if token.is_none() && !args.bind.ip().is_loopback() {
+        let tokens = match &args.tokens_file {
+            Some(path) => match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| fastlane_monitor::server::ApiToken::parse_file(&text))
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: the tokens file `{}`: {e}", path.display());
+                    return EXIT_USAGE;
+                }
+            },
+            None => Vec::new(),
+        };
+        let opts = fastlane_monitor::server::ServeOptions {
+            bind: args.bind,
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            read_tokens: args.read_token.iter().filter(|t| !t.is_empty()).cloned().collect(),
+            tokens,
+            body_limit: args.body_limit,
+        };
+        if opts.all_tokens().is_empty() && !args.bind.ip().is_loopback() {
+            if !args.insecure_no_auth {
+                eprintln!(
+                    "error: refusing to serve without a token on {}: anyone who can reach it could read, change and delete pipelines and runs\n  hint: set --token (or FASTLANE_API_TOKEN), or give --insecure-no-auth",
+                    args.bind
+                );
+                return EXIT_USAGE;
+            }
             tracing::warn!(
-                "SERVING WITHOUT A TOKEN ON {}: anyone who can reach this address can change and delete pipelines and runs; set --token or FASTLANE_API_TOKEN",
+                "SERVING WITHOUT A TOKEN ON {} (--insecure-no-auth): anyone who can reach this address can read, change and delete pipelines and runs",
                 args.bind
             );
         }
-        let opts = fastlane_monitor::server::ServeOptions {
-            bind: args.bind,
-            token,
-            body_limit: args.body_limit,
-        };
         let (addr, stop) = match fastlane_monitor::server::spawn(store.clone(), opts).await {
             Ok(x) => x,
             Err(e) => {

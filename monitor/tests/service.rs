@@ -25,6 +25,7 @@ async fn service_on(store: Store, token: Option<&str>, dir: Option<tempfile::Tem
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         token: token.map(str::to_owned),
         body_limit: 64 * 1024,
+        ..ServeOptions::default()
     };
     let (addr, stop) = spawn(store.clone(), opts).await.unwrap();
     Service {
@@ -842,14 +843,165 @@ async fn writes_need_the_token_when_one_is_set() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c.get(format!("{b}/api/pipelines")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "reads stay open");
     let r = c
         .delete(format!("{b}/api/pipeline?pipeline_id=p"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn with_tokens_every_route_but_healthz_needs_one_and_read_tokens_only_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("monitor.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let named = fastlane_monitor::server::ApiToken::parse_file(
+        "# dashboards\ngrafana read gr4fana-t0ken\n\nci write c1-writer-t0ken\n",
+    )
+    .unwrap();
+    let opts = ServeOptions {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        token: Some("0wner-t0ken".into()),
+        read_tokens: vec!["scr4pe-t0ken".into()],
+        tokens: named,
+        ..ServeOptions::default()
+    };
+    let (addr, _stop) = spawn(store, opts).await.unwrap();
+    let b = format!("http://{addr}");
+    let c = client();
+    let body = json!({"pipeline_id": "p", "source_type": "file", "target_type": "file", "pipeline_type": "FULL_TABLE", "config": {}});
+
+    // No token: nothing but /healthz (and the UI's static files, which hold no data).
+    for path in [
+        "/api/pipelines",
+        "/api/pipeline?pipeline_id=p",
+        "/api/pipeline/runs",
+        "/api/healthcheck",
+        "/api/openapi.json",
+        "/metrics",
+    ] {
+        let (s, v) = json_of(c.get(format!("{b}{path}")).send().await.unwrap()).await;
+        assert_eq!(
+            (s, error_kind(&v)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        c.get(format!("{b}/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let ui = c.get(format!("{b}/")).send().await.unwrap();
+    assert_eq!(ui.status(), StatusCode::OK);
+
+    // Read tokens read, and only read.
+    for t in ["scr4pe-t0ken", "gr4fana-t0ken"] {
+        let r = c
+            .get(format!("{b}/api/pipelines"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{t}");
+        let r = c
+            .get(format!("{b}/metrics"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{t}");
+        assert!(r.text().await.unwrap().contains("fastlane_"), "{t}");
+        let (s, v) = json_of(
+            c.post(format!("{b}/api/pipeline"))
+                .bearer_auth(t)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, error_kind(&v)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{t}"
+        );
+    }
+    // Write tokens do everything.
+    for (i, t) in ["0wner-t0ken", "c1-writer-t0ken"].iter().enumerate() {
+        let mut b2 = body.clone();
+        b2["pipeline_id"] = json!(format!("p{i}"));
+        let r = c
+            .post(format!("{b}/api/pipeline"))
+            .bearer_auth(t)
+            .json(&b2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{t}");
+        let r = c
+            .get(format!("{b}/api/pipelines"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{t}");
+    }
+
+    // Refused tokens: after the limit, this client is told to wait, even with a good token.
+    for i in 0..fastlane_monitor::server::MAX_FAILURES {
+        let (s, v) = json_of(
+            c.get(format!("{b}/api/pipelines"))
+                .bearer_auth(format!("guess-{i}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["message"].as_str().unwrap()),
+            (StatusCode::UNAUTHORIZED, "the token was refused")
+        );
+    }
+    let r = c
+        .get(format!("{b}/api/pipelines"))
+        .bearer_auth("scr4pe-t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (_, v) = json_of(r).await;
+    assert_eq!(error_kind(&v), "too_many_attempts");
+    // /healthz stays open to everyone.
+    assert_eq!(
+        c.get(format!("{b}/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn a_tokens_file_lists_every_problem_with_its_line() {
+    let err = fastlane_monitor::server::ApiToken::parse_file(
+        "a read long-enough-token\nb admin long-enough-token\nc write short\nd\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "line 2: the role `admin` is not `read` or `write`; line 3: the token of `c` is shorter \
+         than 8 characters; line 4: expected `<name> <read|write> <token>`"
+    );
+    let t = fastlane_monitor::server::ApiToken::parse_file("a read long-enough-token").unwrap();
+    assert!(
+        !format!("{t:?}").contains("long-enough"),
+        "tokens never print"
+    );
 }
 
 #[tokio::test]
@@ -1031,6 +1183,7 @@ fn the_reporter_buffers_while_the_service_is_down_and_never_blocks_the_run() {
         bind: SocketAddr::from(([127, 0, 0, 1], port)),
         token: Some("t".into()),
         body_limit: 8 << 20,
+        ..ServeOptions::default()
     };
     let (_addr, _guard) = rt.block_on(spawn(store.clone(), opts)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -80,6 +80,9 @@ function field(name, value, text) {
 }
 
 async function api(path, opts) {
+  opts = { ...(opts || {}) };
+  const t = token();
+  if (t) opts.headers = { authorization: `Bearer ${t}`, ...(opts.headers || {}) };
   const r = await fetch(path, opts);
   const body = r.status === 204 ? null : await r.json().catch(() => null);
   if (!r.ok) {
@@ -105,7 +108,39 @@ function show(...nodes) {
 }
 
 function failure(e) {
+  if (e.status === 401) return signIn();
   return el("p", { class: "error", role: "alert", text: `Cannot load this page: ${e.message}` });
+}
+
+/** The sign-in form of a service that needs a token: the token is kept for this browser tab
+ * only (sessionStorage) and sent in the Authorization header, never in a URL. */
+function signIn() {
+  const refused = token() !== "";
+  const input = el("input", { id: "token", name: "token", type: "password", autocomplete: "current-password", required: true });
+  const form = el("form", {
+    class: "signin",
+    "aria-labelledby": "signin-title",
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      sessionStorage.setItem("fastlane-token", input.value.trim());
+      view++;
+      route();
+    },
+  },
+  el("h2", { id: "signin-title", text: "Sign in" }),
+  el("p", { role: refused ? "alert" : null, class: refused ? "error" : null,
+    text: refused ? "The token was refused; give a token of this service." : "This service needs a token to show its pipelines and runs." }),
+  el("label", { for: "token", text: "Token" }),
+  input,
+  el("button", { type: "submit", text: "Sign in" }));
+  setTimeout(() => input.focus(), 0);
+  return form;
+}
+
+function signOut() {
+  sessionStorage.removeItem("fastlane-token");
+  view++;
+  route();
 }
 
 function qs(params) {
@@ -205,7 +240,7 @@ async function pipelinesPage(params) {
   try {
     data = await api(`/api/pipelines${qs({ pipeline_status: status, pipeline_type: type, q, limit: 200 })}`);
   } catch (e) {
-    if (me === view) show(el("h1", { text: "Pipelines" }), filters, failure(e));
+    if (me === view) show(el("h1", { text: "Pipelines" }), e.status === 401 ? null : filters, failure(e));
     return;
   }
   if (me !== view) return;
@@ -420,6 +455,8 @@ async function stopRun(id) {
 
 function route() {
   clearTimeout(timer);
+  const out = document.getElementById("signout");
+  if (out) out.hidden = !token();
   const [path, params] = hashParams();
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   for (const a of document.querySelectorAll("[data-nav]")) a.removeAttribute("aria-current");
@@ -433,4 +470,5 @@ function route() {
 }
 
 window.addEventListener("hashchange", () => { view++; runState.id = null; main.focus(); route(); });
+document.getElementById("signout").addEventListener("click", signOut);
 route();

@@ -367,3 +367,60 @@ test("a verified run's page says what the source, the read and the staging count
   assert.deepEqual(await accessibility(page), []);
   await finish(page, "run-verified");
 });
+
+test("a service with a token asks for it once, keeps it for the tab only and never puts it in a URL", async () => {
+  const s = spawn(bin, ["serve", "-q", "--bind", "127.0.0.1:0", "--store", store, "--read-token", "r3ader-t0ken"],
+    { env: { ...runEnv(), FASTLANE_API_TOKEN: "wr1ter-t0ken" }, stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const first = await new Promise((res, rej) => {
+      s.on("exit", (code) => rej(new Error(`fastlane serve exited with ${code}`)));
+      createInterface({ input: s.stdout }).once("line", res);
+    });
+    const locked = first.replace("listening on ", "");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems = [];
+    const urls = [];
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    // The browser logs each 401 answer as a console error: those are expected here.
+    page.on("console", (m) => { if (m.type() === "error" && !/status of 401/.test(m.text())) problems.push(`console error: ${m.text()}`); });
+    page.on("request", (r) => urls.push(r.url()));
+    await page.goto(`${locked}/#/`);
+    // No data without the token: the sign-in form instead.
+    await page.waitForSelector("form.signin");
+    assert.equal(await page.locator("tr[data-pipeline]").count(), 0);
+    assert.equal(await page.isHidden("#signout"), true);
+    assert.deepEqual(await accessibility(page), []);
+    await page.screenshot({ path: join(shots, "signin.png"), fullPage: true });
+    // A wrong token is refused, and said so.
+    await page.fill("#token", "not-the-token");
+    await page.click("form.signin button[type=submit]");
+    await page.waitForSelector("form.signin [role=alert]");
+    assert.match(await page.textContent("form.signin"), /The token was refused/);
+    // The read token shows every pipeline, as the open service does.
+    await page.fill("#token", "r3ader-t0ken");
+    await page.click("form.signin button[type=submit]");
+    await page.waitForSelector("tr[data-pipeline]");
+    const stored = sql("SELECT id FROM pipeline ORDER BY id");
+    const shown = await page.$$eval("tr[data-pipeline]", (rows) => rows.map((r) => r.dataset.pipeline));
+    assert.deepEqual([...shown].sort(), stored.map((p) => p.id));
+    // Another page of the same tab needs no second sign-in.
+    await page.goto(`${locked}/#/runs`);
+    await page.waitForSelector("tr[data-run]");
+    assert.equal(await page.isHidden("#signout"), false);
+    // The token travels in a header only, and lives in this tab's session storage.
+    assert.ok(urls.every((u) => !u.includes("t0ken")), urls.join("\n"));
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    const other = await browser.newPage();
+    await other.goto(`${locked}/#/`);
+    await other.waitForSelector("form.signin");
+    await other.close();
+    // Signing out forgets it.
+    await page.click("#signout");
+    await page.waitForSelector("form.signin");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("fastlane-token")), null);
+    assert.deepEqual(problems, []);
+    await page.close();
+  } finally {
+    s.kill("SIGTERM");
+  }
+});

@@ -18,6 +18,8 @@ fn write_json(path: &Path, v: &Value) {
 struct Serve {
     child: Child,
     base: String,
+    /// The token reads carry, when the service has one.
+    token: Option<String>,
 }
 
 impl Serve {
@@ -42,11 +44,19 @@ impl Serve {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_owned();
-        Self { child, base }
+        Self {
+            child,
+            base,
+            token: token.map(str::to_owned),
+        }
     }
 
     fn get(&self, path: &str) -> Value {
-        let r = reqwest::blocking::get(format!("{}{path}", self.base)).unwrap();
+        let mut request = reqwest::blocking::Client::new().get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let r = request.send().unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().unwrap()
     }
@@ -330,4 +340,52 @@ fn a_run_that_fails_to_open_its_target_is_recorded_as_failed() {
     assert_eq!(run["status"], "failed", "{run}");
     let error = run["error"].as_str().unwrap();
     assert!(error.contains("fail_open"), "{error}");
+}
+
+#[test]
+fn serve_refuses_an_open_non_loopback_address_without_a_token() {
+    let out = Command::new(fastlane_bin())
+        .args([
+            "serve",
+            "-q",
+            "--bind",
+            "0.0.0.0:0",
+            "--store",
+            "sqlite::memory:",
+        ])
+        .env_remove("FASTLANE_API_TOKEN")
+        .env_remove("FASTLANE_API_READ_TOKEN")
+        .env_remove("FASTLANE_API_TOKENS_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve without a token on 0.0.0.0:0")
+            && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    // A bad tokens file is a usage error naming the line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "grafana reader gr4fana-t0ken\n").unwrap();
+    let out = Command::new(fastlane_bin())
+        .args([
+            "serve",
+            "-q",
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            "sqlite::memory:",
+            "--tokens-file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 1: the role `reader` is not `read` or `write`"),
+        "{err}"
+    );
 }

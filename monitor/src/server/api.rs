@@ -6,7 +6,8 @@
 //! Fixed from the original: validation errors are 400/422 JSON errors instead of 500s; an
 //! unknown id is a 404 instead of `{}`; DELETE answers 204; the list filters work; `rps`,
 //! `memory_usage` and `logs` of an unknown run are 404s; configurations are stored with their
-//! secrets redacted; writes need the bearer token when one is configured.
+//! secrets redacted; with tokens configured, reads need a read or write token and writes a
+//! write token.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +16,7 @@ use utoipa::OpenApi;
 use warp::http::{HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
 
-use super::{ApiError, Request, State};
+use super::{ApiError, Request, Role, State};
 use crate::model::*;
 use crate::time::{iso, now_ms, parse};
 
@@ -163,18 +164,13 @@ pub async fn dispatch(state: &State, req: Request) -> Response {
         }
         return r;
     }
-    if req.method != Method::GET && !state.authorized(&req.headers) {
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this service needs `Authorization: Bearer <token>` for writes",
-        )
-        .into_response();
-        r.headers_mut().insert(
-            warp::http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
-        return r;
+    let need = if req.method == Method::GET {
+        Role::Read
+    } else {
+        Role::Write
+    };
+    if let Err(denied) = state.check(&req.headers, req.client, need) {
+        return denied.response();
     }
     let answer = match (req.method.clone(), path.as_str()) {
         (Method::GET, "/api/healthcheck") => healthcheck(state, &req).await,

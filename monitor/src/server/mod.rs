@@ -2,6 +2,10 @@
 //! Prometheus text format, `/healthz`, the OpenAPI document at `/api/openapi.json`, and the
 //! web UI at `/`, all from one warp server.
 //!
+//! With tokens configured, every route but `/healthz` and the UI's static files needs one,
+//! reads included: a read token for `GET`s (dashboards, Prometheus), a write token for the
+//! rest. A client whose tokens are refused too often is answered 429 for a while.
+//!
 //! Requests to `/api` are read by one warp filter (method, path, query, headers, a body of at
 //! most [`ServeOptions::body_limit`] bytes, chunked or not) and dispatched by [`api`], so that
 //! every answer, including an unknown path or a wrong method, is the same JSON error shape.
@@ -11,10 +15,11 @@ pub mod error;
 pub mod metrics;
 pub mod ui;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -26,13 +31,98 @@ pub use error::ApiError;
 
 use crate::store::Store;
 
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// `GET` requests: the API's reads and `/metrics`.
+    Read,
+    /// Everything.
+    Write,
+}
+
+/// A bearer token the service accepts.
+#[derive(Clone)]
+pub struct ApiToken {
+    /// A name for the token (in a tokens file), for the operator.
+    pub name: String,
+    /// What it allows.
+    pub role: Role,
+    /// The token itself.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
+impl ApiToken {
+    /// Parses a tokens file: one token per line, `<name> <read|write> <token>`; blank lines
+    /// and lines starting with `#` are skipped. Every problem is listed with its line.
+    pub fn parse_file(text: &str) -> Result<Vec<ApiToken>, String> {
+        let mut tokens = Vec::new();
+        let mut problems = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [name, role, secret] = fields[..] else {
+                problems.push(format!(
+                    "line {}: expected `<name> <read|write> <token>`",
+                    i + 1
+                ));
+                continue;
+            };
+            let role = match role {
+                "read" => Role::Read,
+                "write" => Role::Write,
+                other => {
+                    problems.push(format!(
+                        "line {}: the role `{other}` is not `read` or `write`",
+                        i + 1
+                    ));
+                    continue;
+                }
+            };
+            if secret.len() < 8 {
+                problems.push(format!(
+                    "line {}: the token of `{name}` is shorter than 8 characters",
+                    i + 1
+                ));
+                continue;
+            }
+            tokens.push(ApiToken {
+                name: name.to_owned(),
+                role,
+                secret: secret.to_owned(),
+            });
+        }
+        if problems.is_empty() {
+            Ok(tokens)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Where to listen.
     pub bind: SocketAddr,
-    /// The bearer token write requests must carry; `None` leaves them open.
+    /// The write token; with any token set, every route but `/healthz` needs one.
     pub token: Option<String>,
+    /// Tokens that may only read (dashboards, Prometheus scrapes).
+    pub read_tokens: Vec<String>,
+    /// Named tokens, each reading or writing (from a tokens file).
+    pub tokens: Vec<ApiToken>,
     /// The largest request body accepted, bytes.
     pub body_limit: usize,
 }
@@ -42,8 +132,100 @@ impl Default for ServeOptions {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8001)),
             token: None,
+            read_tokens: Vec::new(),
+            tokens: Vec::new(),
             body_limit: 1024 * 1024,
         }
+    }
+}
+
+impl ServeOptions {
+    /// Every token the service accepts.
+    pub fn all_tokens(&self) -> Vec<ApiToken> {
+        let mut all: Vec<ApiToken> = self
+            .token
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| ApiToken {
+                name: "token".into(),
+                role: Role::Write,
+                secret: t.clone(),
+            })
+            .collect();
+        all.extend(
+            self.read_tokens
+                .iter()
+                .filter(|t| !t.is_empty())
+                .enumerate()
+                .map(|(i, t)| ApiToken {
+                    name: format!("read-token-{}", i + 1),
+                    role: Role::Read,
+                    secret: t.clone(),
+                }),
+        );
+        all.extend(self.tokens.iter().filter(|t| !t.secret.is_empty()).cloned());
+        all
+    }
+}
+
+/// Refused tokens a client may present per [`FAILURE_WINDOW`] before it is answered 429.
+pub const MAX_FAILURES: u32 = 10;
+/// The window of [`MAX_FAILURES`].
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No token was given.
+    Missing,
+    /// The token given is none of the service's.
+    Wrong,
+    /// The token may only read.
+    ReadOnly,
+    /// Too many refused tokens from this client lately; try again after this many seconds.
+    TooMany(u64),
+}
+
+impl Denied {
+    /// The JSON error answer.
+    pub fn response(self) -> warp::reply::Response {
+        let (status, kind, message) = match self {
+            Denied::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this service needs `Authorization: Bearer <token>`".to_owned(),
+            ),
+            Denied::Wrong => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token was refused".to_owned(),
+            ),
+            Denied::ReadOnly => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token may only read".to_owned(),
+            ),
+            Denied::TooMany(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many refused tokens from this address; try again in {secs} s"),
+            ),
+        };
+        let mut r = ApiError::new(status, kind, message).into_response();
+        let headers = r.headers_mut();
+        match self {
+            Denied::Missing | Denied::Wrong => {
+                headers.insert(
+                    warp::http::header::WWW_AUTHENTICATE,
+                    warp::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Denied::TooMany(secs) => {
+                headers.insert(warp::http::header::RETRY_AFTER, secs.into());
+            }
+            Denied::ReadOnly => {}
+        }
+        r
     }
 }
 
@@ -56,7 +238,9 @@ pub struct State {
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    token: Option<String>,
+    tokens: Vec<ApiToken>,
+    /// Per client address: when its window began and the tokens refused in it.
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     body_limit: usize,
     metrics: metrics::HttpMetrics,
     started: Instant,
@@ -68,7 +252,8 @@ impl State {
         Self {
             inner: Arc::new(Inner {
                 store,
-                token: opts.token.clone().filter(|t| !t.is_empty()),
+                tokens: opts.all_tokens(),
+                failures: Mutex::new(HashMap::new()),
                 body_limit: opts.body_limit,
                 metrics: metrics::HttpMetrics::default(),
                 started: Instant::now(),
@@ -81,15 +266,27 @@ impl State {
         &self.inner.store
     }
 
-    /// Whether a token is required for writes.
+    /// Whether tokens are required.
     pub fn has_token(&self) -> bool {
-        self.inner.token.is_some()
+        !self.inner.tokens.is_empty()
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.inner.token else {
-            return true;
-        };
+    /// Lets a request from `client` that needs `need` through, or says why not.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        client: Option<SocketAddr>,
+        need: Role,
+    ) -> Result<(), Denied> {
+        if self.inner.tokens.is_empty() {
+            return Ok(());
+        }
+        let ip = client.map(|c| c.ip());
+        if let Some(ip) = ip
+            && let Some(wait) = self.blocked(ip)
+        {
+            return Err(Denied::TooMany(wait));
+        }
         let given = headers
             .get(warp::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -97,8 +294,50 @@ impl State {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .map(str::trim);
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+            .map(str::trim)
+            .ok_or(Denied::Missing)?;
+        // Every token is compared, in constant time, whichever matches.
+        let mut role = None;
+        for t in &self.inner.tokens {
+            if constant_time_eq(given.as_bytes(), t.secret.as_bytes()) {
+                role = role.max(Some(t.role));
+            }
+        }
+        match role {
+            None => {
+                if let Some(ip) = ip {
+                    self.refused(ip);
+                }
+                Err(Denied::Wrong)
+            }
+            Some(r) if r < need => Err(Denied::ReadOnly),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+        self.inner
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seconds `ip` must wait, when it is over the limit of refused tokens.
+    fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let failures = self.failures();
+        let (start, count) = failures.get(&ip)?;
+        let elapsed = start.elapsed();
+        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW)
+            .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
+    }
+
+    fn refused(&self, ip: IpAddr) {
+        let mut failures = self.failures();
+        let now = Instant::now();
+        // Forget old windows, so the map stays small.
+        failures.retain(|_, (start, _)| now.duration_since(*start) < FAILURE_WINDOW);
+        let entry = failures.entry(ip).or_insert((now, 0));
+        entry.1 += 1;
     }
 }
 
@@ -122,6 +361,8 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The body.
     pub body: Bytes,
+    /// The client's address.
+    pub client: Option<SocketAddr>,
 }
 
 async fn read_body(
@@ -162,6 +403,7 @@ pub fn routes(
         .and(warp::path::full())
         .and(raw_query)
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
         .and(with_state.clone())
         .then(
@@ -169,6 +411,7 @@ pub fn routes(
              path: warp::path::FullPath,
              query: String,
              headers: HeaderMap,
+             client: Option<SocketAddr>,
              body,
              state: State| async move {
                 let body = match read_body(Box::pin(body), state.inner.body_limit).await {
@@ -181,6 +424,7 @@ pub fn routes(
                     query,
                     headers,
                     body,
+                    client,
                 };
                 api::dispatch(&state, req).await
             },
@@ -189,8 +433,17 @@ pub fn routes(
         .and(with_state.clone())
         .then(|state: State| async move { api::healthz(&state).await });
     let prometheus = warp::path!("metrics")
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(with_state.clone())
-        .then(|state: State| async move { metrics::render(&state).await });
+        .then(
+            |headers: HeaderMap, client: Option<SocketAddr>, state: State| async move {
+                match state.check(&headers, client, Role::Read) {
+                    Ok(()) => metrics::render(&state).await,
+                    Err(denied) => denied.response(),
+                }
+            },
+        );
     let ui = warp::get()
         .and(warp::path::full())
         .map(|p: warp::path::FullPath| ui::serve(p.as_str()));
