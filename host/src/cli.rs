@@ -166,6 +166,9 @@ struct ServeArgs {
     /// A file of named tokens, one per line: `<name> <read|write> <token>`.
     #[arg(long, value_name = "FILE", env = "FASTLANE_API_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
+    /// Refused tokens a client may present per minute before it is answered 429 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = fastlane_monitor::server::MAX_FAILURES)]
+    max_token_failures: u32,
     /// Serve without any token on an address other than loopback (anyone who reaches it can
     /// read, change and delete pipelines and runs).
     #[arg(long)]
@@ -967,6 +970,7 @@ fn serve(args: &ServeArgs) -> u8 {
             read_tokens: args.read_token.iter().filter(|t| !t.is_empty()).cloned().collect(),
             tokens,
             body_limit: args.body_limit,
+            max_token_failures: args.max_token_failures,
         };
         if opts.all_tokens().is_empty() && !args.bind.ip().is_loopback() {
             if !args.insecure_no_auth {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes the monitoring API from its own OpenAPI document with schemathesis: positive and
-# negative requests to every operation of `fastlane serve` (token required for writes), on a
+# negative requests to every operation of `fastlane serve` (with a token: required for reads and
+# writes; refused tokens not rate-limited, so that every request is answered), on a
 # store seeded by a real pipeline run. Fails on any 5xx, a crash, an answer that breaks the
 # documented status codes, content types or response schemas, a request the API should have
-# rejected, or a write that succeeded without the token.
+# rejected, or a request that succeeded without the token.
 #
 #   bash tests/fuzz/api.sh             # after cargo build --workspace
 #   FASTLANE_FUZZ_EXAMPLES=500 FASTLANE_FUZZ_SEED=$RANDOM bash tests/fuzz/api.sh
@@ -47,7 +48,8 @@ EOF
 
 token=fuzz-token
 # FASTLANE_FUZZ_STORE fuzzes the service over another store (an empty PostgreSQL database, say).
-"$bin" serve -q --bind 127.0.0.1:0 --store "${FASTLANE_FUZZ_STORE:-$work/monitor.db}" --token "$token" >"$work/serve.out" &
+"$bin" serve -q --bind 127.0.0.1:0 --store "${FASTLANE_FUZZ_STORE:-$work/monitor.db}" --token "$token" \
+  --max-token-failures 0 >"$work/serve.out" &
 pid=$!
 for _ in $(seq 100); do
   grep -q '^listening on ' "$work/serve.out" && break

@@ -125,6 +125,9 @@ pub struct ServeOptions {
     pub tokens: Vec<ApiToken>,
     /// The largest request body accepted, bytes.
     pub body_limit: usize,
+    /// Refused tokens a client may present per minute before it is answered 429; 0 for no
+    /// limit.
+    pub max_token_failures: u32,
 }
 
 impl Default for ServeOptions {
@@ -135,6 +138,7 @@ impl Default for ServeOptions {
             read_tokens: Vec::new(),
             tokens: Vec::new(),
             body_limit: 1024 * 1024,
+            max_token_failures: MAX_FAILURES,
         }
     }
 }
@@ -168,7 +172,8 @@ impl ServeOptions {
     }
 }
 
-/// Refused tokens a client may present per [`FAILURE_WINDOW`] before it is answered 429.
+/// Refused tokens a client may present per [`FAILURE_WINDOW`] before it is answered 429, by
+/// default ([`ServeOptions::max_token_failures`]).
 pub const MAX_FAILURES: u32 = 10;
 /// The window of [`MAX_FAILURES`].
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -241,6 +246,7 @@ struct Inner {
     tokens: Vec<ApiToken>,
     /// Per client address: when its window began and the tokens refused in it.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    max_failures: u32,
     body_limit: usize,
     metrics: metrics::HttpMetrics,
     started: Instant,
@@ -254,6 +260,7 @@ impl State {
                 store,
                 tokens: opts.all_tokens(),
                 failures: Mutex::new(HashMap::new()),
+                max_failures: opts.max_token_failures,
                 body_limit: opts.body_limit,
                 metrics: metrics::HttpMetrics::default(),
                 started: Instant::now(),
@@ -327,7 +334,8 @@ impl State {
         let failures = self.failures();
         let (start, count) = failures.get(&ip)?;
         let elapsed = start.elapsed();
-        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW)
+        let max = self.inner.max_failures;
+        (max > 0 && *count >= max && elapsed < FAILURE_WINDOW)
             .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
     }
 
