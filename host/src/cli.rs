@@ -11,6 +11,7 @@
 //! fastlane plugins check PATH.so [--config FILE] [--json]        the conformance suite on a plugin file
 //! fastlane plugins new NAME [--kind source|transform|target] [--path DIR]  a new plugin project
 //! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] [--read-token=T] the monitoring API and web UI
+//! fastlane store prune --older-than-days=N [--store=URL]    remove old samples and log lines
 //! ```
 //!
 //! Exit codes: 0 success, 1 the run failed (or a conformance check failed), 2 bad usage or
@@ -166,6 +167,9 @@ struct ServeArgs {
     /// A file of named tokens, one per line: `<name> <read|write> <token>`.
     #[arg(long, value_name = "FILE", env = "FASTLANE_API_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
+    /// Remove samples and log lines older than this many days, at start and every hour.
+    #[arg(long, value_name = "DAYS", env = "FASTLANE_RETENTION_DAYS")]
+    retention_days: Option<f64>,
     /// Refused tokens a client may present per minute before it is answered 429 (0: no limit).
     #[arg(long, value_name = "N", default_value_t = fastlane_monitor::server::MAX_FAILURES)]
     max_token_failures: u32,
@@ -205,6 +209,26 @@ enum Command {
     Plugins(PluginsCommand),
     /// Serve the monitoring API, Prometheus metrics and web UI.
     Serve(ServeArgs),
+    /// Maintain a monitoring store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Remove the samples and log lines older than some days (runs and pipelines stay), in
+    /// bounded batches, so that runs reporting meanwhile are not held up.
+    Prune {
+        /// Remove what is older than this many days.
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: f64,
+        /// The store: a SQLite file or a postgres:// URL [default: the local store].
+        #[arg(long, value_name = "URL", env = "FASTLANE_STORE")]
+        store: Option<String>,
+        /// Rows removed per statement.
+        #[arg(long, value_name = "ROWS", default_value_t = 5000)]
+        batch_size: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,6 +328,11 @@ where
             plugins_schema(&kind, &id, &cli.global)
         }
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Store(StoreCommand::Prune {
+            older_than_days,
+            store,
+            batch_size,
+        })) => store_prune(older_than_days, store.as_deref(), batch_size),
         None if cli.run.config.is_none()
             && cli.run.source.is_none()
             && cli.run.target.is_none() =>
@@ -997,12 +1026,95 @@ fn serve(args: &ServeArgs) -> u8 {
             fastlane_monitor::store::display_url(&url)
         );
         out(format_args!("listening on http://{addr}\n"));
+        let retention = args.retention_days.map(|days| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    prune_once(&store, days, 5000).await;
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            })
+        });
         shutdown_signal().await;
+        if let Some(task) = retention {
+            task.abort();
+        }
         tracing::info!("shutting down");
         let _ = stop.send(());
         tokio::time::sleep(Duration::from_millis(200)).await;
         store.close().await;
         0
+    })
+}
+
+/// The store's cut-off for samples and log lines kept `days` days.
+fn retention_cutoff(days: f64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now - (days * 86_400_000.0) as i64
+}
+
+/// One pass of `serve --retention-days`: logged, never fatal.
+async fn prune_once(store: &fastlane_monitor::Store, days: f64, batch: i64) {
+    match store.prune(retention_cutoff(days), batch).await {
+        Ok(p) => tracing::info!(
+            "retention: removed {} samples and {} log lines older than {days} days",
+            p.samples,
+            p.log_lines
+        ),
+        Err(e) => tracing::warn!("retention: cannot remove old samples and log lines: {e}"),
+    }
+}
+
+/// `fastlane store prune`.
+fn store_prune(days: f64, store: Option<&str>, batch: i64) -> u8 {
+    if !days.is_finite() || days < 0.0 {
+        eprintln!("error: --older-than-days must be a number of days, 0 or more");
+        return EXIT_USAGE;
+    }
+    let url = store
+        .filter(|s| !s.is_empty())
+        .map_or_else(fastlane_monitor::store::default_url, str::to_owned);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return EXIT_SERVICE;
+        }
+    };
+    runtime.block_on(async {
+        let store = match fastlane_monitor::Store::open(&url).await {
+            Ok(s) => s,
+            Err(e) => {
+                print_error(&e);
+                eprintln!(
+                    "  hint: the store is `{}`",
+                    fastlane_monitor::store::display_url(&url)
+                );
+                return EXIT_SERVICE;
+            }
+        };
+        let result = store.prune(retention_cutoff(days), batch.max(1)).await;
+        store.close().await;
+        match result {
+            Ok(p) => {
+                out(format_args!(
+                    "removed {} samples and {} log lines older than {days} days from {}\n",
+                    p.samples,
+                    p.log_lines,
+                    fastlane_monitor::store::display_url(&url)
+                ));
+                0
+            }
+            Err(e) => {
+                print_error(&e);
+                EXIT_SERVICE
+            }
+        }
     })
 }
 

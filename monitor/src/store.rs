@@ -90,25 +90,45 @@ pub fn display_url(url: &str) -> String {
 }
 
 fn migrations(backend: Backend) -> Migrator {
-    let (version, description, sql) = match backend {
-        Backend::Sqlite => (
-            1,
-            "monitoring store",
-            include_str!("../../migrations/sqlite/0001_monitoring_store.sql"),
-        ),
-        Backend::Postgres => (
-            1,
-            "monitoring store",
-            include_str!("../../migrations/postgres/0001_monitoring_store.sql"),
-        ),
+    let list: [(i64, &'static str, &'static str); 2] = match backend {
+        Backend::Sqlite => [
+            (
+                1,
+                "monitoring store",
+                include_str!("../../migrations/sqlite/0001_monitoring_store.sql"),
+            ),
+            (
+                2,
+                "retention",
+                include_str!("../../migrations/sqlite/0002_retention.sql"),
+            ),
+        ],
+        Backend::Postgres => [
+            (
+                1,
+                "monitoring store",
+                include_str!("../../migrations/postgres/0001_monitoring_store.sql"),
+            ),
+            (
+                2,
+                "retention",
+                include_str!("../../migrations/postgres/0002_retention.sql"),
+            ),
+        ],
     };
-    Migrator::with_migrations(vec![Migration::new(
-        version,
-        Cow::Borrowed(description),
-        MigrationType::Simple,
-        AssertSqlSafe(sql).into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        list.into_iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    AssertSqlSafe(sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 use sqlx::SqlSafeStr;
@@ -121,6 +141,15 @@ enum Arg {
     F(Option<f64>),
     S(String),
     OptS(Option<String>),
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Samples removed.
+    pub samples: u64,
+    /// Log lines removed.
+    pub log_lines: u64,
 }
 
 /// The monitoring store.
@@ -262,6 +291,37 @@ impl Store {
             q = bind(q, a);
         }
         Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    // ----- retention -----
+
+    /// Removes the samples and log lines taken before `before_ms` (epoch milliseconds), at most
+    /// `batch` rows per statement, each in its own short transaction, so that runs reporting
+    /// meanwhile wait for one batch at most. Runs and pipelines stay.
+    pub async fn prune(&self, before_ms: i64, batch: i64) -> Result<Pruned> {
+        let batch = batch.max(1);
+        let mut pruned = Pruned::default();
+        for (table, count) in [
+            ("pipeline_run_sample", &mut pruned.samples),
+            ("pipeline_run_log", &mut pruned.log_lines),
+        ] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE id IN \
+                 (SELECT id FROM {table} WHERE created_at < $1 ORDER BY created_at, id LIMIT $2)"
+            );
+            loop {
+                let n = self
+                    .exec(sql.clone(), vec![Arg::I(before_ms), Arg::I(batch)])
+                    .await?;
+                *count += n;
+                if n < batch as u64 {
+                    break;
+                }
+                // Let the writes waiting on the store go first.
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(pruned)
     }
 
     // ----- pipelines -----

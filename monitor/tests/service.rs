@@ -1247,3 +1247,62 @@ fn a_final_report_to_a_dead_service_gives_up_in_time() {
         t.elapsed()
     );
 }
+
+/// Samples and log lines before a cut-off go, in batches; newer ones, runs and pipelines stay.
+async fn prune_removes_old_samples_and_log_lines(store: &Store) {
+    let at = |day: u32| Some(format!("2026-01-{day:02}T12:00:00Z"));
+    let mut samples = Vec::new();
+    let mut logs = Vec::new();
+    for i in 0..10 {
+        // Days 1..=7 are old; 20..=22 are not.
+        let day = if i < 7 { i + 1 } else { 13 + i };
+        samples.push(Sample {
+            created_at: at(day),
+            ..sample(i64::from(i), 10 * i64::from(i))
+        });
+        logs.push(LogLine {
+            created_at: at(day),
+            ..line(i64::from(i), &format!("line {i}"))
+        });
+    }
+    let ack = store
+        .apply_report(&report(
+            "prune-run",
+            RunStatus::Completed,
+            90,
+            samples,
+            logs,
+        ))
+        .await
+        .unwrap();
+    let run = ack.pipeline_run_id;
+    let cutoff = fastlane_monitor::time::parse("2026-01-10T00:00:00Z").unwrap();
+    let pruned = store.prune(cutoff, 3).await.unwrap();
+    assert_eq!((pruned.samples, pruned.log_lines), (7, 7));
+    let left = store.samples(run, None, None, None, 100).await.unwrap();
+    assert_eq!(
+        left.iter().map(|s| s.seq.unwrap()).collect::<Vec<_>>(),
+        [7, 8, 9]
+    );
+    let lines = store.logs(run, None, None, 100).await.unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["line 7", "line 8", "line 9"]
+    );
+    assert!(store.run(run).await.unwrap().is_some(), "the run stays");
+    // Nothing more to remove.
+    let again = store.prune(cutoff, 3).await.unwrap();
+    assert_eq!((again.samples, again.log_lines), (0, 0));
+}
+
+#[tokio::test]
+async fn prune_on_sqlite() {
+    let svc = sqlite_service(None).await;
+    prune_removes_old_samples_and_log_lines(&svc.store).await;
+}
+
+#[tokio::test]
+async fn prune_on_postgres() {
+    let store = postgres_store("prune").await;
+    prune_removes_old_samples_and_log_lines(&store).await;
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fastlane_tests::{fastlane_bin, fastlane_with_env, test_plugin_dir};
+use fastlane_tests::{fastlane, fastlane_bin, fastlane_with_env, test_plugin_dir};
 use serde_json::{Value, json};
 
 fn write_json(path: &Path, v: &Value) {
@@ -388,4 +388,156 @@ fn serve_refuses_an_open_non_loopback_address_without_a_token() {
         err.contains("line 1: the role `reader` is not `read` or `write`"),
         "{err}"
     );
+}
+
+#[test]
+fn store_prune_removes_old_samples_and_log_lines_and_keeps_the_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = dir.join("monitor.db");
+    std::fs::write(dir.join("in.csv"), "id,name\n1,a\n2,b\n3,c\n").unwrap();
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "in.csv"}},
+                "target": {"file": {"path": "out", "format": "parquet"}}}),
+    );
+    let out = fastlane_with_env(
+        dir,
+        &["--config=p.json"],
+        &[("FASTLANE_STORE", store.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let count = |table: &str| -> i64 {
+        let db = rusqlite::Connection::open(&store).unwrap();
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let (samples, lines) = (count("pipeline_run_sample"), count("pipeline_run_log"));
+    assert!(samples > 0 && lines > 0, "{samples} samples, {lines} lines");
+
+    // Nothing is a day old yet.
+    let prune = |days: &str| {
+        fastlane(
+            dir,
+            &[
+                "store",
+                "prune",
+                "--older-than-days",
+                days,
+                "--store",
+                store.to_str().unwrap(),
+                "--batch-size",
+                "2",
+            ],
+        )
+    };
+    let out = prune("1");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("removed 0 samples and 0 log lines older than 1 days"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(count("pipeline_run_sample"), samples);
+
+    // Everything before now goes, in batches of 2; the run and its pipeline stay.
+    let out = prune("0");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(&format!(
+            "removed {samples} samples and {lines} log lines older than 0 days"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        (count("pipeline_run_sample"), count("pipeline_run_log")),
+        (0, 0)
+    );
+    assert_eq!((count("pipeline_run"), count("pipeline")), (1, 1));
+
+    let out = prune("-3");
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
+fn serve_with_retention_days_removes_what_is_older_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = dir.join("monitor.db");
+    std::fs::write(dir.join("in.csv"), "id,name\n1,a\n").unwrap();
+    write_json(
+        &dir.join("p.json"),
+        &json!({"replication_mode": "FULL_TABLE",
+                "source": {"file": {"path": "in.csv"}},
+                "target": {"file": {"path": "out", "format": "parquet"}}}),
+    );
+    for _ in 0..2 {
+        let out = fastlane_with_env(
+            dir,
+            &["--config=p.json"],
+            &[("FASTLANE_STORE", store.to_str().unwrap())],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let (first, second): (i64, i64) = db
+        .query_row("SELECT MIN(id), MAX(id) FROM pipeline_run", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    // The first run's samples and lines are made 40 days old.
+    let old = 40 * 86_400_000i64;
+    for table in ["pipeline_run_sample", "pipeline_run_log"] {
+        db.execute(
+            &format!("UPDATE {table} SET created_at = created_at - ?1 WHERE pipeline_run_id = ?2"),
+            [old, first],
+        )
+        .unwrap();
+    }
+    let kept = |table: &str| -> i64 {
+        db.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE pipeline_run_id = ?1"),
+            [second],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let (samples2, lines2) = (kept("pipeline_run_sample"), kept("pipeline_run_log"));
+    assert!(count("pipeline_run_sample") > samples2);
+
+    let mut child = Command::new(fastlane_bin())
+        .args([
+            "serve",
+            "-q",
+            "--bind",
+            "127.0.0.1:0",
+            "--retention-days",
+            "30",
+            "--store",
+        ])
+        .arg(&store)
+        .env("NO_COLOR", "1")
+        .env_remove("FASTLANE_API_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count("pipeline_run_sample") != samples2 || count("pipeline_run_log") != lines2 {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not remove the old samples and lines"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, "TERM");
+    wait(&mut child, Duration::from_secs(20));
+    assert_eq!(count("pipeline_run"), 2, "runs stay");
 }
