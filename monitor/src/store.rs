@@ -851,7 +851,37 @@ impl Store {
             .stages
             .as_ref()
             .map(|m| Value::Object(m.clone()).to_string());
-        let row = query(
+        // A run already recorded is updated in place: an `INSERT … ON CONFLICT` would draw a
+        // new id from the sequence at every report, and the next run's number would jump.
+        let stream = r
+            .cloudwatch_log_stream
+            .clone()
+            .map(text)
+            .unwrap_or_default();
+        let updated = query(
+            "UPDATE pipeline_run SET status = $2, finished = $3, \
+             cloudwatch_log_stream = CASE WHEN $4 = '' THEN cloudwatch_log_stream ELSE $4 END, \
+             rows_loaded = $5, rows_extracted = $6, bytes_loaded = $7, peak_memory_bytes = $8, \
+             end_offset = $9, error = $10, stages = $11, last_report_at = $12, updated_at = $12 \
+             WHERE run_key = $1 RETURNING id, stop_requested",
+        )
+        .bind(rep.run_key.clone())
+        .bind(r.status.as_str())
+        .bind(finished)
+        .bind(stream.clone())
+        .bind(r.rows_loaded)
+        .bind(r.rows_extracted)
+        .bind(r.bytes_loaded)
+        .bind(peak)
+        .bind(r.end_offset.clone().map(text))
+        .bind(r.error.clone().map(text))
+        .bind(stages.clone())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = match updated {
+            Some(row) => row,
+            None => query(
             "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, finished, \
              rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, end_offset, error, \
              stages, last_report_at, created_at, updated_at) \
@@ -879,9 +909,10 @@ impl Store {
         .bind(r.error.clone().map(text))
         .bind(stages)
         .bind(now)
-        .bind(r.cloudwatch_log_stream.clone().map(text).unwrap_or_default())
+        .bind(stream)
         .fetch_one(&mut *tx)
-        .await?;
+        .await?,
+        };
         let run_id: i64 = row.try_get("id")?;
         let stop: i64 = row.try_get("stop_requested")?;
         insert_samples(&mut tx, run_id, &rep.samples).await?;

@@ -1306,3 +1306,45 @@ async fn prune_on_postgres() {
     let store = postgres_store("prune").await;
     prune_removes_old_samples_and_log_lines(&store).await;
 }
+
+/// Reports of a run update it in place: the next run's number follows, however many reports
+/// came before.
+async fn run_numbers_follow_each_other(store: &Store) {
+    let mut ids = Vec::new();
+    for key in ["numbers-a", "numbers-b"] {
+        for (i, status) in [
+            RunStatus::Running,
+            RunStatus::Running,
+            RunStatus::Running,
+            RunStatus::Completed,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ack = store
+                .apply_report(&report(key, status, 10 * i as i64, vec![], vec![]))
+                .await
+                .unwrap();
+            if i == 0 {
+                ids.push(ack.pipeline_run_id);
+            } else {
+                assert_eq!(ack.pipeline_run_id, *ids.last().unwrap(), "{key}: one run");
+            }
+        }
+    }
+    assert_eq!(ids[1], ids[0] + 1, "{ids:?}");
+    let run = store.run(ids[0]).await.unwrap().unwrap();
+    assert_eq!((run.status, run.rows_loaded), (RunStatus::Completed, 30));
+}
+
+#[tokio::test]
+async fn run_numbers_follow_each_other_on_sqlite() {
+    let svc = sqlite_service(None).await;
+    run_numbers_follow_each_other(&svc.store).await;
+}
+
+#[tokio::test]
+async fn run_numbers_follow_each_other_on_postgres() {
+    let store = postgres_store("numbers").await;
+    run_numbers_follow_each_other(&store).await;
+}
