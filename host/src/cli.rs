@@ -327,7 +327,7 @@ where
         Some(Command::Plugins(PluginsCommand::Schema { kind, id })) => {
             plugins_schema(&kind, &id, &cli.global)
         }
-        Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Serve(args)) => serve(&args, &cli.global),
         Some(Command::Store(StoreCommand::Prune {
             older_than_days,
             store,
@@ -955,7 +955,7 @@ fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag.clone()
 }
 
-fn serve(args: &ServeArgs) -> u8 {
+fn serve(args: &ServeArgs, global: &GlobalArgs) -> u8 {
     let url = args
         .store
         .clone()
@@ -1000,6 +1000,9 @@ fn serve(args: &ServeArgs) -> u8 {
             tokens,
             body_limit: args.body_limit,
             max_token_failures: args.max_token_failures,
+            external_logs: crate::monitoring::CloudWatchRunLogs::new(registry(global)).map(|r| {
+                fastlane_monitor::server::ExternalLogsHandle(std::sync::Arc::new(r))
+            }),
         };
         if opts.all_tokens().is_empty() && !args.bind.ip().is_loopback() {
             if !args.insecure_no_auth {

@@ -265,8 +265,9 @@ fn level(text: Option<&str>, default: Level) -> Level {
     }
 }
 
-/// A log group name made of the characters CloudWatch takes.
-fn group_name(pipeline_id: &str) -> String {
+/// A log group name made of the characters CloudWatch takes (the default group of a
+/// pipeline's lines).
+pub fn group_name(pipeline_id: &str) -> String {
     let name: String = pipeline_id
         .chars()
         .map(|c| {

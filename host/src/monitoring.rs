@@ -20,11 +20,12 @@ use fastlane_monitor::model::{
 };
 use fastlane_monitor::reporter::{Destination, LogSender, Reporter, ReporterOptions};
 use fastlane_monitor::time::{iso, now_ms};
-use fastlane_plugin_api::ReplicationMode;
+use fastlane_plugin_api::{ComponentKind, ReplicationMode};
 use serde_json::{Value, json};
 
 use crate::config::{MonitoringConfig, PipelineConfig};
 use crate::engine::{self, Event, Observer, RunSummary, Totals};
+use crate::plugins::Registry;
 
 /// Reporting settings from the command line, which win over the configuration.
 #[derive(Debug, Clone, Default)]
@@ -371,6 +372,101 @@ impl Observer for Tee<'_> {
     fn tick(&mut self, totals: &Totals) {
         self.0.tick(totals);
         self.1.tick(totals);
+    }
+}
+
+/// The source of the `aws` plugin that reads a CloudWatch Logs stream.
+pub const CLOUDWATCH_LOGS_SOURCE: &str = "cloudwatch_logs";
+
+/// The lines of runs that logged to CloudWatch Logs, read back through the `aws` plugin for
+/// `fastlane serve`: the group is the configuration's `logs.cloudwatch.log_group` or the
+/// pipeline's default group, with its `region`, `endpoint_url` and `profile`.
+pub struct CloudWatchRunLogs {
+    registry: Registry,
+}
+
+impl CloudWatchRunLogs {
+    /// A reader over the plugins of `registry`; `None` when no plugin reads CloudWatch Logs.
+    pub fn new(registry: Registry) -> Option<Self> {
+        registry
+            .find(ComponentKind::Source, CLOUDWATCH_LOGS_SOURCE)
+            .is_some()
+            .then_some(Self { registry })
+    }
+}
+
+impl fastlane_monitor::server::ExternalLogs for CloudWatchRunLogs {
+    fn read(
+        &self,
+        pipeline: &fastlane_monitor::model::Pipeline,
+        run: &fastlane_monitor::model::PipelineRun,
+    ) -> Option<Result<Vec<(i64, String)>, String>> {
+        if run.cloudwatch_log_stream.is_empty() {
+            return None;
+        }
+        let settings = pipeline.config.pointer("/logs/cloudwatch");
+        // The configuration is stored as written: `${VAR}` is filled from this environment,
+        // and a redacted value is no value.
+        let setting = |key: &str| {
+            settings
+                .and_then(|c| c.get(key))
+                .and_then(Value::as_str)
+                .and_then(|v| crate::config::substitute(v, |k| std::env::var(k).ok()).ok())
+                .filter(|v| !v.is_empty() && v != "***")
+        };
+        let group =
+            setting("log_group").unwrap_or_else(|| crate::log_sinks::group_name(&pipeline.id));
+        let mut config = serde_json::json!({
+            "log_group": group,
+            "log_stream": run.cloudwatch_log_stream,
+            "max_events": 1_000_000,
+        });
+        for key in ["region", "endpoint_url", "profile"] {
+            if let Some(v) = setting(key) {
+                config[key] = Value::String(v);
+            }
+        }
+        Some(
+            self.read_stream(&config)
+                .map_err(|e| e.message().to_owned()),
+        )
+    }
+}
+
+impl CloudWatchRunLogs {
+    fn read_stream(&self, config: &Value) -> fastlane_plugin_api::Result<Vec<(i64, String)>> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::TimestampMillisecondType;
+        use fastlane_plugin_api::{Partition, PluginError, Source};
+
+        let component = self
+            .registry
+            .find(ComponentKind::Source, CLOUDWATCH_LOGS_SOURCE)
+            .ok_or_else(|| PluginError::not_found("no plugin reads CloudWatch Logs"))?;
+        let plugin = component
+            .plugin
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("`cloudwatch_logs` is not a plugin component"))?;
+        let source = plugin.create_source(CLOUDWATCH_LOGS_SOURCE, config)?;
+        let mut stream = source.read(&Partition {
+            index: 0,
+            spec: Value::Null,
+        })?;
+        let mut lines = Vec::new();
+        while let Some(batch) = stream.next_batch()? {
+            let times = batch
+                .column_by_name("timestamp")
+                .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+                .ok_or_else(|| PluginError::data("no `timestamp` column"))?;
+            let messages = batch
+                .column_by_name("message")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| PluginError::data("no `message` column"))?;
+            for i in 0..batch.num_rows() {
+                lines.push((times.value(i), messages.value(i).to_owned()));
+            }
+        }
+        Ok(lines)
     }
 }
 

@@ -502,6 +502,17 @@ pub struct Logs {
     pub entries: Vec<LogEntry>,
     /// Pass as `after` to get the lines logged since.
     pub next_after: Option<i64>,
+    /// Where the lines were read: `store`, or `cloudwatch` for a run whose lines went to
+    /// CloudWatch Logs.
+    #[serde(default = "store_source")]
+    pub source: String,
+    /// Why lines kept in CloudWatch Logs were read from the store instead, when they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn store_source() -> String {
+    "store".to_owned()
 }
 
 /// A stored log line.

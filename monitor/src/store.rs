@@ -1353,7 +1353,8 @@ pub fn validate_sample(s: &Sample) -> Result<()> {
     check_sample(s)
 }
 
-fn levels_at_least(level: &str) -> Option<&'static [&'static str]> {
+/// The levels at `level` or more severe (`None` for an unknown level).
+pub fn levels_at_least(level: &str) -> Option<&'static [&'static str]> {
     const ALL: [&str; 5] = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
     let i = match level.to_ascii_uppercase().as_str() {
         "ERROR" => 0,

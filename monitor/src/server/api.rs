@@ -581,6 +581,36 @@ async fn get_logs(state: &State, req: &Request) -> Answer {
             "limit must be between 1 and 10000, not {limit}"
         )));
     }
+    let mut note = None;
+    if let Some(external) = state.external_logs()
+        && let Some(run) = state.store().run(id).await?
+        && !run.cloudwatch_log_stream.is_empty()
+        && let Some(pipeline) = state.store().pipeline(&run.pipeline_id).await?
+    {
+        let reader = external.0.clone();
+        let read = tokio::task::spawn_blocking(move || reader.read(&pipeline, &run))
+            .await
+            .unwrap_or_else(|e| Some(Err(format!("the reader stopped: {e}"))));
+        match read {
+            Some(Ok(lines)) => {
+                let entries = external_entries(lines, q.after, q.level.as_deref(), limit)?;
+                let next_after = entries.last().map(|e| e.id).or(q.after);
+                return ok(&Logs {
+                    logs: entries.iter().map(|e| e.message.clone()).collect(),
+                    entries,
+                    next_after,
+                    source: "cloudwatch".into(),
+                    note: None,
+                });
+            }
+            Some(Err(e)) => {
+                note = Some(format!(
+                    "the run's lines in CloudWatch Logs cannot be read ({e}); these are the lines the store kept"
+                ));
+            }
+            None => {}
+        }
+    }
     let entries = state
         .store()
         .logs(id, q.after, q.level.as_deref(), limit)
@@ -590,7 +620,54 @@ async fn get_logs(state: &State, req: &Request) -> Answer {
         logs: entries.iter().map(|e| e.message.clone()).collect(),
         entries,
         next_after,
+        source: "store".into(),
+        note,
     })
+}
+
+/// CloudWatch events as log entries: numbered from 1 in order (the numbers `after` pages by),
+/// each `LEVEL target: message` line split as the host's CloudWatch sink wrote it.
+fn external_entries(
+    lines: Vec<(i64, String)>,
+    after: Option<i64>,
+    level: Option<&str>,
+    limit: i64,
+) -> Result<Vec<LogEntry>, ApiError> {
+    let levels = match level {
+        Some(l) => Some(crate::store::levels_at_least(l).ok_or_else(|| {
+            ApiError::query(format!(
+                "level must be ERROR, WARN, INFO, DEBUG or TRACE, not `{l}`"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, text))| {
+            let (level, rest) = text.split_once(' ').unwrap_or(("INFO", text.as_str()));
+            let known = crate::store::levels_at_least(level).is_some();
+            let (level, rest) = if known {
+                (level, rest)
+            } else {
+                ("INFO", text.as_str())
+            };
+            let (target, message) = match rest.split_once(": ") {
+                Some((t, m)) if known && !t.contains(' ') => (t, m),
+                _ => ("", rest),
+            };
+            LogEntry {
+                id: i as i64 + 1,
+                created_at: iso(at),
+                level: level.to_ascii_uppercase(),
+                target: target.to_owned(),
+                message: message.to_owned(),
+            }
+        })
+        .filter(|e| after.is_none_or(|a| e.id > a))
+        .filter(|e| levels.is_none_or(|ls| ls.contains(&e.level.as_str())))
+        .take(limit as usize)
+        .collect())
 }
 
 /// Adds log lines to a run.

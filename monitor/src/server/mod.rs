@@ -112,6 +112,28 @@ impl ApiToken {
     }
 }
 
+/// Log lines kept outside the store: a run whose lines went to CloudWatch Logs has them read
+/// from there (the host reads them through the `aws` plugin).
+pub trait ExternalLogs: Send + Sync + 'static {
+    /// The lines of `run`, a run of `pipeline` (its stored configuration, secrets redacted),
+    /// oldest first, as (epoch milliseconds, text); `None` when they are not kept outside.
+    fn read(
+        &self,
+        pipeline: &crate::model::Pipeline,
+        run: &crate::model::PipelineRun,
+    ) -> Option<Result<Vec<(i64, String)>, String>>;
+}
+
+/// An [`ExternalLogs`] to share.
+#[derive(Clone)]
+pub struct ExternalLogsHandle(pub Arc<dyn ExternalLogs>);
+
+impl std::fmt::Debug for ExternalLogsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExternalLogs")
+    }
+}
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -128,6 +150,8 @@ pub struct ServeOptions {
     /// Refused tokens a client may present per minute before it is answered 429; 0 for no
     /// limit.
     pub max_token_failures: u32,
+    /// Where the lines of runs that logged to CloudWatch are read.
+    pub external_logs: Option<ExternalLogsHandle>,
 }
 
 impl Default for ServeOptions {
@@ -139,6 +163,7 @@ impl Default for ServeOptions {
             tokens: Vec::new(),
             body_limit: 1024 * 1024,
             max_token_failures: MAX_FAILURES,
+            external_logs: None,
         }
     }
 }
@@ -247,6 +272,7 @@ struct Inner {
     /// Per client address: when its window began and the tokens refused in it.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     max_failures: u32,
+    external_logs: Option<ExternalLogsHandle>,
     body_limit: usize,
     metrics: metrics::HttpMetrics,
     started: Instant,
@@ -261,6 +287,7 @@ impl State {
                 tokens: opts.all_tokens(),
                 failures: Mutex::new(HashMap::new()),
                 max_failures: opts.max_token_failures,
+                external_logs: opts.external_logs.clone(),
                 body_limit: opts.body_limit,
                 metrics: metrics::HttpMetrics::default(),
                 started: Instant::now(),
@@ -271,6 +298,11 @@ impl State {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Where lines kept outside the store are read, if anywhere.
+    pub fn external_logs(&self) -> Option<&ExternalLogsHandle> {
+        self.inner.external_logs.as_ref()
     }
 
     /// Whether tokens are required.

@@ -20,6 +20,9 @@
 //! - **Target `cloudwatch_logs`**: rows as CloudWatch Logs events (`PutLogEvents`, batched and
 //!   in time order); the host's `--logs_to_cloudwatch` sends the run's log lines through it.
 //!
+//! - **Source `cloudwatch_logs`**: the events of one log stream, oldest first (`timestamp`,
+//!   `message`); the monitoring service reads a run's lines with it when they went there.
+//!
 //! - **Source `secretsmanager`**: one secret as a one-row batch; the host resolves the
 //!   `secret` / `secret_region` settings of any connector through it.
 //!
@@ -33,6 +36,7 @@
 
 mod athena;
 mod cloudwatch;
+mod cloudwatch_source;
 mod connection;
 mod firehose;
 pub mod s3;
@@ -40,6 +44,7 @@ mod secrets;
 
 pub use athena::{AthenaTarget, AthenaTargetConfig};
 pub use cloudwatch::{CloudWatchLogsConfig, CloudWatchLogsTarget};
+pub use cloudwatch_source::{CloudWatchLogsSource, CloudWatchLogsSourceConfig};
 pub use connection::Connection;
 pub use firehose::{FirehoseTarget, FirehoseTargetConfig};
 pub use s3::{S3Target, S3TargetConfig};
@@ -75,6 +80,11 @@ fastlane_plugin_api::export_plugin!(
             "cloudwatch_logs",
             "Sends rows as CloudWatch Logs events (the host's --logs_to_cloudwatch uses it).",
             CloudWatchLogsTarget::new,
+        )
+        .source(
+            "cloudwatch_logs",
+            "Reads the events of one CloudWatch Logs stream (the monitor reads run logs with it).",
+            CloudWatchLogsSource::new,
         )
         .source(
             "secretsmanager",

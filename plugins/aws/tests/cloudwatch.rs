@@ -387,3 +387,139 @@ fn cloudwatch_that_cannot_be_reached_stops_the_run_before_it_starts() {
         out.stderr
     );
 }
+
+/// `GET` on the monitoring service, with curl; the JSON answer.
+fn get_json(base: &str, path: &str) -> Value {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", &format!("{base}{path}")])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn the_monitor_reads_a_runs_lines_from_cloudwatch_and_falls_back_to_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_orders(dir.path(), 500);
+    let group = unique_group("served");
+    let store = dir.path().join("monitor.db");
+    std::fs::write(
+        dir.path().join("p.json"),
+        json!({
+            "name": "served-logs",
+            "replication_mode": "FULL_TABLE",
+            "source": {"file": {"path": "orders.csv"}},
+            "target": {"file": {"path": "out", "format": "parquet"}},
+            "logs": {
+                "log_to_cloudwatch": true,
+                "cloudwatch": {"log_group": group, "endpoint_url": common::endpoint(),
+                               "flush_interval_secs": 0.5}
+            },
+            "monitoring": {"store": store.to_str().expect("utf-8")}
+        })
+        .to_string(),
+    )
+    .expect("config");
+    let out = run_fastlane(dir.path(), &["--config=p.json", "--progress=off"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stream = streams_of(&group).pop().expect("a stream");
+    let sent = events(&group, &stream);
+
+    let mut serve = std::process::Command::new(fastlane_tests::fastlane_bin())
+        .args(["serve", "-q", "--bind", "127.0.0.1:0", "--store"])
+        .arg(&store)
+        .envs(aws_env())
+        .env("NO_COLOR", "1")
+        .env_remove("FASTLANE_API_TOKEN")
+        .env("XDG_DATA_HOME", dir.path().join(".no-user-plugins"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("first line");
+    let base = line.trim().trim_start_matches("listening on ").to_owned();
+    let run = get_json(&base, "/api/pipeline/runs?pipeline_id=served-logs")[0]["id"]
+        .as_i64()
+        .expect("run id");
+    let logs = get_json(
+        &base,
+        &format!("/api/pipeline/run/logs?pipeline_run_id={run}"),
+    );
+    assert_eq!(logs["source"], "cloudwatch", "{logs:#}");
+    let messages: Vec<String> = sent
+        .iter()
+        .map(|(_, m)| {
+            m.split_once(": ")
+                .map_or(m.clone(), |(_, rest)| rest.to_owned())
+        })
+        .collect();
+    let shown: Vec<String> = logs["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|m| m.as_str().expect("text").to_owned())
+        .collect();
+    assert_eq!(shown, messages, "every line CloudWatch holds, in order");
+    let first = &logs["entries"][0];
+    assert_eq!(
+        (first["id"].as_i64(), first["level"].as_str()),
+        (Some(1), Some("INFO"))
+    );
+    assert_eq!(first["target"], "fastlane_host::cli");
+    assert_eq!(first["created_at"], fastlane_monitor_iso(sent[0].0));
+    // Pages by `after`, as the stored lines do.
+    let page = get_json(
+        &base,
+        &format!("/api/pipeline/run/logs?pipeline_run_id={run}&after=1&limit=2"),
+    );
+    let ids: Vec<i64> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!((ids, page["next_after"].as_i64()), (vec![2, 3], Some(3)));
+
+    // The stream gone from CloudWatch: the lines the store kept, saying why.
+    common::runtime()
+        .block_on(
+            client()
+                .delete_log_stream()
+                .log_group_name(&group)
+                .log_stream_name(&stream)
+                .send(),
+        )
+        .expect("delete stream");
+    let logs = get_json(
+        &base,
+        &format!("/api/pipeline/run/logs?pipeline_run_id={run}"),
+    );
+    assert_eq!(logs["source"], "store", "{logs:#}");
+    assert!(
+        logs["note"]
+            .as_str()
+            .expect("note")
+            .contains("does not exist"),
+        "{logs:#}"
+    );
+    assert!(!logs["logs"].as_array().expect("logs").is_empty());
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+
+/// A time in milliseconds as the monitoring API writes it.
+fn fastlane_monitor_iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
