@@ -344,11 +344,11 @@ async function pipelinePage(id, params) {
   }
 }
 
-const runState = { id: null, logs: [], after: 0, level: "" };
+const runState = { id: null, logs: [], after: 0, level: "", source: null, note: null };
 
 async function runPage(id) {
   const me = view;
-  if (runState.id !== id) Object.assign(runState, { id, logs: [], after: 0 });
+  if (runState.id !== id) Object.assign(runState, { id, logs: [], after: 0, source: null, note: null });
   let run, samples, logs;
   try {
     [{ body: run }, { body: samples }, { body: logs }] = await Promise.all([
@@ -361,6 +361,13 @@ async function runPage(id) {
     return;
   }
   if (me !== view) return;
+  if (runState.source !== null && logs.source !== runState.source) {
+    // The lines now come from elsewhere (CloudWatch, or the store instead), numbered anew.
+    Object.assign(runState, { logs: [], after: 0, source: null });
+    return runPage(id);
+  }
+  runState.source = logs.source || "store";
+  runState.note = logs.note || null;
   runState.logs.push(...logs.entries);
   runState.after = logs.next_after || runState.after;
   const totals = run.stages || {};
@@ -416,6 +423,9 @@ async function runPage(id) {
     el("h2", {}, "Logs ", el("label", { class: "muted" }, "level ",
       el("select", { onchange: (e) => { runState.level = e.target.value; route(); } },
         ["", ...order].map((o) => el("option", { value: o, selected: o === level, text: o || "all" }))))),
+    runState.source === "cloudwatch"
+      ? el("p", { class: "sub", "data-field": "logs-source", "data-value": "cloudwatch", text: `Read from CloudWatch Logs, stream ${run.cloudwatch_log_stream}.` })
+      : runState.note ? el("p", { class: "sub", "data-field": "logs-source", "data-value": "store", text: runState.note }) : null,
     logBox);
   logBox.scrollTop = logBox.scrollHeight;
   const running = run.status === "running";
