@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 struct Service {
     base: String,
+    /// The token every request of [`Service::client`] carries.
+    token: Option<String>,
     store: Store,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: Option<tempfile::TempDir>,
@@ -30,6 +32,7 @@ async fn service_on(store: Store, token: Option<&str>, dir: Option<tempfile::Tem
     let (addr, stop) = spawn(store.clone(), opts).await.unwrap();
     Service {
         base: format!("http://{addr}"),
+        token: token.map(str::to_owned),
         store,
         _stop: stop,
         _dir: dir,
@@ -75,6 +78,23 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+impl Service {
+    /// A client whose every request carries the service's token, if it has one.
+    fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+}
+
 async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let s = r.status();
     let text = r.text().await.unwrap();
@@ -93,7 +113,7 @@ fn error_kind(v: &Value) -> &str {
 }
 
 async fn original_resources(svc: &Service) {
-    let c = client();
+    let c = svc.client();
     let b = &svc.base;
     let new = json!({
         "pipeline_id": "planets.mysql.mysql", "source_type": "mysql", "target_type": "mysql",
@@ -539,6 +559,19 @@ async fn the_original_resources_work_on_sqlite() {
     let svc = sqlite_service(None).await;
     original_resources(&svc).await;
     reports_are_idempotent(&svc.store).await;
+}
+
+#[tokio::test]
+async fn the_original_resources_work_with_a_token_set() {
+    let svc = sqlite_service(Some("api-t0ken")).await;
+    original_resources(&svc).await;
+    // The same request without the token is refused.
+    let r = client()
+        .get(format!("{}/api/pipelines", svc.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ const work = mkdtempSync(join(tmpdir(), "fastlane-ui-"));
 const store = join(work, "monitor.db");
 const plugins = join(work, "plugins");
 let serve, base, browser, slow;
+const UI_TOKEN = "ui-suite-t0ken";
 
 // ----- helpers -----
 
@@ -84,6 +85,8 @@ async function open(hash) {
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
   page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
   page.problems = problems;
+  // Signed in, as after the sign-in form (its own test below): the token in this tab's session.
+  await page.addInitScript((t) => sessionStorage.setItem("fastlane-token", t), UI_TOKEN);
   await page.goto(`${base}/${hash}`);
   await page.waitForSelector("#main > h1");
   return page;
@@ -153,8 +156,9 @@ before(async () => {
   });
   assert.notEqual(broken.code, 0, "the broken pipeline fails");
 
+  // The service asks for a token, as one exposed would; the pages are opened signed in.
   const s = spawn(bin, ["serve", "-q", "--bind", "127.0.0.1:0", "--store", store],
-    { env: { ...runEnv(), FASTLANE_API_TOKEN: "" }, stdio: ["ignore", "pipe", "inherit"] });
+    { env: { ...runEnv(), FASTLANE_API_TOKEN: UI_TOKEN }, stdio: ["ignore", "pipe", "inherit"] });
   serve = s;
   const first = await new Promise((res, rej) => {
     s.on("exit", (code) => rej(new Error(`fastlane serve exited with ${code}`)));
