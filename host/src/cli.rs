@@ -972,13 +972,9 @@ fn serve(args: &ServeArgs, global: &GlobalArgs) -> u8 {
         }
     };
     runtime.block_on(async {
-        let store = match fastlane_monitor::Store::open(&url).await {
+        let store = match open_store(&url).await {
             Ok(s) => s,
-            Err(e) => {
-                print_error(&e);
-                eprintln!("  hint: the store is `{}`", fastlane_monitor::store::display_url(&url));
-                return EXIT_SERVICE;
-            }
+            Err(code) => return code,
         };
         let tokens = match &args.tokens_file {
             Some(path) => match std::fs::read_to_string(path)
@@ -1050,6 +1046,18 @@ fn serve(args: &ServeArgs, global: &GlobalArgs) -> u8 {
     })
 }
 
+/// Opens the monitoring store at `url`, or says why not (the exit code).
+async fn open_store(url: &str) -> Result<fastlane_monitor::Store, u8> {
+    fastlane_monitor::Store::open(url).await.map_err(|e| {
+        print_error(&e);
+        eprintln!(
+            "  hint: the store is `{}`",
+            fastlane_monitor::store::display_url(url)
+        );
+        EXIT_SERVICE
+    })
+}
+
 /// The store's cut-off for samples and log lines kept `days` days.
 fn retention_cutoff(days: f64) -> i64 {
     let now = std::time::SystemTime::now()
@@ -1090,16 +1098,9 @@ fn store_prune(days: f64, store: Option<&str>, batch: i64) -> u8 {
         }
     };
     runtime.block_on(async {
-        let store = match fastlane_monitor::Store::open(&url).await {
+        let store = match open_store(&url).await {
             Ok(s) => s,
-            Err(e) => {
-                print_error(&e);
-                eprintln!(
-                    "  hint: the store is `{}`",
-                    fastlane_monitor::store::display_url(&url)
-                );
-                return EXIT_SERVICE;
-            }
+            Err(code) => return code,
         };
         let result = store.prune(retention_cutoff(days), batch.max(1)).await;
         store.close().await;

@@ -95,6 +95,11 @@ impl Service {
     }
 }
 
+/// `GET url` with the bearer `token`.
+async fn get_as(c: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    c.get(url).bearer_auth(token).send().await.unwrap()
+}
+
 async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let s = r.status();
     let text = r.text().await.unwrap();
@@ -931,19 +936,9 @@ async fn with_tokens_every_route_but_healthz_needs_one_and_read_tokens_only_read
 
     // Read tokens read, and only read.
     for t in ["scr4pe-t0ken", "gr4fana-t0ken"] {
-        let r = c
-            .get(format!("{b}/api/pipelines"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as(&c, &format!("{b}/api/pipelines"), t).await;
         assert_eq!(r.status(), StatusCode::OK, "{t}");
-        let r = c
-            .get(format!("{b}/metrics"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as(&c, &format!("{b}/metrics"), t).await;
         assert_eq!(r.status(), StatusCode::OK, "{t}");
         assert!(r.text().await.unwrap().contains("fastlane_"), "{t}");
         let (s, v) = json_of(
@@ -973,12 +968,7 @@ async fn with_tokens_every_route_but_healthz_needs_one_and_read_tokens_only_read
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED, "{t}");
-        let r = c
-            .get(format!("{b}/api/pipelines"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as(&c, &format!("{b}/api/pipelines"), t).await;
         assert_eq!(r.status(), StatusCode::OK, "{t}");
     }
 
@@ -997,12 +987,7 @@ async fn with_tokens_every_route_but_healthz_needs_one_and_read_tokens_only_read
             (StatusCode::UNAUTHORIZED, "the token was refused")
         );
     }
-    let r = c
-        .get(format!("{b}/api/pipelines"))
-        .bearer_auth("scr4pe-t0ken")
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(&c, &format!("{b}/api/pipelines"), "scr4pe-t0ken").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait: u64 = r.headers()["retry-after"]
         .to_str()

@@ -390,11 +390,8 @@ fn serve_refuses_an_open_non_loopback_address_without_a_token() {
     );
 }
 
-#[test]
-fn store_prune_removes_old_samples_and_log_lines_and_keeps_the_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let store = dir.join("monitor.db");
+/// Runs a small file → Parquet pipeline `runs` times in `dir`, recording into `store`.
+fn run_into_store(dir: &Path, store: &Path, runs: usize) {
     std::fs::write(dir.join("in.csv"), "id,name\n1,a\n2,b\n3,c\n").unwrap();
     write_json(
         &dir.join("p.json"),
@@ -402,12 +399,22 @@ fn store_prune_removes_old_samples_and_log_lines_and_keeps_the_runs() {
                 "source": {"file": {"path": "in.csv"}},
                 "target": {"file": {"path": "out", "format": "parquet"}}}),
     );
-    let out = fastlane_with_env(
-        dir,
-        &["--config=p.json"],
-        &[("FASTLANE_STORE", store.to_str().unwrap())],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    for _ in 0..runs {
+        let out = fastlane_with_env(
+            dir,
+            &["--config=p.json"],
+            &[("FASTLANE_STORE", store.to_str().unwrap())],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+}
+
+#[test]
+fn store_prune_removes_old_samples_and_log_lines_and_keeps_the_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = dir.join("monitor.db");
+    run_into_store(dir, &store, 1);
     let count = |table: &str| -> i64 {
         let db = rusqlite::Connection::open(&store).unwrap();
         db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
@@ -467,21 +474,7 @@ fn serve_with_retention_days_removes_what_is_older_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let store = dir.join("monitor.db");
-    std::fs::write(dir.join("in.csv"), "id,name\n1,a\n").unwrap();
-    write_json(
-        &dir.join("p.json"),
-        &json!({"replication_mode": "FULL_TABLE",
-                "source": {"file": {"path": "in.csv"}},
-                "target": {"file": {"path": "out", "format": "parquet"}}}),
-    );
-    for _ in 0..2 {
-        let out = fastlane_with_env(
-            dir,
-            &["--config=p.json"],
-            &[("FASTLANE_STORE", store.to_str().unwrap())],
-        );
-        assert_eq!(out.code, 0, "{}", out.stderr);
-    }
+    run_into_store(dir, &store, 2);
     let db = rusqlite::Connection::open(&store).unwrap();
     let count = |table: &str| -> i64 {
         db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))

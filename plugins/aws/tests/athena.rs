@@ -101,6 +101,46 @@ fn athena() -> aws_sdk_athena::Client {
     )
 }
 
+/// Creates the Glue database (when missing) and `table` in it, at `location`, without columns.
+fn glue_table(database: &str, table: &str, location: &str) {
+    common::runtime().block_on(async {
+        let glue = glue();
+        let created = glue
+            .create_database()
+            .database_input(
+                aws_sdk_glue::types::DatabaseInput::builder()
+                    .name(database)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await;
+        if let Err(e) = created {
+            assert!(
+                e.as_service_error()
+                    .is_some_and(|s| s.is_already_exists_exception()),
+                "create database: {e:?}"
+            );
+        }
+        glue.create_table()
+            .database_name(database)
+            .table_input(
+                aws_sdk_glue::types::TableInput::builder()
+                    .name(table)
+                    .storage_descriptor(
+                        aws_sdk_glue::types::StorageDescriptor::builder()
+                            .location(location)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create table");
+    });
+}
+
 /// Writes `orders.csv`: ids `first..last`, each amount `id * factor`.
 fn write_orders(dir: &Path, first: i64, last: i64, factor: i64) {
     let mut csv = String::from("id,name,amount\n");
@@ -194,35 +234,10 @@ fn an_athena_table_gets_its_rows_its_view_and_its_crawl() {
     let folder = format!("lake/{database}/{table}");
     let work_group = format!("wg-{database}");
     let crawler = format!("crawl-{database}");
+    // The table exists: its location says where the objects go.
+    glue_table(&database, table, &format!("s3://{}/{folder}/", s3.bucket));
     common::runtime().block_on(async {
         let glue = glue();
-        glue.create_database()
-            .database_input(
-                aws_sdk_glue::types::DatabaseInput::builder()
-                    .name(&database)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create database");
-        // The table exists: its location says where the objects go.
-        glue.create_table()
-            .database_name(&database)
-            .table_input(
-                aws_sdk_glue::types::TableInput::builder()
-                    .name(table)
-                    .storage_descriptor(
-                        aws_sdk_glue::types::StorageDescriptor::builder()
-                            .location(format!("s3://{}/{folder}/", s3.bucket))
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create table");
         glue.create_crawler()
             .name(&crawler)
             .role("arn:aws:iam::123456789012:role/crawler")
@@ -399,35 +414,7 @@ fn athena_mistakes_are_one_clear_error_each() {
     assert!(s3.keys("").is_empty(), "{:?}", s3.keys(""));
 
     // A table at another bucket than the one given.
-    common::runtime().block_on(async {
-        let glue = glue();
-        glue.create_database()
-            .database_input(
-                aws_sdk_glue::types::DatabaseInput::builder()
-                    .name(&database)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create database");
-        glue.create_table()
-            .database_name(&database)
-            .table_input(
-                aws_sdk_glue::types::TableInput::builder()
-                    .name("t")
-                    .storage_descriptor(
-                        aws_sdk_glue::types::StorageDescriptor::builder()
-                            .location("s3://elsewhere/t/")
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create table");
-    });
+    glue_table(&database, "t", "s3://elsewhere/t/");
     let out = run(dir.path(), "FULL_TABLE", with(json!({"bucket": s3.bucket})));
     assert_ne!(out.code, 0);
     assert!(

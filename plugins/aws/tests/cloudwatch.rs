@@ -262,16 +262,13 @@ fn run_fastlane(
     fastlane_with_env(dir, args, &env)
 }
 
-#[test]
-fn a_run_sends_its_log_lines_to_cloudwatch() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_orders(dir.path(), 2_000);
-    let group = unique_group("run");
-    let store = dir.path().join("monitor.db");
+/// `p.json`: `orders.csv` → Parquet as pipeline `name`, its lines to CloudWatch group
+/// `group`, its reports into `store`.
+fn write_logging_config(dir: &Path, name: &str, group: &str, store: &Path) {
     std::fs::write(
-        dir.path().join("p.json"),
+        dir.join("p.json"),
         json!({
-            "name": "orders-to-parquet",
+            "name": name,
             "replication_mode": "FULL_TABLE",
             "source": {"file": {"path": "orders.csv"}},
             "target": {"file": {"path": "out", "format": "parquet"}},
@@ -285,6 +282,15 @@ fn a_run_sends_its_log_lines_to_cloudwatch() {
         .to_string(),
     )
     .expect("config");
+}
+
+#[test]
+fn a_run_sends_its_log_lines_to_cloudwatch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_orders(dir.path(), 2_000);
+    let group = unique_group("run");
+    let store = dir.path().join("monitor.db");
+    write_logging_config(dir.path(), "orders-to-parquet", &group, &store);
     let out = run_fastlane(dir.path(), &["--config=p.json", "--progress=off"], &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let streams = streams_of(&group);
@@ -408,23 +414,7 @@ fn the_monitor_reads_a_runs_lines_from_cloudwatch_and_falls_back_to_the_store() 
     write_orders(dir.path(), 500);
     let group = unique_group("served");
     let store = dir.path().join("monitor.db");
-    std::fs::write(
-        dir.path().join("p.json"),
-        json!({
-            "name": "served-logs",
-            "replication_mode": "FULL_TABLE",
-            "source": {"file": {"path": "orders.csv"}},
-            "target": {"file": {"path": "out", "format": "parquet"}},
-            "logs": {
-                "log_to_cloudwatch": true,
-                "cloudwatch": {"log_group": group, "endpoint_url": common::endpoint(),
-                               "flush_interval_secs": 0.5}
-            },
-            "monitoring": {"store": store.to_str().expect("utf-8")}
-        })
-        .to_string(),
-    )
-    .expect("config");
+    write_logging_config(dir.path(), "served-logs", &group, &store);
     let out = run_fastlane(dir.path(), &["--config=p.json", "--progress=off"], &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let stream = streams_of(&group).pop().expect("a stream");

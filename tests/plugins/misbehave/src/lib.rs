@@ -761,6 +761,28 @@ fn arrow_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(out)
 }
 
+/// Moves the staged files of run `run_id` into `published` (after removing what was there,
+/// when `replace`), then removes the staging folder.
+fn publish(
+    staging: &std::path::Path,
+    published: &std::path::Path,
+    run_id: &str,
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        for file in arrow_files(published)? {
+            std::fs::remove_file(file)?;
+        }
+    }
+    for file in arrow_files(staging)? {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = format!("{run_id}-{}", name.unwrap_or_default());
+        std::fs::rename(&file, published.join(name))?;
+    }
+    std::fs::remove_dir_all(staging)?;
+    Ok(())
+}
+
 fn read_arrow(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
     let file = std::fs::File::open(path)?;
     let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
@@ -813,21 +835,14 @@ impl Target for Store {
         let Some(staging) = self.staging.take() else {
             return Ok(());
         };
-        let published = std::path::Path::new(&self.config.path);
         let replace = self.mode == ReplicationMode::FullTable
             || self.config.flaw == Some(TargetFlaw::ReplaceAlways);
-        if replace && self.config.flaw != Some(TargetFlaw::AppendAlways) {
-            for file in arrow_files(published)? {
-                std::fs::remove_file(file)?;
-            }
-        }
-        for file in arrow_files(&staging)? {
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-            let name = format!("{}-{}", self.run_id, name.unwrap_or_default());
-            std::fs::rename(&file, published.join(name))?;
-        }
-        std::fs::remove_dir_all(staging)?;
-        Ok(())
+        publish(
+            &staging,
+            std::path::Path::new(&self.config.path),
+            &self.run_id,
+            replace && self.config.flaw != Some(TargetFlaw::AppendAlways),
+        )
     }
 
     fn abort(&mut self) -> Result<()> {
@@ -1069,19 +1084,12 @@ impl Target for Kept {
         let Some(staging) = self.staging.take() else {
             return Ok(());
         };
-        let published = std::path::Path::new(&self.config.path);
-        if self.mode == ReplicationMode::FullTable {
-            for file in arrow_files(published)? {
-                std::fs::remove_file(file)?;
-            }
-        }
-        for file in arrow_files(&staging)? {
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-            let name = format!("{}-{}", self.run_id, name.unwrap_or_default());
-            std::fs::rename(&file, published.join(name))?;
-        }
-        std::fs::remove_dir_all(staging)?;
-        Ok(())
+        publish(
+            &staging,
+            std::path::Path::new(&self.config.path),
+            &self.run_id,
+            self.mode == ReplicationMode::FullTable,
+        )
     }
 
     fn abort(&mut self) -> Result<()> {
