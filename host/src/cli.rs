@@ -559,7 +559,7 @@ fn start_monitor(
             dest,
             interval,
             stop.clone(),
-            sinks.cloudwatch_stream(),
+            sinks.cloudwatch_place(),
         )
     })
 }

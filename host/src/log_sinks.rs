@@ -238,9 +238,11 @@ impl Sinks {
         self.cloudwatch.is_none() && self.slack.is_none()
     }
 
-    /// The CloudWatch log stream the run's lines go to, when they do.
-    pub fn cloudwatch_stream(&self) -> Option<&str> {
-        self.cloudwatch.as_ref().map(|c| c.stream.as_str())
+    /// The CloudWatch Logs group and stream the run's lines go to, when they do.
+    pub fn cloudwatch_place(&self) -> Option<(&str, &str)> {
+        self.cloudwatch
+            .as_ref()
+            .map(|c| (c.group.as_str(), c.stream.as_str()))
     }
 
     /// Sends what is left and the summary, waiting at most `limit` for each sink.

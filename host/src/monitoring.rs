@@ -164,21 +164,23 @@ pub struct RunMonitor {
     last: Option<(Instant, Duration, [u64; 3])>,
     started: String,
     start_offset: Option<String>,
-    log_stream: Option<String>,
+    /// The CloudWatch Logs group and stream of the run's lines, when they go there.
+    log_place: Option<(String, String)>,
 }
 
 impl RunMonitor {
     /// Registers the run (`options.run_id`) with `dest` and starts reporting; the monitor can
-    /// stop the run through `stop`; `log_stream` is the CloudWatch Logs stream of its lines,
-    /// when they go there. `None`, with a warning, when the reporter cannot start.
+    /// stop the run through `stop`; `log_place` is the CloudWatch Logs group and stream of its
+    /// lines, when they go there. `None`, with a warning, when the reporter cannot start.
     pub fn start(
         config: &PipelineConfig,
         run_id: &str,
         dest: Destination,
         interval: Duration,
         stop: Arc<AtomicBool>,
-        log_stream: Option<&str>,
+        log_place: Option<(&str, &str)>,
     ) -> Option<Self> {
+        let log_place = log_place.map(|(g, s)| (g.to_owned(), s.to_owned()));
         let started = iso(now_ms());
         let mut opts = ReporterOptions::new(dest);
         opts.interval = interval;
@@ -186,7 +188,7 @@ impl RunMonitor {
             opts,
             run_id.to_owned(),
             report_pipeline(config),
-            running(&started, None, &Totals::default(), log_stream),
+            running(&started, None, &Totals::default(), log_place.as_ref()),
             stop,
         ) {
             Ok(r) => r,
@@ -202,7 +204,7 @@ impl RunMonitor {
             last: None,
             started,
             start_offset: None,
-            log_stream: log_stream.map(str::to_owned),
+            log_place,
         })
     }
 
@@ -213,7 +215,7 @@ impl RunMonitor {
             &self.started,
             None,
             &Totals::default(),
-            self.log_stream.as_deref(),
+            self.log_place.as_ref(),
         );
         run.status = RunStatus::Failed;
         run.finished = Some(iso(now_ms()));
@@ -253,7 +255,8 @@ impl RunMonitor {
             start_offset: summary.start_offset.as_ref().map(offset_text),
             end_offset: None,
             error: summary.error.clone(),
-            cloudwatch_log_stream: self.log_stream.clone(),
+            cloudwatch_log_stream: self.log_place.as_ref().map(|(_, s)| s.clone()),
+            cloudwatch_log_group: self.log_place.as_ref().map(|(g, _)| g.clone()),
             stages: json!({
                 "stages": stages,
                 "queues": summary.queues,
@@ -284,7 +287,7 @@ fn running(
     started: &str,
     start_offset: Option<String>,
     t: &Totals,
-    log_stream: Option<&str>,
+    log_place: Option<&(String, String)>,
 ) -> ReportRun {
     ReportRun {
         status: RunStatus::Running,
@@ -297,7 +300,8 @@ fn running(
         start_offset,
         end_offset: None,
         error: None,
-        cloudwatch_log_stream: log_stream.map(str::to_owned),
+        cloudwatch_log_stream: log_place.map(|(_, s)| s.clone()),
+        cloudwatch_log_group: log_place.map(|(g, _)| g.clone()),
         stages: None,
     }
 }
@@ -355,7 +359,7 @@ impl Observer for RunMonitor {
             &self.started,
             self.start_offset.clone(),
             t,
-            self.log_stream.as_deref(),
+            self.log_place.as_ref(),
         ));
     }
 }
@@ -414,8 +418,12 @@ impl fastlane_monitor::server::ExternalLogs for CloudWatchRunLogs {
                 .and_then(|v| crate::config::substitute(v, |k| std::env::var(k).ok()).ok())
                 .filter(|v| !v.is_empty() && v != "***")
         };
-        let group =
-            setting("log_group").unwrap_or_else(|| crate::log_sinks::group_name(&pipeline.id));
+        let group = run
+            .cloudwatch_log_group
+            .clone()
+            .filter(|g| !g.is_empty())
+            .or_else(|| setting("log_group"))
+            .unwrap_or_else(|| crate::log_sinks::group_name(&pipeline.id));
         let mut config = serde_json::json!({
             "log_group": group,
             "log_stream": run.cloudwatch_log_stream,

@@ -126,6 +126,9 @@ pub struct PipelineRun {
     pub status: RunStatus,
     /// The CloudWatch log stream, or `""`.
     pub cloudwatch_log_stream: String,
+    /// The CloudWatch Logs group of that stream, when the run said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudwatch_log_group: Option<String>,
     /// When it started.
     pub started: String,
     /// When it ended.
@@ -604,6 +607,10 @@ pub struct ReportRun {
     #[serde(default)]
     #[schema(max_length = 512)]
     pub cloudwatch_log_stream: Option<String>,
+    /// The CloudWatch Logs group of that stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
+    pub cloudwatch_log_group: Option<String>,
     /// Per-stage totals (an object).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

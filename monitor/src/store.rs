@@ -90,7 +90,7 @@ pub fn display_url(url: &str) -> String {
 }
 
 fn migrations(backend: Backend) -> Migrator {
-    let list: [(i64, &'static str, &'static str); 2] = match backend {
+    let list: [(i64, &'static str, &'static str); 3] = match backend {
         Backend::Sqlite => [
             (
                 1,
@@ -101,6 +101,11 @@ fn migrations(backend: Backend) -> Migrator {
                 2,
                 "retention",
                 include_str!("../../migrations/sqlite/0002_retention.sql"),
+            ),
+            (
+                3,
+                "cloudwatch log group",
+                include_str!("../../migrations/sqlite/0003_cloudwatch_log_group.sql"),
             ),
         ],
         Backend::Postgres => [
@@ -113,6 +118,11 @@ fn migrations(backend: Backend) -> Migrator {
                 2,
                 "retention",
                 include_str!("../../migrations/postgres/0002_retention.sql"),
+            ),
+            (
+                3,
+                "cloudwatch log group",
+                include_str!("../../migrations/postgres/0003_cloudwatch_log_group.sql"),
             ),
         ],
     };
@@ -168,6 +178,7 @@ const POOL_SQLITE: u32 = 4;
 const POOL_POSTGRES: u32 = 10;
 
 const RUN_COLUMNS: &str = "r.id, r.pipeline_id, r.run_key, r.status, r.cloudwatch_log_stream, \
+    r.cloudwatch_log_group, \
     r.started, r.finished, r.rows_loaded, r.rows_extracted, r.bytes_loaded, r.peak_memory_bytes, \
     r.start_offset, r.end_offset, r.error, r.stages, r.stop_requested, r.last_report_at, \
     r.created_at, r.updated_at";
@@ -820,6 +831,9 @@ impl Store {
         if let Some(stream) = &r.cloudwatch_log_stream {
             check_len(stream, 512, "run.cloudwatch_log_stream")?;
         }
+        if let Some(group) = &r.cloudwatch_log_group {
+            check_len(group, 512, "run.cloudwatch_log_group")?;
+        }
         for l in &rep.logs {
             check_line(l)?;
         }
@@ -862,7 +876,8 @@ impl Store {
             "UPDATE pipeline_run SET status = $2, finished = $3, \
              cloudwatch_log_stream = CASE WHEN $4 = '' THEN cloudwatch_log_stream ELSE $4 END, \
              rows_loaded = $5, rows_extracted = $6, bytes_loaded = $7, peak_memory_bytes = $8, \
-             end_offset = $9, error = $10, stages = $11, last_report_at = $12, updated_at = $12 \
+             end_offset = $9, error = $10, stages = $11, last_report_at = $12, updated_at = $12, \
+             cloudwatch_log_group = COALESCE($13, cloudwatch_log_group) \
              WHERE run_key = $1 RETURNING id, stop_requested",
         )
         .bind(rep.run_key.clone())
@@ -877,6 +892,7 @@ impl Store {
         .bind(r.error.clone().map(text))
         .bind(stages.clone())
         .bind(now)
+        .bind(r.cloudwatch_log_group.clone())
         .fetch_optional(&mut *tx)
         .await?;
         let row = match updated {
@@ -884,15 +900,16 @@ impl Store {
             None => query(
             "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, finished, \
              rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, end_offset, error, \
-             stages, last_report_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $15, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) \
+             stages, last_report_at, created_at, updated_at, cloudwatch_log_group) \
+             VALUES ($1, $2, $3, $15, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $16) \
              ON CONFLICT (run_key) DO UPDATE SET status = excluded.status, finished = excluded.finished, \
              cloudwatch_log_stream = CASE WHEN excluded.cloudwatch_log_stream = '' \
              THEN pipeline_run.cloudwatch_log_stream ELSE excluded.cloudwatch_log_stream END, \
              rows_loaded = excluded.rows_loaded, rows_extracted = excluded.rows_extracted, \
              bytes_loaded = excluded.bytes_loaded, peak_memory_bytes = excluded.peak_memory_bytes, \
              end_offset = excluded.end_offset, error = excluded.error, stages = excluded.stages, \
-             last_report_at = excluded.last_report_at, updated_at = excluded.updated_at \
+             last_report_at = excluded.last_report_at, updated_at = excluded.updated_at, \
+             cloudwatch_log_group = COALESCE(excluded.cloudwatch_log_group, pipeline_run.cloudwatch_log_group) \
              RETURNING id, stop_requested",
         )
         .bind(p.pipeline_id.clone())
@@ -910,6 +927,7 @@ impl Store {
         .bind(stages)
         .bind(now)
         .bind(stream)
+        .bind(r.cloudwatch_log_group.clone())
         .fetch_one(&mut *tx)
         .await?,
         };
@@ -1165,6 +1183,7 @@ fn run_from_row(r: &AnyRow) -> Result<PipelineRun> {
         run_key: r.try_get("run_key")?,
         status: RunStatus::parse(&status).unwrap_or(RunStatus::Exited),
         cloudwatch_log_stream: r.try_get("cloudwatch_log_stream")?,
+        cloudwatch_log_group: r.try_get("cloudwatch_log_group")?,
         started: iso(started),
         finished: finished.map(iso),
         duration_secs: end.map(|e| (e - started).max(0) as f64 / 1000.0),

@@ -464,6 +464,7 @@ fn report(
             end_offset: None,
             error: None,
             cloudwatch_log_stream: None,
+            cloudwatch_log_group: None,
             stages: None,
         },
         samples,
@@ -1112,6 +1113,7 @@ fn run_state(status: RunStatus, rows: i64) -> ReportRun {
         end_offset: None,
         error: None,
         cloudwatch_log_stream: None,
+        cloudwatch_log_group: None,
         stages: None,
     }
 }

@@ -236,7 +236,7 @@ pub fn execute(
                 dest,
                 interval,
                 stop.clone(),
-                sinks.cloudwatch_stream(),
+                sinks.cloudwatch_place(),
             )
         },
     );

@@ -424,6 +424,8 @@ fn the_monitor_reads_a_runs_lines_from_cloudwatch_and_falls_back_to_the_store() 
         .args(["serve", "-q", "--bind", "127.0.0.1:0", "--store"])
         .arg(&store)
         .envs(aws_env())
+        // Where the runs given no `endpoint_url` sent their lines, as for them.
+        .env("AWS_ENDPOINT_URL", common::endpoint())
         .env("NO_COLOR", "1")
         .env_remove("FASTLANE_API_TOKEN")
         .env("XDG_DATA_HOME", dir.path().join(".no-user-plugins"))
@@ -502,6 +504,44 @@ fn the_monitor_reads_a_runs_lines_from_cloudwatch_and_falls_back_to_the_store() 
         "{logs:#}"
     );
     assert!(!logs["logs"].as_array().expect("logs").is_empty());
+
+    // A group given only on the command line is recorded with the run, and read from there.
+    let flagged = unique_group("served-flag");
+    std::fs::write(
+        dir.path().join("q.json"),
+        json!({
+            "name": "served-flagged",
+            "replication_mode": "FULL_TABLE",
+            "source": {"file": {"path": "orders.csv"}},
+            "target": {"file": {"path": "out2", "format": "parquet"}},
+            "monitoring": {"store": store.to_str().expect("utf-8")}
+        })
+        .to_string(),
+    )
+    .expect("config");
+    let out = run_fastlane(
+        dir.path(),
+        &[
+            "--config=q.json",
+            "--progress=off",
+            "--logs_to_cloudwatch",
+            &format!("--cloudwatch_log_group={flagged}"),
+            "--cloudwatch_log_stream=flagged-1",
+        ],
+        &[("AWS_ENDPOINT_URL", common::endpoint())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = get_json(&base, "/api/pipeline/runs?pipeline_id=served-flagged")[0].clone();
+    assert_eq!(run["cloudwatch_log_group"], flagged.as_str(), "{run:#}");
+    let logs = get_json(
+        &base,
+        &format!("/api/pipeline/run/logs?pipeline_run_id={}", run["id"]),
+    );
+    assert_eq!(logs["source"], "cloudwatch", "{logs:#}");
+    assert_eq!(
+        logs["logs"].as_array().expect("logs").len(),
+        events(&flagged, "flagged-1").len()
+    );
     let _ = serve.kill();
     let _ = serve.wait();
 }
