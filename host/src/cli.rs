@@ -12,6 +12,7 @@
 //! fastlane plugins new NAME [--kind source|transform|target] [--path DIR]  a new plugin project
 //! fastlane serve [--bind=127.0.0.1:8001] [--store=URL] [--token=T] [--read-token=T] the monitoring API and web UI
 //! fastlane store prune --older-than-days=N [--store=URL]    remove old samples and log lines
+//! fastlane store migrate --from=URL --to=URL               copy a store (or the original's) into another
 //! ```
 //!
 //! Exit codes: 0 success, 1 the run failed (or a conformance check failed), 2 bad usage or
@@ -229,6 +230,16 @@ enum StoreCommand {
         #[arg(long, value_name = "ROWS", default_value_t = 5000)]
         batch_size: i64,
     },
+    /// Copy a store into another, empty one (SQLite ↔ PostgreSQL), keeping every id; or read a
+    /// database laid out as the original fastlane's store into one.
+    Migrate {
+        /// The store (or the original's database) to read.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The store to write; it must be empty.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +344,7 @@ where
             store,
             batch_size,
         })) => store_prune(older_than_days, store.as_deref(), batch_size),
+        Some(Command::Store(StoreCommand::Migrate { from, to })) => store_migrate(&from, &to),
         None if cli.run.config.is_none()
             && cli.run.source.is_none()
             && cli.run.target.is_none() =>
@@ -1076,6 +1088,92 @@ async fn prune_once(store: &fastlane_monitor::Store, days: f64, batch: i64) {
         ),
         Err(e) => tracing::warn!("retention: cannot remove old samples and log lines: {e}"),
     }
+}
+
+/// `fastlane store migrate`.
+fn store_migrate(from: &str, to: &str) -> u8 {
+    if from == to {
+        eprintln!("error: --from and --to name the same store");
+        return EXIT_USAGE;
+    }
+    let sqlite_path = from
+        .strip_prefix("sqlite://")
+        .or(from.strip_prefix("sqlite:"))
+        .unwrap_or(from);
+    if !from.contains("://") && !Path::new(sqlite_path).exists() || sqlite_path == ":memory:" {
+        eprintln!("error: there is no store at `{from}`");
+        return EXIT_USAGE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return EXIT_SERVICE;
+        }
+    };
+    runtime.block_on(async {
+        use fastlane_monitor::store::{connect, display_url, migrate};
+        let original = match connect(from).await {
+            Ok((pool, _)) => {
+                let original = migrate::is_original(&pool).await;
+                if original {
+                    Some(pool)
+                } else {
+                    pool.close().await;
+                    None
+                }
+            }
+            Err(e) => {
+                print_error(&e);
+                eprintln!("  hint: --from is `{}`", display_url(from));
+                return EXIT_SERVICE;
+            }
+        };
+        let target = match open_store(to).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let copied = match &original {
+            Some(pool) => target.import_original(pool).await,
+            None => match open_store(from).await {
+                Ok(source) => {
+                    let copied = source.copy_into(&target).await;
+                    source.close().await;
+                    copied
+                }
+                Err(code) => return code,
+            },
+        };
+        target.close().await;
+        match copied {
+            Ok(c) => {
+                let what = c
+                    .tables
+                    .iter()
+                    .map(|(t, n)| format!("{n} {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out(format_args!(
+                    "copied {what} from {}{} into {}\n",
+                    display_url(from),
+                    if original.is_some() {
+                        " (the original fastlane's store)"
+                    } else {
+                        ""
+                    },
+                    display_url(to)
+                ));
+                0
+            }
+            Err(e) => {
+                print_error(&e);
+                EXIT_SERVICE
+            }
+        }
+    })
 }
 
 /// `fastlane store prune`.

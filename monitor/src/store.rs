@@ -143,6 +143,8 @@ fn migrations(backend: Backend) -> Migrator {
 
 use sqlx::SqlSafeStr;
 
+pub mod migrate;
+
 /// A value bound to a query.
 #[derive(Debug, Clone)]
 enum Arg {
@@ -196,40 +198,8 @@ impl Store {
     /// Opens (creating it when it is a new SQLite file) and migrates the store at `url`: a file
     /// path, `sqlite://PATH`, `sqlite::memory:` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let (backend, conn) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
-        {
-            (Backend::Postgres, url.to_owned())
-        } else if url == "sqlite::memory:" {
-            (Backend::Sqlite, url.to_owned())
-        } else if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or(url.strip_prefix("sqlite:"))
-        {
-            (Backend::Sqlite, sqlite_url(Path::new(rest))?)
-        } else if url.contains("://") {
-            return Err(StoreError::Url(display_url(url)));
-        } else {
-            (Backend::Sqlite, sqlite_url(Path::new(url))?)
-        };
+        let (pool, backend) = connect(url).await?;
         let sqlite = backend == Backend::Sqlite;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { POOL_SQLITE } else { POOL_POSTGRES })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // In WAL mode, NORMAL syncs at checkpoints rather than at every commit:
-                        // a crash of the process loses nothing, a power cut at most the last
-                        // few reports, and the file is never corrupted.
-                        sqlx::Executor::execute(&mut *conn, query("PRAGMA synchronous = NORMAL"))
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&conn)
-            .await?;
         // Several processes may open a new SQLite store at once (a run and `fastlane serve`):
         // switching it to WAL and migrating it need the file to themselves for a moment, and a
         // process that finds the tables made between its look at the migration table and its
@@ -261,7 +231,47 @@ impl Store {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+}
 
+/// A pool on the database at `url` (as [`Store::open`] takes it), without migrating it.
+pub async fn connect(url: &str) -> Result<(AnyPool, Backend)> {
+    sqlx::any::install_default_drivers();
+    let (backend, conn) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (Backend::Postgres, url.to_owned())
+    } else if url == "sqlite::memory:" {
+        (Backend::Sqlite, url.to_owned())
+    } else if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))
+    {
+        (Backend::Sqlite, sqlite_url(Path::new(rest))?)
+    } else if url.contains("://") {
+        return Err(StoreError::Url(display_url(url)));
+    } else {
+        (Backend::Sqlite, sqlite_url(Path::new(url))?)
+    };
+    let sqlite = backend == Backend::Sqlite;
+    let pool = AnyPoolOptions::new()
+        .max_connections(if sqlite { POOL_SQLITE } else { POOL_POSTGRES })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    // In WAL mode, NORMAL syncs at checkpoints rather than at every commit:
+                    // a crash of the process loses nothing, a power cut at most the last
+                    // few reports, and the file is never corrupted.
+                    sqlx::Executor::execute(&mut *conn, query("PRAGMA synchronous = NORMAL"))
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&conn)
+        .await?;
+    Ok((pool, backend))
+}
+
+impl Store {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         query("SELECT 1").execute(&self.pool).await?;

@@ -1368,3 +1368,155 @@ async fn run_numbers_follow_each_other_on_postgres() {
     let store = postgres_store("numbers").await;
     run_numbers_follow_each_other(&store).await;
 }
+
+#[tokio::test]
+async fn a_store_is_copied_into_another_keeping_every_id() {
+    let from = sqlite_service(None).await;
+    let samples: Vec<Sample> = (0..5).map(|i| sample(i, i * 10)).collect();
+    let logs: Vec<LogLine> = (0..3).map(|i| line(i, &format!("line {i}"))).collect();
+    let a = from
+        .store
+        .apply_report(&report("copy-a", RunStatus::Completed, 40, samples, logs))
+        .await
+        .unwrap();
+    let b = from
+        .store
+        .apply_report(&report("copy-b", RunStatus::Failed, 7, vec![], vec![]))
+        .await
+        .unwrap();
+    let to = postgres_store("copy").await;
+    let copied = from.store.copy_into(&to).await.unwrap();
+    assert_eq!(
+        copied.tables,
+        [
+            ("pipeline".to_owned(), 1),
+            ("pipeline_run".to_owned(), 2),
+            ("pipeline_run_sample".to_owned(), 5),
+            ("pipeline_run_log".to_owned(), 3)
+        ]
+    );
+    for id in [a.pipeline_run_id, b.pipeline_run_id] {
+        let (x, y) = (
+            from.store.run(id).await.unwrap().unwrap(),
+            to.run(id).await.unwrap().unwrap(),
+        );
+        assert_eq!(
+            serde_json::to_value(&x).unwrap(),
+            serde_json::to_value(&y).unwrap()
+        );
+    }
+    assert_eq!(
+        to.samples(a.pipeline_run_id, None, None, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        to.logs(a.pipeline_run_id, None, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // New runs take the next numbers.
+    let c = to
+        .apply_report(&report("copy-c", RunStatus::Running, 0, vec![], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(c.pipeline_run_id, b.pipeline_run_id + 1);
+    // A store that is not empty is not written into.
+    let err = from.store.copy_into(&to).await.unwrap_err();
+    assert!(err.to_string().contains("is not empty"), "{err}");
+}
+
+#[tokio::test]
+async fn the_original_fastlanes_store_is_read_into_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("original.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    // The original's tables as its migration made them on SQLite (enum names, naive times).
+    for statement in [
+        "CREATE TABLE pipeline (created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, \
+         id VARCHAR(100) NOT NULL PRIMARY KEY, source_type VARCHAR(50) NOT NULL, \
+         target_type VARCHAR(50) NOT NULL, pipeline_type VARCHAR(10) NOT NULL, config JSON NOT NULL)",
+        "CREATE TABLE pipeline_run (created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, \
+         id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, pipeline_id VARCHAR(100), \
+         status VARCHAR(9) NOT NULL, cloudwatch_log_stream VARCHAR(200) NOT NULL, \
+         started DATETIME NOT NULL, finished DATETIME, rows_loaded INTEGER, \
+         start_offset VARCHAR(100), end_offset VARCHAR(100))",
+        "CREATE TABLE pipeline_rps (created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, \
+         id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, pipeline_run_id INTEGER, rps FLOAT NOT NULL)",
+        "CREATE TABLE pipeline_memory_usage (created_at DATETIME NOT NULL, \
+         updated_at DATETIME NOT NULL, id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, \
+         pipeline_run_id INTEGER, memory_usage FLOAT NOT NULL)",
+        "INSERT INTO pipeline VALUES ('2021-03-20 10:00:00.000000', '2021-03-20 10:00:00.000000', \
+         'target.planets.mysql.mysql', 'mysql', 'mysql', 'full_table', \
+         '{\"source\": {\"mysql\": {\"host\": \"db\", \"password\": \"hunter2\"}}}')",
+        "INSERT INTO pipeline_run VALUES ('2021-03-20 10:00:01.000000', \
+         '2021-03-20 10:05:00.000000', 7, 'target.planets.mysql.mysql', 'completed', '', \
+         '2021-03-20 10:00:01.500000', NULL, 150000, '-1', '0')",
+        "INSERT INTO pipeline_run VALUES ('2021-03-21 10:00:01.000000', \
+         '2021-03-21 10:00:09.000000', 9, 'target.planets.mysql.mysql', 'failed', \
+         '2021.03.21-10.00', '2021-03-21 10:00:01.000000', NULL, NULL, '-1', '0')",
+        "INSERT INTO pipeline_rps VALUES ('2021-03-20 10:00:31.000000', \
+         '2021-03-20 10:00:31.000000', 1, 7, 6400.0)",
+        "INSERT INTO pipeline_memory_usage VALUES ('2021-03-20 10:00:31.000000', \
+         '2021-03-20 10:00:31.000000', 1, 7, 274.5)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert!(fastlane_monitor::store::migrate::is_original(&pool).await);
+    let svc = sqlite_service(None).await;
+    let copied = svc.store.import_original(&pool).await.unwrap();
+    assert_eq!(
+        copied.tables,
+        [
+            ("pipeline".to_owned(), 1),
+            ("pipeline_run".to_owned(), 2),
+            ("pipeline_rps".to_owned(), 1),
+            ("pipeline_memory_usage".to_owned(), 1)
+        ]
+    );
+    let p = svc
+        .store
+        .pipeline("target.planets.mysql.mysql")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.pipeline_type, PipelineType::FullTable);
+    assert_eq!(
+        p.config["source"]["mysql"]["password"], "***",
+        "secrets redacted"
+    );
+    let run = svc.store.run(7).await.unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.rows_loaded),
+        (RunStatus::Completed, 150_000)
+    );
+    assert_eq!(run.started, "2021-03-20T10:00:01.500Z");
+    let failed = svc.store.run(9).await.unwrap().unwrap();
+    assert_eq!(failed.cloudwatch_log_stream, "2021.03.21-10.00");
+    let samples = svc.store.samples(7, None, None, None, 10).await.unwrap();
+    assert_eq!(samples.len(), 2);
+    assert!(samples.iter().any(|s| s.rps == Some(6400.0)));
+    assert!(samples.iter().any(|s| s.memory_usage == Some(274.5)));
+    // Its next run follows the original's numbers.
+    let next = svc
+        .store
+        .apply_report(&report(
+            "after-original",
+            RunStatus::Running,
+            0,
+            vec![],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next.pipeline_run_id, 10);
+}

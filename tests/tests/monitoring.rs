@@ -534,3 +534,59 @@ fn serve_with_retention_days_removes_what_is_older_at_start() {
     wait(&mut child, Duration::from_secs(20));
     assert_eq!(count("pipeline_run"), 2, "runs stay");
 }
+
+#[test]
+fn store_migrate_copies_a_store_into_an_empty_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let from = dir.join("monitor.db");
+    run_into_store(dir, &from, 2);
+    let to = dir.join("copy.db");
+    let migrate = |from: &Path, to: &Path| {
+        fastlane(
+            dir,
+            &[
+                "store",
+                "migrate",
+                "--from",
+                from.to_str().unwrap(),
+                "--to",
+                to.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = migrate(&from, &to);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("copied 1 pipeline, 2 pipeline_run, "),
+        "{}",
+        out.stdout
+    );
+    let count = |db: &Path, table: &str| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    for table in [
+        "pipeline",
+        "pipeline_run",
+        "pipeline_run_sample",
+        "pipeline_run_log",
+    ] {
+        assert_eq!(count(&from, table), count(&to, table), "{table}");
+    }
+    // Not into a store that holds runs already, and not from one that does not exist.
+    let out = migrate(&from, &to);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(out.stderr.contains("is not empty"), "{}", out.stderr);
+    let out = migrate(&dir.join("missing.db"), &dir.join("other.db"));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("there is no store at"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.join("missing.db").exists());
+}
