@@ -481,4 +481,16 @@ function route() {
 
 window.addEventListener("hashchange", () => { view++; runState.id = null; main.focus(); route(); });
 document.getElementById("signout").addEventListener("click", signOut);
+// The footer's API and metrics links need the token on a protected service, which a plain
+// link cannot send: signed in, they open what a request with it answers.
+for (const a of document.querySelectorAll("footer a[data-with-token]")) {
+  a.addEventListener("click", async (ev) => {
+    const t = token();
+    if (!t) return;
+    ev.preventDefault();
+    const r = await fetch(a.getAttribute("href"), { headers: { authorization: `Bearer ${t}` } });
+    const blob = new Blob([await r.text()], { type: r.headers.get("content-type") || "text/plain" });
+    location.assign(URL.createObjectURL(blob));
+  });
+}
 route();

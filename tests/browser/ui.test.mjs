@@ -418,6 +418,12 @@ test("a service with a token asks for it once, keeps it for the tab only and nev
     await other.goto(`${locked}/#/`);
     await other.waitForSelector("form.signin");
     await other.close();
+    // The footer's metrics link carries the token too.
+    await page.click("footer a[href='/metrics']");
+    await page.waitForFunction(() => location.protocol === "blob:");
+    assert.match(await page.textContent("body"), /fastlane_/);
+    await page.goto(`${locked}/#/`);
+    await page.waitForSelector("tr[data-pipeline]");
     // Signing out forgets it.
     await page.click("#signout");
     await page.waitForSelector("form.signin");
