@@ -390,7 +390,95 @@ fn view_sql(
     ))
 }
 
+/// Fails clearly when the Glue crawler `name` does not exist.
+async fn check_crawler(glue: &aws_sdk_glue::Client, name: &str) -> Result<()> {
+    glue.get_crawler().name(name).send().await.map_err(|e| {
+        if e.as_service_error()
+            .is_some_and(|s| s.is_entity_not_found_exception())
+        {
+            PluginError::config(format!("the Glue crawler `{name}` does not exist"))
+        } else {
+            call_error(&format!("cannot read the Glue crawler `{name}`"), &e)
+        }
+    })?;
+    Ok(())
+}
+
+impl Extras {
+    /// The view `view_database.table` over the Glue table `database.table` (and the crawler to
+    /// start), for a target other than `athena` (the `firehose` target): checks that the work
+    /// group and the crawler exist.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn checked(
+        glue: &aws_sdk_glue::Client,
+        athena: aws_sdk_athena::Client,
+        database: &str,
+        table: &str,
+        view_database: &str,
+        work_group: Option<&str>,
+        output_location: Option<String>,
+        pk: Option<String>,
+        crawler: Option<String>,
+        timeout_secs: u64,
+    ) -> Result<Self> {
+        if let Some(name) = &crawler {
+            check_crawler(glue, name).await?;
+        }
+        let view = View::checked(
+            athena,
+            view_database,
+            work_group,
+            output_location,
+            pk,
+            timeout_secs,
+        )
+        .await?;
+        Ok(Self {
+            database: database.to_owned(),
+            table: table.to_owned(),
+            view: Some(view),
+            crawler,
+        })
+    }
+}
+
 impl View {
+    /// The view's settings, once the work group (default `primary`) is found.
+    async fn checked(
+        client: aws_sdk_athena::Client,
+        view_database: &str,
+        work_group: Option<&str>,
+        output_location: Option<String>,
+        pk: Option<String>,
+        timeout_secs: u64,
+    ) -> Result<Self> {
+        let work_group = work_group.unwrap_or("primary").to_owned();
+        let found = client
+            .get_work_group()
+            .work_group(&work_group)
+            .send()
+            .await
+            .map_err(|e| {
+                call_error(
+                    &format!("cannot use the Athena work group `{work_group}`"),
+                    &e,
+                )
+            })?;
+        if found.work_group().is_none() {
+            return Err(PluginError::config(format!(
+                "the Athena work group `{work_group}` does not exist"
+            )));
+        }
+        Ok(Self {
+            client,
+            database: view_database.to_owned(),
+            work_group,
+            output_location,
+            pk,
+            timeout: Duration::from_secs(timeout_secs),
+        })
+    }
+
     /// Runs `sql` in the work group and waits for it to succeed.
     async fn run(&self, sql: &str) -> Result<()> {
         let context = QueryExecutionContext::builder()
@@ -582,47 +670,20 @@ impl AthenaTarget {
             }
         };
         if let Some(name) = &config.crawler {
-            glue.get_crawler().name(name).send().await.map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_entity_not_found_exception())
-                {
-                    PluginError::config(format!("the Glue crawler `{name}` does not exist"))
-                } else {
-                    call_error(&format!("cannot read the Glue crawler `{name}`"), &e)
-                }
-            })?;
+            check_crawler(glue, name).await?;
         }
         let view = match (&config.view_database, athena) {
-            (Some(view_database), Some(client)) => {
-                let work_group = config
-                    .work_group
-                    .clone()
-                    .unwrap_or_else(|| "primary".into());
-                let found = client
-                    .get_work_group()
-                    .work_group(&work_group)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        call_error(
-                            &format!("cannot use the Athena work group `{work_group}`"),
-                            &e,
-                        )
-                    })?;
-                if found.work_group().is_none() {
-                    return Err(PluginError::config(format!(
-                        "the Athena work group `{work_group}` does not exist"
-                    )));
-                }
-                Some(View {
+            (Some(view_database), Some(client)) => Some(
+                View::checked(
                     client,
-                    database: view_database.clone(),
-                    work_group,
-                    output_location: config.output_location.clone(),
-                    pk: config.pk.clone(),
-                    timeout: Duration::from_secs(config.query_timeout_secs),
-                })
-            }
+                    view_database,
+                    config.work_group.as_deref(),
+                    config.output_location.clone(),
+                    config.pk.clone(),
+                    config.query_timeout_secs,
+                )
+                .await?,
+            ),
             _ => None,
         };
         Ok((bucket, folder, view))

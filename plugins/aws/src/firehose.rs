@@ -4,6 +4,12 @@
 //!
 //! Firehose delivers what it accepted at least once and cannot take it back: an aborted run
 //! leaves the records already accepted in the stream, and the run's summary says how many.
+//!
+//! As the original fastlane's, with `view_database` every record gets `_table_version` (the
+//! run's start, epoch seconds) and a published run replaces the Athena view
+//! `view_database.table` over the Glue table `database.table` (the stream's destination) with
+//! its own version, so a failed run's records are not seen through it; `pk` keeps each key's
+//! newest row; `crawler` is started after.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +81,33 @@ pub struct FirehoseTargetConfig {
     /// (and never more than `max_records_per_call`, the service's limit).
     #[schemars(range(min = 1))]
     pub batch_size: Option<usize>,
+    /// The database of the Athena view `view_database.table` over the Glue table
+    /// `database.table` where the stream delivers, replaced by each published run (the
+    /// original's); without it, no view and no `_table_version`.
+    #[schemars(length(min = 1, max = 255))]
+    pub view_database: Option<String>,
+    /// The Athena work group of the view's statement (default `primary`).
+    #[schemars(length(min = 1, max = 128))]
+    pub work_group: Option<String>,
+    /// Where Athena writes the statement's result, when the work group does not set it.
+    pub output_location: Option<String>,
+    /// The table's primary key: the view keeps each key's newest row.
+    pub pk: Option<String>,
+    /// A Glue crawler started after each published run (it must exist).
+    pub crawler: Option<String>,
+    /// Endpoint of a Glue-compatible catalog (default: AWS's).
+    pub glue_endpoint_url: Option<String>,
+    /// Endpoint of an Athena-compatible service (default: AWS's).
+    pub athena_endpoint_url: Option<String>,
+    /// Seconds the view's statement may take.
+    #[serde(default = "default_query_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub query_timeout_secs: u64,
 }
+}
+
+fn default_query_timeout() -> u64 {
+    300
 }
 
 impl FirehoseTargetConfig {
@@ -133,6 +165,27 @@ impl FirehoseTargetConfig {
         if self.calls_in_flight == 0 {
             problems.push("`calls_in_flight` must be at least 1".into());
         }
+        let view_fields = [
+            ("work_group", self.work_group.is_some()),
+            ("output_location", self.output_location.is_some()),
+            ("pk", self.pk.is_some()),
+            ("crawler", self.crawler.is_some()),
+        ];
+        if self.view_database.is_some() {
+            if self.database.is_none() || self.table.is_none() {
+                problems.push(
+                    "`view_database` needs `database` and `table`, the Glue table the stream \
+                     delivers into"
+                        .into(),
+                );
+            }
+        } else {
+            for (name, _) in view_fields.iter().filter(|(_, set)| *set) {
+                problems.push(format!(
+                    "`{name}` is a setting of the view: it needs `view_database`"
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -155,6 +208,12 @@ pub struct FirehoseTarget {
     config: Arc<FirehoseTargetConfig>,
     client: Client,
     counters: Arc<Counters>,
+    /// With `view_database`: the Glue and Athena clients.
+    catalog: Option<(aws_sdk_glue::Client, aws_sdk_athena::Client)>,
+    /// The view of the run, once open.
+    view: Option<crate::athena::Extras>,
+    /// The run's `_table_version`, with a view.
+    table_version: Option<i64>,
 }
 
 impl FirehoseTarget {
@@ -162,10 +221,23 @@ impl FirehoseTarget {
     pub fn new(config: FirehoseTargetConfig) -> Result<Self> {
         config.validate()?;
         let client = Client::new(&config.connection().sdk_config());
+        let catalog = config.view_database.as_ref().map(|_| {
+            let mut glue = config.connection();
+            glue.endpoint_url = config.glue_endpoint_url.clone();
+            let mut athena = config.connection();
+            athena.endpoint_url = config.athena_endpoint_url.clone();
+            (
+                aws_sdk_glue::Client::new(&glue.sdk_config()),
+                aws_sdk_athena::Client::new(&athena.sdk_config()),
+            )
+        });
         Ok(Self {
             config: Arc::new(config),
             client,
             counters: Arc::default(),
+            catalog,
+            view: None,
+            table_version: None,
         })
     }
 
@@ -221,7 +293,29 @@ impl Target for FirehoseTarget {
             ));
         }
         self.counters = Arc::default();
-        self.check_stream()
+        self.check_stream()?;
+        let config = &self.config;
+        if let (Some((glue, athena)), Some(view_database), Some(database), Some(table)) = (
+            &self.catalog,
+            &config.view_database,
+            &config.database,
+            &config.table,
+        ) {
+            self.view = Some(runtime().block_on(crate::athena::Extras::checked(
+                glue,
+                athena.clone(),
+                database,
+                table,
+                view_database,
+                config.work_group.as_deref(),
+                config.output_location.clone(),
+                config.pk.clone(),
+                config.crawler.clone(),
+                config.query_timeout_secs,
+            ))?);
+            self.table_version = Some(chrono::Utc::now().timestamp());
+        }
+        Ok(())
     }
 
     fn writer(&self, _index: usize) -> Result<Box<dyn Writer>> {
@@ -232,6 +326,7 @@ impl Target for FirehoseTarget {
             records: Vec::new(),
             bytes: 0,
             in_flight: JoinSet::new(),
+            table_version: self.table_version,
         }))
     }
 
@@ -246,6 +341,14 @@ impl Target for FirehoseTarget {
             c.calls.load(Ordering::Relaxed),
             c.retried.load(Ordering::Relaxed),
         );
+        if let (Some(view), Some(version)) = (self.view.take(), self.table_version.take()) {
+            let glue = self.catalog.as_ref().map(|(g, _)| g);
+            runtime().block_on(async {
+                view.replace_view(glue, version, version).await?;
+                view.start_crawler(glue).await;
+                Ok::<_, PluginError>(())
+            })?;
+        }
         Ok(())
     }
 
@@ -272,6 +375,8 @@ struct FirehoseWriter {
     records: Vec<Bytes>,
     bytes: usize,
     in_flight: JoinSet<Result<()>>,
+    /// The `_table_version` every record gets, with a view.
+    table_version: Option<i64>,
 }
 
 impl FirehoseWriter {
@@ -330,6 +435,10 @@ impl Writer for FirehoseWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let batch = match self.table_version {
+            Some(v) => crate::athena::with_table_version(batch, v)?,
+            None => batch,
+        };
         let mut text = Vec::with_capacity(batch.get_array_memory_size());
         {
             let mut json = arrow_json::LineDelimitedWriter::new(&mut text);

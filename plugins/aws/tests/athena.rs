@@ -426,3 +426,143 @@ fn athena_mistakes_are_one_clear_error_each() {
         out.stderr
     );
 }
+
+#[test]
+fn a_firehose_run_tags_its_records_and_replaces_the_view_as_the_originals_did() {
+    let s3 = S3::new("firehoseview");
+    let database = common::unique_name(&format!("fhview-{}", std::process::id()));
+    let stream = format!("fh-{database}");
+    let work_group = format!("wg-{database}");
+    let firehose = common::firehose_client();
+    common::create_delivery_stream(&firehose, &s3.bucket, &stream);
+    // The Glue table the stream delivers into, with its columns.
+    glue_table(
+        &database,
+        "events",
+        &format!("s3://{}/{stream}/", s3.bucket),
+    );
+    common::runtime().block_on(async {
+        let columns = ["id", "name", "amount", "_table_version"].map(|c| {
+            aws_sdk_glue::types::Column::builder()
+                .name(c)
+                .r#type("string")
+                .build()
+                .unwrap()
+        });
+        glue()
+            .update_table()
+            .database_name(&database)
+            .table_input(
+                aws_sdk_glue::types::TableInput::builder()
+                    .name("events")
+                    .storage_descriptor(
+                        aws_sdk_glue::types::StorageDescriptor::builder()
+                            .location(format!("s3://{}/{stream}/", s3.bucket))
+                            .set_columns(Some(columns.to_vec()))
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("update table");
+        athena()
+            .create_work_group()
+            .name(&work_group)
+            .send()
+            .await
+            .expect("create work group");
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_orders(dir.path(), 0, 20, 1);
+    let config = json!({
+        "replication_mode": "FULL_TABLE",
+        "source": {"file": {"path": "orders.csv"}},
+        "transform": {"add_op_fields": false},
+        "target": {"firehose": {
+            "delivery_stream": stream, "database": database, "table": "events",
+            "view_database": format!("{database}_views"), "work_group": work_group, "pk": "id",
+            "batch_size": 8, "endpoint_url": common::endpoint(),
+            "glue_endpoint_url": common::endpoint(), "athena_endpoint_url": common::endpoint(),
+            "region": "us-east-1",
+        }},
+    });
+    std::fs::write(dir.path().join("p.json"), config.to_string()).expect("config");
+    let out = fastlane_with_env(
+        dir.path(),
+        &[
+            "--source=file",
+            "--target=firehose",
+            "--config=p.json",
+            "--progress=off",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    common::delete_delivery_stream(&firehose, &stream);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Every record carries the run's version; `batch_size` 8 makes calls of at most 8 records
+    // (moto writes one object per call).
+    let keys = s3.keys(&format!("{stream}/"));
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let mut versions = std::collections::BTreeSet::new();
+    let mut rows = 0;
+    for key in &keys {
+        for line in String::from_utf8(s3.get(key)).expect("utf-8").lines() {
+            let record: Value = serde_json::from_str(line).expect("JSON record");
+            versions.insert(record["_table_version"].as_i64().expect("a version"));
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 20);
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    let v = versions.into_iter().next().unwrap();
+    let view = format!("\"{database}_views\".\"events\"");
+    let seen = statements(&view);
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert!(
+        seen[0].starts_with(&format!("[{work_group}] CREATE OR REPLACE VIEW {view} AS SELECT \"id\", \"name\", \"amount\", \"_table_version\" FROM (SELECT *, row_number() OVER (PARTITION BY \"id\"")),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[0].contains(&format!("BETWEEN {v} AND {v}")),
+        "{}",
+        seen[0]
+    );
+
+    // The view's settings without `view_database` are refused, each by name.
+    let mut bad = config.clone();
+    bad["target"]["firehose"]
+        .as_object_mut()
+        .unwrap()
+        .remove("view_database");
+    std::fs::write(dir.path().join("p.json"), bad.to_string()).expect("config");
+    let out = fastlane_with_env(
+        dir.path(),
+        &[
+            "--source=file",
+            "--target=firehose",
+            "--config=p.json",
+            "--progress=off",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    assert_ne!(out.code, 0);
+    for name in ["work_group", "pk"] {
+        assert!(
+            out.stderr.contains(&format!(
+                "`{name}` is a setting of the view: it needs `view_database`"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+}
