@@ -1058,6 +1058,17 @@ fn serve(args: &ServeArgs, global: &GlobalArgs) -> u8 {
     })
 }
 
+/// A runtime for a store command, or the exit code when none can start.
+fn command_runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start a runtime: {e}");
+            EXIT_SERVICE
+        })
+}
+
 /// Opens the monitoring store at `url`, or says why not (the exit code).
 async fn open_store(url: &str) -> Result<fastlane_monitor::Store, u8> {
     fastlane_monitor::Store::open(url).await.map_err(|e| {
@@ -1104,15 +1115,9 @@ fn store_migrate(from: &str, to: &str) -> u8 {
         eprintln!("error: there is no store at `{from}`");
         return EXIT_USAGE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match command_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return EXIT_SERVICE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         use fastlane_monitor::store::{connect, display_url, migrate};
@@ -1185,15 +1190,9 @@ fn store_prune(days: f64, store: Option<&str>, batch: i64) -> u8 {
     let url = store
         .filter(|s| !s.is_empty())
         .map_or_else(fastlane_monitor::store::default_url, str::to_owned);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match command_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return EXIT_SERVICE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let store = match open_store(&url).await {

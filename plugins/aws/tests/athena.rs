@@ -157,12 +157,17 @@ fn run(dir: &Path, mode: &str, target: Value) -> fastlane_tests::Output {
         "source": {"file": {"path": "orders.csv", "replication_key": "id"}},
         "target": {"athena": target},
     });
+    run_config(dir, "athena", &config)
+}
+
+/// Runs the pipeline `config` (its source `file`) into target `target`.
+fn run_config(dir: &Path, target: &str, config: &Value) -> fastlane_tests::Output {
     std::fs::write(dir.join("p.json"), config.to_string()).expect("config");
     fastlane_with_env(
         dir,
         &[
             "--source=file",
-            "--target=athena",
+            &format!("--target={target}"),
             "--config=p.json",
             "--progress=off",
         ],
@@ -488,21 +493,7 @@ fn a_firehose_run_tags_its_records_and_replaces_the_view_as_the_originals_did() 
             "region": "us-east-1",
         }},
     });
-    std::fs::write(dir.path().join("p.json"), config.to_string()).expect("config");
-    let out = fastlane_with_env(
-        dir.path(),
-        &[
-            "--source=file",
-            "--target=firehose",
-            "--config=p.json",
-            "--progress=off",
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ],
-    );
+    let out = run_config(dir.path(), "firehose", &config);
     common::delete_delivery_stream(&firehose, &stream);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     // Every record carries the run's version; `batch_size` 8 makes calls of at most 8 records
@@ -541,20 +532,7 @@ fn a_firehose_run_tags_its_records_and_replaces_the_view_as_the_originals_did() 
         .as_object_mut()
         .unwrap()
         .remove("view_database");
-    std::fs::write(dir.path().join("p.json"), bad.to_string()).expect("config");
-    let out = fastlane_with_env(
-        dir.path(),
-        &[
-            "--source=file",
-            "--target=firehose",
-            "--config=p.json",
-            "--progress=off",
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
+    let out = run_config(dir.path(), "firehose", &bad);
     assert_ne!(out.code, 0);
     for name in ["work_group", "pk"] {
         assert!(
