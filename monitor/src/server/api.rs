@@ -824,11 +824,18 @@ impl utoipa::Modify for Security {
                         Vec::<String>::new(),
                     )]
                 });
+                let body_limit = op
+                    .request_body
+                    .is_some()
+                    .then_some(("413", "The body is larger than the service takes"));
                 for (code, description) in [
                     ("401", "No token, or a refused one"),
                     ("403", "A read token, for a write"),
                     ("429", "Too many refused tokens from this client lately"),
-                ] {
+                ]
+                .into_iter()
+                .chain(body_limit)
+                {
                     op.responses
                         .responses
                         .entry(code.to_owned())
