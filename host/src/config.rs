@@ -540,7 +540,6 @@ fn choose(
 /// the offset) not given takes the source's replication key (`key` or `replication_key`, given
 /// or its schema's default): the offset is compared with that column.
 fn default_target_key(source: &Section, target: &mut Section, registry: &Registry) {
-    const KEYS: [&str; 1] = ["pk"];
     const SOURCE_KEYS: [&str; 2] = ["key", "replication_key"];
     let (Some(s), Some(t)) = (
         registry.find(ComponentKind::Source, &source.id),
@@ -548,18 +547,16 @@ fn default_target_key(source: &Section, target: &mut Section, registry: &Registr
     ) else {
         return;
     };
-    let declares =
-        |schema: &Value, name: &str| schema.pointer(&format!("/properties/{name}")).is_some();
+    let declares = |name: &str| {
+        t.info
+            .schema
+            .pointer(&format!("/properties/{name}"))
+            .is_some()
+    };
     let Some(section) = target.config.as_object_mut() else {
         return;
     };
-    let Some(field) = KEYS
-        .into_iter()
-        .find(|k| declares(&t.info.schema, k) && !declares(&t.info.schema, "key"))
-    else {
-        return;
-    };
-    if section.get(field).is_some_and(|v| !v.is_null()) {
+    if !declares("pk") || declares("key") || section.get("pk").is_some_and(|v| !v.is_null()) {
         return;
     }
     let key = SOURCE_KEYS.iter().find_map(|k| {
@@ -576,7 +573,7 @@ fn default_target_key(source: &Section, target: &mut Section, registry: &Registr
             .filter(|v| !v.is_empty())
     });
     if let Some(key) = key {
-        section.insert(field.to_owned(), Value::String(key.to_owned()));
+        section.insert("pk".to_owned(), Value::String(key.to_owned()));
     }
 }
 

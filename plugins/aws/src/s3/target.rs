@@ -148,27 +148,35 @@ impl S3Target {
         self.register(run).await?;
         let previous_view = match (&self.athena, run.table_version) {
             (Some(extras), Some(version)) => {
-                let all = manifest::all(&self.client, self.bucket(), &base).await?;
-                let current = manifest::current(&all);
-                let versions = |list: &[(String, Manifest)]| -> Vec<i64> {
-                    list.iter().filter_map(|(_, m)| m.table_version).collect()
-                };
-                let before = versions(current);
+                let mut published = Vec::with_capacity(earlier.len());
+                for k in &earlier {
+                    published.push((
+                        k.clone(),
+                        manifest::read(&self.client, self.bucket(), k).await?,
+                    ));
+                }
+                let versions: Vec<i64> = manifest::current(&published)
+                    .iter()
+                    .filter_map(|(_, m)| m.table_version)
+                    .collect();
+                let (lo, hi) = (
+                    versions.iter().min().copied(),
+                    versions.iter().max().copied(),
+                );
                 let lowest = match run.mode {
                     ReplicationMode::FullTable => version,
-                    ReplicationMode::Incremental => {
-                        before.iter().copied().min().unwrap_or(version).min(version)
-                    }
+                    ReplicationMode::Incremental => lo.map_or(version, |l| l.min(version)),
                 };
-                let client = self.glue.as_ref();
-                extras.replace_view(client, lowest, version).await?;
-                Some((before.iter().copied().min(), before.iter().copied().max()))
+                extras
+                    .replace_view(self.glue.as_ref(), lowest, version)
+                    .await?;
+                lo.zip(hi)
             }
             _ => None,
         };
         if let Err(e) = manifest::write(&self.client, self.bucket(), &key, &manifest).await {
             // The view already shows the run: show what was published before it again.
-            if let (Some(extras), Some((Some(lo), Some(hi)))) = (&self.athena, previous_view)
+            if let (Some(extras), Some((lo, hi))) = (&self.athena, previous_view)
                 && let Err(undo) = extras.replace_view(self.glue.as_ref(), lo, hi).await
             {
                 log::warn!(
@@ -230,8 +238,18 @@ impl S3Target {
     /// The `_table_version` of a new run: its start (epoch seconds), or one more than the
     /// newest version published, when that is later.
     async fn next_table_version(&self, start: i64) -> Result<i64> {
-        let all = manifest::all(&self.client, self.bucket(), &self.config.base()).await?;
-        let newest = all.iter().filter_map(|(_, m)| m.table_version).max();
+        // Versions grow with the commit order of the manifests: the newest is in the last one
+        // that has a version (runs of the plain `s3` target have none).
+        let keys = manifest::keys(&self.client, self.bucket(), &self.config.base()).await?;
+        let mut newest = None;
+        for k in keys.iter().rev() {
+            newest = manifest::read(&self.client, self.bucket(), k)
+                .await?
+                .table_version;
+            if newest.is_some() {
+                break;
+            }
+        }
         Ok(newest.map_or(start, |n| start.max(n + 1)))
     }
 
