@@ -244,11 +244,26 @@ step_python() {
 step_python_projects() {
   "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/python -k "plugins_new or mongodb"
 }
+# The monitoring service's stores: the browser and fuzz suites run over each.
+stores=(sqlite postgres mariadb)
 # The web UI in real headless Chromium, driven by playwright-core; screenshots go to
 # target/browser/.
-step_browser() { (cd tests/browser && npm test); }
+step_browser() {
+  local kind rc=0
+  for kind in "${stores[@]}"; do
+    echo "-- the web UI over a $kind store"
+    (cd tests/browser && FASTLANE_BROWSER_STORE=$kind npm test) || rc=1
+  done
+  return "$rc"
+}
 # The monitoring API fuzzed from its OpenAPI document (schemathesis).
-step_api_fuzz() { bash tests/fuzz/api.sh; }
+step_api_fuzz() {
+  local kind rc=0
+  for kind in "${stores[@]}"; do
+    FASTLANE_FUZZ_STORE=$kind bash tests/fuzz/api.sh || rc=1
+  done
+  return "$rc"
+}
 
 printf 'fastlane tests: a %s run; cache %s, target folder %s\n' "$run_kind" "$fastlane_cache" "$CARGO_TARGET_DIR"
 
@@ -319,9 +334,10 @@ py_passed=$(($(count_in passed "$py_log") + $(count_in passed "$py_alone")))
 py_failed=$(($(count_in failed "$py_log") + $(count_in error "$py_log") + $(count_in failed "$py_alone") + $(count_in error "$py_alone")))
 py_skipped=$(count_in skipped "$py_log")
 browser_log=$(log_of browser)
-browser_passed=$(sed -n 's/^\(# \|ℹ \)pass \([0-9]*\)$/\2/p' "$browser_log" | tail -1)
-browser_failed=$(sed -n 's/^\(# \|ℹ \)fail \([0-9]*\)$/\2/p' "$browser_log" | tail -1)
-fuzz_cases=$(count_in generated "$(log_of api-fuzz)")
+# One summary per store: summed.
+browser_passed=$(sed -n 's/^\(# \|ℹ \)pass \([0-9]*\)$/\2/p' "$browser_log" | awk '{n += $1} END {print n + 0}')
+browser_failed=$(sed -n 's/^\(# \|ℹ \)fail \([0-9]*\)$/\2/p' "$browser_log" | awk '{n += $1} END {print n + 0}')
+fuzz_cases=$(grep -oE "[0-9]+ generated" "$(log_of api-fuzz)" 2>/dev/null | awk '{n += $1} END {print n + 0}')
 
 timings=$fastlane_cache/timings.tsv
 previous=()

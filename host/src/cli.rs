@@ -146,7 +146,8 @@ struct ServeArgs {
         env = "FASTLANE_BIND"
     )]
     bind: std::net::SocketAddr,
-    /// The store: a SQLite file or a postgres:// URL [default: the local store, as runs use].
+    /// The store: a SQLite file, a postgres:// or a mysql:// URL [default: the local store, as
+    /// runs use].
     #[arg(long, value_name = "URL", env = "FASTLANE_STORE")]
     store: Option<String>,
     /// Bearer token of full access; with any token set, every route but /healthz needs one.
@@ -223,14 +224,14 @@ enum StoreCommand {
         /// Remove what is older than this many days.
         #[arg(long, value_name = "DAYS")]
         older_than_days: f64,
-        /// The store: a SQLite file or a postgres:// URL [default: the local store].
+        /// The store: a SQLite file, a postgres:// or a mysql:// URL [default: the local store].
         #[arg(long, value_name = "URL", env = "FASTLANE_STORE")]
         store: Option<String>,
         /// Rows removed per statement.
         #[arg(long, value_name = "ROWS", default_value_t = 5000)]
         batch_size: i64,
     },
-    /// Copy a store into another, empty one (SQLite ↔ PostgreSQL), keeping every id; or read a
+    /// Copy a store into another, empty one (SQLite, PostgreSQL, MySQL), keeping every id; or read a
     /// database laid out as the original fastlane's store into one.
     Migrate {
         /// The store (or the original's database) to read.
@@ -1122,10 +1123,10 @@ fn store_migrate(from: &str, to: &str) -> u8 {
     runtime.block_on(async {
         use fastlane_monitor::store::{connect, display_url, migrate};
         let original = match connect(from).await {
-            Ok((pool, _)) => {
+            Ok((pool, backend)) => {
                 let original = migrate::is_original(&pool).await;
                 if original {
-                    Some(pool)
+                    Some((pool, backend))
                 } else {
                     pool.close().await;
                     None
@@ -1142,7 +1143,7 @@ fn store_migrate(from: &str, to: &str) -> u8 {
             Err(code) => return code,
         };
         let copied = match &original {
-            Some(pool) => target.import_original(pool).await,
+            Some((pool, backend)) => target.import_original(pool, *backend).await,
             None => match open_store(from).await {
                 Ok(source) => {
                     let copied = source.copy_into(&target).await;

@@ -99,7 +99,7 @@ pub struct MonitoringConfig {
     pub url: Option<String>,
     /// The service's bearer token.
     pub token: Option<String>,
-    /// A store to write to directly (a SQLite file or a PostgreSQL URL), when no `url`.
+    /// A store to write to directly (a SQLite file, a PostgreSQL or a MySQL URL), when no `url`.
     pub store: Option<String>,
     /// Seconds between reports.
     pub interval_secs: Option<f64>,
@@ -244,7 +244,7 @@ pub fn top_level_schema() -> Value {
                     "enabled": {"type": "boolean", "description": "false turns reporting off."},
                     "url": {"type": "string", "pattern": "^https?://", "description": "A monitoring service, such as http://127.0.0.1:8001."},
                     "token": {"type": "string", "description": "The service's bearer token."},
-                    "store": {"type": "string", "minLength": 1, "description": "A SQLite file or a postgres:// URL."},
+                    "store": {"type": "string", "minLength": 1, "description": "A SQLite file, a postgres:// or a mysql:// URL."},
                     "interval_secs": {"type": "number", "minimum": 0.1, "maximum": 3600, "description": "Seconds between reports (default 2)."}
                 }
             }

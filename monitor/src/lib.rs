@@ -1,7 +1,7 @@
 //! The fastlane monitoring service and the run reporter.
 //!
-//! - [`store`]: pipelines, runs, samples and log lines in SQLite (the embedded default) or
-//!   PostgreSQL, through sqlx, migrated at open.
+//! - [`store`]: pipelines, runs, samples and log lines in SQLite (the embedded default),
+//!   PostgreSQL or MySQL/MariaDB, through sqlx, migrated at open.
 //! - [`server`]: `fastlane serve`, the REST API (the original fastlane's resources and more),
 //!   `/metrics`, `/healthz`, the OpenAPI document and the web UI, with warp.
 //! - [`reporter`]: what a run uses to report itself every few seconds, to a service over HTTP

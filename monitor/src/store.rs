@@ -1,12 +1,15 @@
 //! The monitoring store: pipelines, runs, samples and log lines, in SQLite (the embedded
-//! default, one file) or PostgreSQL (by URL), through sqlx.
+//! default, one file), PostgreSQL or MySQL/MariaDB (by URL), through sqlx.
 //!
-//! The same SQL runs on both (numbered `$n` parameters, `RETURNING`, `ON CONFLICT`); only the
-//! migrations differ, under `migrations/sqlite` and `migrations/postgres`, and are applied
-//! when the store opens. SQLite writes are serialised inside the process (one writer at a
-//! time, readers alongside in WAL mode); other processes writing the same file wait on
-//! SQLite's busy timeout. On PostgreSQL at most half the pool writes at once, so reads never
-//! wait behind a burst of reports.
+//! Statements are written once, with PostgreSQL's numbered `$n` parameters; on MySQL each
+//! becomes a positional `?` with its value bound again where it recurs. What the databases
+//! spell differently (`ON CONFLICT` / `ON DUPLICATE KEY`, `RETURNING`, `DELETE … LIMIT`) goes
+//! through a few helpers of [`Backend`]. The migrations differ, under
+//! `migrations/sqlite`, `migrations/postgres` and `migrations/mysql`, and are applied when the
+//! store opens. SQLite writes are serialised inside the process (one writer at a time, readers
+//! alongside in WAL mode); other processes writing the same file wait on SQLite's busy
+//! timeout. On the servers at most half the pool writes at once, so reads never wait behind a
+//! burst of reports, and a report that loses a deadlock is applied again.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,9 @@ pub enum StoreError {
     #[error("{0}")]
     Invalid(String),
     /// The URL names no store fastlane knows.
-    #[error("unsupported store url `{0}`: use a file path, sqlite://PATH or postgres://…")]
+    #[error(
+        "unsupported store url `{0}`: use a file path, sqlite://PATH, postgres://… or mysql://…"
+    )]
     Url(String),
     /// The database failed.
     #[error("store query failed")]
@@ -62,6 +67,8 @@ pub enum Backend {
     Sqlite,
     /// A PostgreSQL database.
     Postgres,
+    /// A MySQL (8 or later) or MariaDB (10.5 or later) database.
+    Mysql,
 }
 
 /// The default store: `$FASTLANE_STORE`, else `fastlane/monitor.db` under the user's data
@@ -89,8 +96,14 @@ pub fn display_url(url: &str) -> String {
     redact_url(url).unwrap_or_else(|| url.to_owned())
 }
 
-fn migrations(backend: Backend) -> Migrator {
-    let list: [(i64, &'static str, &'static str); 3] = match backend {
+/// The migrations of one database: `(version, description, SQL)`.
+type Migrations = [(i64, &'static str, &'static str); 3];
+
+/// The migrations of `backend`. On MySQL, `collation` replaces the files' `utf8mb4_bin` (see
+/// [`mysql_collation`]); the checksums stay those of the files, so a store keeps its migration
+/// history whichever the server is.
+fn migrations(backend: Backend, collation: &str) -> Migrator {
+    let list: Migrations = match backend {
         Backend::Sqlite => [
             (
                 1,
@@ -125,17 +138,38 @@ fn migrations(backend: Backend) -> Migrator {
                 include_str!("../../migrations/postgres/0003_cloudwatch_log_group.sql"),
             ),
         ],
+        Backend::Mysql => [
+            (
+                1,
+                "monitoring store",
+                include_str!("../../migrations/mysql/0001_monitoring_store.sql"),
+            ),
+            (
+                2,
+                "retention",
+                include_str!("../../migrations/mysql/0002_retention.sql"),
+            ),
+            (
+                3,
+                "cloudwatch log group",
+                include_str!("../../migrations/mysql/0003_cloudwatch_log_group.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         list.into_iter()
             .map(|(version, description, sql)| {
-                Migration::new(
+                let mut m = Migration::new(
                     version,
                     Cow::Borrowed(description),
                     MigrationType::Simple,
                     AssertSqlSafe(sql).into_sql_str(),
                     false,
-                )
+                );
+                if backend == Backend::Mysql && collation != MYSQL_PAD_BIN {
+                    m.sql = AssertSqlSafe(sql.replace(MYSQL_PAD_BIN, collation)).into_sql_str();
+                }
+                m
             })
             .collect(),
     )
@@ -169,15 +203,15 @@ pub struct Pruned {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Writers at a time: one on SQLite (its single writer), half the pool on PostgreSQL, so
+    /// Writers at a time: one on SQLite (its single writer), half the pool on the servers, so
     /// that reads (the UI, the API) never queue behind a burst of reports.
     write: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Connections to a SQLite file (one writer, readers beside it in WAL mode).
 const POOL_SQLITE: u32 = 4;
-/// Connections to PostgreSQL.
-const POOL_POSTGRES: u32 = 10;
+/// Connections to PostgreSQL or MySQL.
+const POOL_SERVER: u32 = 10;
 
 const RUN_COLUMNS: &str = "r.id, r.pipeline_id, r.run_key, r.status, r.cloudwatch_log_stream, \
     r.cloudwatch_log_group, \
@@ -185,18 +219,42 @@ const RUN_COLUMNS: &str = "r.id, r.pipeline_id, r.run_key, r.status, r.cloudwatc
     r.start_offset, r.end_offset, r.error, r.stages, r.stop_requested, r.last_report_at, \
     r.created_at, r.updated_at";
 
+/// The collation of the MySQL migrations' files: binary, but it ignores trailing spaces.
+const MYSQL_PAD_BIN: &str = "utf8mb4_bin";
+
+/// The binary collation of a MySQL server that does not ignore trailing spaces (`a` and `a `
+/// are two ids, as on the other stores): MariaDB's `utf8mb4_nopad_bin`, MySQL 8's
+/// `utf8mb4_0900_bin`; `utf8mb4_bin` on a server with neither.
+async fn mysql_collation(pool: &AnyPool) -> Result<String> {
+    let rows = query(
+        "SELECT COLLATION_NAME AS c FROM information_schema.COLLATIONS \
+         WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin') ORDER BY 1 DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(match rows.first() {
+        Some(r) => r.try_get("c")?,
+        None => MYSQL_PAD_BIN.to_owned(),
+    })
+}
+
 /// Puts a SQLite store in WAL mode, then applies the migrations.
 async fn prepare(pool: &AnyPool, backend: Backend) -> Result<()> {
-    if backend == Backend::Sqlite {
-        query("PRAGMA journal_mode = WAL").execute(pool).await?;
+    let mut collation = MYSQL_PAD_BIN.to_owned();
+    match backend {
+        Backend::Sqlite => {
+            query("PRAGMA journal_mode = WAL").execute(pool).await?;
+        }
+        Backend::Mysql => collation = mysql_collation(pool).await?,
+        Backend::Postgres => {}
     }
-    migrations(backend).run(pool).await?;
+    migrations(backend, &collation).run(pool).await?;
     Ok(())
 }
 
 impl Store {
     /// Opens (creating it when it is a new SQLite file) and migrates the store at `url`: a file
-    /// path, `sqlite://PATH`, `sqlite::memory:` or `postgres://…`.
+    /// path, `sqlite://PATH`, `sqlite::memory:`, `postgres://…` or `mysql://…` (`mariadb://…`).
     pub async fn open(url: &str) -> Result<Self> {
         let (pool, backend) = connect(url).await?;
         let sqlite = backend == Backend::Sqlite;
@@ -222,7 +280,7 @@ impl Store {
             write: std::sync::Arc::new(tokio::sync::Semaphore::new(if sqlite {
                 1
             } else {
-                POOL_POSTGRES as usize / 2
+                POOL_SERVER as usize / 2
             })),
         })
     }
@@ -238,6 +296,10 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
     let (backend, conn) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         (Backend::Postgres, url.to_owned())
+    } else if url.starts_with("mysql://") {
+        (Backend::Mysql, url.to_owned())
+    } else if let Some(rest) = url.strip_prefix("mariadb://") {
+        (Backend::Mysql, format!("mysql://{rest}"))
     } else if url == "sqlite::memory:" {
         (Backend::Sqlite, url.to_owned())
     } else if let Some(rest) = url
@@ -252,7 +314,7 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend)> {
     };
     let sqlite = backend == Backend::Sqlite;
     let pool = AnyPoolOptions::new()
-        .max_connections(if sqlite { POOL_SQLITE } else { POOL_POSTGRES })
+        .max_connections(if sqlite { POOL_SQLITE } else { POOL_SERVER })
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _| {
             Box::pin(async move {
@@ -262,6 +324,24 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend)> {
                     // few reports, and the file is never corrupted.
                     sqlx::Executor::execute(&mut *conn, query("PRAGMA synchronous = NORMAL"))
                         .await?;
+                }
+                if backend == Backend::Mysql {
+                    // Whatever the server's defaults: a value that does not fit is an error,
+                    // never cut short; a backslash escapes in literals (the LIKE pattern); `||`
+                    // joins strings, as on the other stores.
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        query(
+                            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,\
+                             NO_ENGINE_SUBSTITUTION,PIPES_AS_CONCAT'",
+                        ),
+                    )
+                    .await?;
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"),
+                    )
+                    .await?;
                 }
                 Ok(())
             })
@@ -289,11 +369,11 @@ impl Store {
     }
 
     async fn fetch(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AnyRow>> {
-        let mut q = query(AssertSqlSafe(sql));
-        for a in args {
-            q = bind(q, a);
-        }
-        Ok(q.fetch_all(&self.pool).await?)
+        Ok(self
+            .backend
+            .statement(&sql, args)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn count(&self, sql: String, args: Vec<Arg>) -> Result<i64> {
@@ -307,11 +387,12 @@ impl Store {
 
     async fn exec(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
         let _w = self.writer().await;
-        let mut q = query(AssertSqlSafe(sql));
-        for a in args {
-            q = bind(q, a);
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected())
+        Ok(self
+            .backend
+            .statement(&sql, args)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     // ----- retention -----
@@ -326,10 +407,17 @@ impl Store {
             ("pipeline_run_sample", &mut pruned.samples),
             ("pipeline_run_log", &mut pruned.log_lines),
         ] {
-            let sql = format!(
-                "DELETE FROM {table} WHERE id IN \
-                 (SELECT id FROM {table} WHERE created_at < $1 ORDER BY created_at, id LIMIT $2)"
-            );
+            let sql = if self.backend == Backend::Mysql {
+                // MySQL takes no LIMIT in a subquery of IN, but a DELETE of its own.
+                format!(
+                    "DELETE FROM {table} WHERE created_at < $1 ORDER BY created_at, id LIMIT $2"
+                )
+            } else {
+                format!(
+                    "DELETE FROM {table} WHERE id IN \
+                     (SELECT id FROM {table} WHERE created_at < $1 ORDER BY created_at, id LIMIT $2)"
+                )
+            };
             loop {
                 let n = self
                     .exec(sql.clone(), vec![Arg::I(before_ms), Arg::I(batch)])
@@ -357,9 +445,11 @@ impl Store {
         let now = now_ms();
         let done = self
             .exec(
-                "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING"
-                    .into(),
+                self.backend.insert_new(
+                    "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    "id",
+                ),
                 vec![
                     Arg::S(p.pipeline_id.clone()),
                     Arg::S(p.source_type.clone()),
@@ -472,7 +562,12 @@ impl Store {
         }
         if let Some(q) = &f.q {
             add(
-                "LOWER(p.id) LIKE ? ESCAPE '\\'",
+                if self.backend == Backend::Mysql {
+                    // A backslash escapes in MySQL's literals too (see `connect`).
+                    "LOWER(p.id) LIKE ? ESCAPE '\\\\'"
+                } else {
+                    "LOWER(p.id) LIKE ? ESCAPE '\\'"
+                },
                 Arg::S(format!("%{}%", like_escape(&q.to_lowercase()))),
             );
         }
@@ -521,22 +616,22 @@ impl Store {
         check_len(&stream, 512, "cloudwatch_log_stream")?;
         let sql = "INSERT INTO pipeline_run (pipeline_id, status, cloudwatch_log_stream, started, finished, \
                    rows_loaded, start_offset, end_offset, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id";
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+        let args = vec![
+            Arg::S(r.pipeline_id.clone()),
+            Arg::S(r.status.unwrap_or(RunStatus::Running).as_str().into()),
+            Arg::S(stream),
+            Arg::I(started),
+            Arg::OptI(finished),
+            Arg::I(rows),
+            Arg::OptS(offset_text(r.start_offset.as_ref())),
+            Arg::OptS(offset_text(r.end_offset.as_ref())),
+            Arg::I(now),
+        ];
         let id = {
             let _w = self.writer().await;
-            query(sql)
-                .bind(text(r.pipeline_id.clone()))
-                .bind(r.status.unwrap_or(RunStatus::Running).as_str())
-                .bind(text(stream))
-                .bind(started)
-                .bind(finished)
-                .bind(rows)
-                .bind(offset_text(r.start_offset.as_ref()).map(text))
-                .bind(offset_text(r.end_offset.as_ref()).map(text))
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get::<i64, _>("id")?
+            let mut conn = self.pool.acquire().await?;
+            self.backend.insert_id(&mut conn, sql, args).await?
         };
         self.run(id)
             .await?
@@ -721,7 +816,7 @@ impl Store {
         self.require_run(run_id).await?;
         let _w = self.writer().await;
         let mut conn = self.pool.acquire().await?;
-        insert_samples(&mut conn, run_id, std::slice::from_ref(s)).await
+        insert_samples(self.backend, &mut conn, run_id, std::slice::from_ref(s)).await
     }
 
     /// Samples of a run between two times (`rps` or `memory_usage` only, when `only` names
@@ -765,7 +860,7 @@ impl Store {
         }
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        insert_logs(&mut tx, run_id, lines).await?;
+        insert_logs(self.backend, &mut tx, run_id, lines).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -853,98 +948,171 @@ impl Store {
         let mut config = Value::Object(p.config.clone());
         redact(&mut config);
         let now = now_ms();
+        let mut attempt = 0u64;
+        loop {
+            match self
+                .write_report(rep, &config, started, finished, now)
+                .await
+            {
+                // Two reports that lock the same rows in opposite orders: the server undid one
+                // of them, which is applied again.
+                Err(StoreError::Db(e)) if attempt < 5 && lost_a_race(&e) => {
+                    attempt += 1;
+                    tracing::debug!("a report lost a race in the store ({e}); applying it again");
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Store::apply_report`]'s writes, in one transaction.
+    async fn write_report(
+        &self,
+        rep: &Report,
+        config: &Value,
+        started: i64,
+        finished: Option<i64>,
+        now: i64,
+    ) -> Result<ReportAck> {
+        let (p, r, backend) = (&rep.pipeline, &rep.run, self.backend);
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        query(
-            "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) \
-             ON CONFLICT (id) DO UPDATE SET source_type = excluded.source_type, \
-             target_type = excluded.target_type, pipeline_type = excluded.pipeline_type, \
-             config = excluded.config, updated_at = excluded.updated_at",
-        )
-        .bind(p.pipeline_id.clone())
-        .bind(p.source_type.clone())
-        .bind(p.target_type.clone())
-        .bind(p.pipeline_type.as_str())
-        .bind(config.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let pipeline = format!(
+            "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6){}",
+            backend.upsert(
+                "id",
+                "source_type = excluded.source_type, target_type = excluded.target_type, \
+                 pipeline_type = excluded.pipeline_type, config = excluded.config, \
+                 updated_at = excluded.updated_at"
+            )
+        );
+        backend
+            .statement(
+                &pipeline,
+                vec![
+                    Arg::S(p.pipeline_id.clone()),
+                    Arg::S(p.source_type.clone()),
+                    Arg::S(p.target_type.clone()),
+                    Arg::S(p.pipeline_type.as_str().into()),
+                    Arg::S(config.to_string()),
+                    Arg::I(now),
+                ],
+            )
+            .execute(&mut *tx)
+            .await?;
         let peak = (r.peak_memory_usage * 1e6) as i64;
         let stages = r
             .stages
             .as_ref()
             .map(|m| Value::Object(m.clone()).to_string());
+        let stream = r.cloudwatch_log_stream.clone().unwrap_or_default();
         // A run already recorded is updated in place: an `INSERT … ON CONFLICT` would draw a
         // new id from the sequence at every report, and the next run's number would jump.
-        let stream = r
-            .cloudwatch_log_stream
-            .clone()
-            .map(text)
-            .unwrap_or_default();
-        let updated = query(
-            "UPDATE pipeline_run SET status = $2, finished = $3, \
+        let update = vec![
+            Arg::S(rep.run_key.clone()),
+            Arg::S(r.status.as_str().into()),
+            Arg::OptI(finished),
+            Arg::S(stream.clone()),
+            Arg::I(r.rows_loaded),
+            Arg::I(r.rows_extracted),
+            Arg::I(r.bytes_loaded),
+            Arg::I(peak),
+            Arg::OptS(r.end_offset.clone()),
+            Arg::OptS(r.error.clone()),
+            Arg::OptS(stages.clone()),
+            Arg::I(now),
+            Arg::OptS(r.cloudwatch_log_group.clone()),
+        ];
+        let update_sql = "UPDATE pipeline_run SET status = $2, finished = $3, \
              cloudwatch_log_stream = CASE WHEN $4 = '' THEN cloudwatch_log_stream ELSE $4 END, \
              rows_loaded = $5, rows_extracted = $6, bytes_loaded = $7, peak_memory_bytes = $8, \
              end_offset = $9, error = $10, stages = $11, last_report_at = $12, updated_at = $12, \
              cloudwatch_log_group = COALESCE($13, cloudwatch_log_group) \
-             WHERE run_key = $1 RETURNING id, stop_requested",
-        )
-        .bind(rep.run_key.clone())
-        .bind(r.status.as_str())
-        .bind(finished)
-        .bind(stream.clone())
-        .bind(r.rows_loaded)
-        .bind(r.rows_extracted)
-        .bind(r.bytes_loaded)
-        .bind(peak)
-        .bind(r.end_offset.clone().map(text))
-        .bind(r.error.clone().map(text))
-        .bind(stages.clone())
-        .bind(now)
-        .bind(r.cloudwatch_log_group.clone())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = match updated {
-            Some(row) => row,
-            None => query(
-            "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, finished, \
-             rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, end_offset, error, \
-             stages, last_report_at, created_at, updated_at, cloudwatch_log_group) \
-             VALUES ($1, $2, $3, $15, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $16) \
-             ON CONFLICT (run_key) DO UPDATE SET status = excluded.status, finished = excluded.finished, \
-             cloudwatch_log_stream = CASE WHEN excluded.cloudwatch_log_stream = '' \
-             THEN pipeline_run.cloudwatch_log_stream ELSE excluded.cloudwatch_log_stream END, \
-             rows_loaded = excluded.rows_loaded, rows_extracted = excluded.rows_extracted, \
-             bytes_loaded = excluded.bytes_loaded, peak_memory_bytes = excluded.peak_memory_bytes, \
-             end_offset = excluded.end_offset, error = excluded.error, stages = excluded.stages, \
-             last_report_at = excluded.last_report_at, updated_at = excluded.updated_at, \
-             cloudwatch_log_group = COALESCE(excluded.cloudwatch_log_group, pipeline_run.cloudwatch_log_group) \
-             RETURNING id, stop_requested",
-        )
-        .bind(p.pipeline_id.clone())
-        .bind(rep.run_key.clone())
-        .bind(r.status.as_str())
-        .bind(started)
-        .bind(finished)
-        .bind(r.rows_loaded)
-        .bind(r.rows_extracted)
-        .bind(r.bytes_loaded)
-        .bind(peak)
-        .bind(r.start_offset.clone().map(text))
-        .bind(r.end_offset.clone().map(text))
-        .bind(r.error.clone().map(text))
-        .bind(stages)
-        .bind(now)
-        .bind(stream)
-        .bind(r.cloudwatch_log_group.clone())
-        .fetch_one(&mut *tx)
-        .await?,
+             WHERE run_key = $1";
+        let insert_sql = format!(
+            "INSERT INTO pipeline_run (pipeline_id, run_key, status, cloudwatch_log_stream, started, \
+             finished, rows_loaded, rows_extracted, bytes_loaded, peak_memory_bytes, start_offset, \
+             end_offset, error, stages, last_report_at, created_at, updated_at, cloudwatch_log_group) \
+             VALUES ($1, $2, $3, $15, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $16){}",
+            backend.upsert(
+                "run_key",
+                "status = excluded.status, finished = excluded.finished, \
+                 cloudwatch_log_stream = CASE WHEN excluded.cloudwatch_log_stream = '' \
+                 THEN pipeline_run.cloudwatch_log_stream ELSE excluded.cloudwatch_log_stream END, \
+                 rows_loaded = excluded.rows_loaded, rows_extracted = excluded.rows_extracted, \
+                 bytes_loaded = excluded.bytes_loaded, peak_memory_bytes = excluded.peak_memory_bytes, \
+                 end_offset = excluded.end_offset, error = excluded.error, stages = excluded.stages, \
+                 last_report_at = excluded.last_report_at, updated_at = excluded.updated_at, \
+                 cloudwatch_log_group = COALESCE(excluded.cloudwatch_log_group, \
+                 pipeline_run.cloudwatch_log_group)"
+            )
+        );
+        let insert = vec![
+            Arg::S(p.pipeline_id.clone()),
+            Arg::S(rep.run_key.clone()),
+            Arg::S(r.status.as_str().into()),
+            Arg::I(started),
+            Arg::OptI(finished),
+            Arg::I(r.rows_loaded),
+            Arg::I(r.rows_extracted),
+            Arg::I(r.bytes_loaded),
+            Arg::I(peak),
+            Arg::OptS(r.start_offset.clone()),
+            Arg::OptS(r.end_offset.clone()),
+            Arg::OptS(r.error.clone()),
+            Arg::OptS(stages),
+            Arg::I(now),
+            Arg::S(stream),
+            Arg::OptS(r.cloudwatch_log_group.clone()),
+        ];
+        let row = if backend == Backend::Mysql {
+            // No `RETURNING` here (MySQL has none; MariaDB none on UPDATE): the run is read
+            // back by its key inside the same transaction.
+            let found = backend
+                .statement(update_sql, update)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if found == 0 {
+                backend
+                    .statement(&insert_sql, insert)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            backend
+                .statement(
+                    "SELECT id, stop_requested FROM pipeline_run WHERE run_key = $1",
+                    vec![Arg::S(rep.run_key.clone())],
+                )
+                .fetch_one(&mut *tx)
+                .await?
+        } else {
+            let updated = backend
+                .statement(
+                    &format!("{update_sql} RETURNING id, stop_requested"),
+                    update,
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
+            match updated {
+                Some(row) => row,
+                None => {
+                    backend
+                        .statement(
+                            &format!("{insert_sql} RETURNING id, stop_requested"),
+                            insert,
+                        )
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            }
         };
         let run_id: i64 = row.try_get("id")?;
         let stop: i64 = row.try_get("stop_requested")?;
-        insert_samples(&mut tx, run_id, &rep.samples).await?;
-        insert_logs(&mut tx, run_id, &rep.logs).await?;
+        insert_samples(backend, &mut tx, run_id, &rep.samples).await?;
+        insert_logs(backend, &mut tx, run_id, &rep.logs).await?;
         tx.commit().await?;
         Ok(ReportAck {
             pipeline_run_id: run_id,
@@ -1013,6 +1181,147 @@ static PIPELINE_SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
+impl Backend {
+    /// A statement written with numbered `$n` parameters, with `args` bound, as this database
+    /// takes it: on MySQL every `$n` (outside quotes) becomes `?` and `args[n - 1]` is bound
+    /// at that place, as often as it occurs.
+    fn statement<'q>(
+        self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        if self != Backend::Mysql {
+            let mut q = query(AssertSqlSafe(sql.to_owned()));
+            for a in args {
+                q = bind(q, a);
+            }
+            return q;
+        }
+        let (sql, order) = positional(sql);
+        // Kept prepared on MySQL, whose values carry their types at every execution: closing a
+        // statement after each use sends a packet that gets no answer, and the next command
+        // then waits on TCP's delayed acknowledgement (some 40 ms a statement).
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for i in order {
+            q = bind(q, args[i].clone());
+        }
+        q
+    }
+
+    /// What follows an `INSERT` to update the row already there under the unique `keys`
+    /// instead: `set` is written as PostgreSQL's (`col = excluded.col`, the old row by the
+    /// table's name); an empty `set` keeps the row as it is.
+    fn upsert(self, keys: &str, set: &str) -> String {
+        match (self, set.is_empty()) {
+            (Backend::Mysql, true) => {
+                // Assigning a key column its own value changes nothing and, unlike `INSERT
+                // IGNORE`, lets every other error through.
+                let first = keys.split(',').next().unwrap_or(keys).trim();
+                format!(" ON DUPLICATE KEY UPDATE {first} = {first}")
+            }
+            (Backend::Mysql, false) => {
+                format!(" ON DUPLICATE KEY UPDATE {}", mysql_new_values(set))
+            }
+            (_, true) => format!(" ON CONFLICT ({keys}) DO NOTHING"),
+            (_, false) => format!(" ON CONFLICT ({keys}) DO UPDATE SET {set}"),
+        }
+    }
+
+    /// `insert` of a row that must be new, skipped when its unique `keys` are taken: the
+    /// statement then reports 0 rows.
+    fn insert_new(self, insert: &str, keys: &str) -> String {
+        match self {
+            // The affected-row count of `ON DUPLICATE KEY` counts a row found as changed.
+            Backend::Mysql => insert.replacen("INSERT INTO", "INSERT IGNORE INTO", 1),
+            _ => format!("{insert} ON CONFLICT ({keys}) DO NOTHING"),
+        }
+    }
+
+    /// Runs the one-row `insert` and gives the `id` it drew.
+    async fn insert_id(
+        self,
+        conn: &mut sqlx::AnyConnection,
+        insert: &str,
+        args: Vec<Arg>,
+    ) -> Result<i64> {
+        if self == Backend::Mysql {
+            let done = self.statement(insert, args).execute(&mut *conn).await?;
+            return done.last_insert_id().ok_or_else(|| {
+                StoreError::Invalid("the database gave no id for the new row".into())
+            });
+        }
+        Ok(self
+            .statement(&format!("{insert} RETURNING id"), args)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get::<i64, _>("id")?)
+    }
+}
+
+/// `sql` with each `$n` outside quotes replaced by `?`, and the 0-based argument index of each
+/// `?` in order.
+fn positional(sql: &str) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(sql.len());
+    let mut order = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                } else if c == '\\' && q == '\'' {
+                    // MySQL's literals escape with a backslash.
+                    if let Some(next) = chars.next() {
+                        out.push(next);
+                    }
+                }
+            }
+            None if c == '\'' || c == '"' || c == '`' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                out.push('?');
+                order.push(n.saturating_sub(1));
+            }
+            None => out.push(c),
+        }
+    }
+    (out, order)
+}
+
+/// An `ON CONFLICT … DO UPDATE SET` list in MySQL's words: `excluded.col` is `VALUES(col)`.
+fn mysql_new_values(set: &str) -> String {
+    let mut out = String::with_capacity(set.len());
+    let mut rest = set;
+    while let Some(i) = rest.find("excluded.") {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + "excluded.".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        out.push_str(&format!("VALUES({})", &rest[..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether the database undid a transaction for losing a race with another (a deadlock, a
+/// serialization failure): it can be run again.
+fn lost_a_race(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| matches!(code.as_ref(), "40001" | "40P01"))
+}
+
 /// A query that is not kept prepared: the Any driver fixes a parameter's type when a statement
 /// is first prepared, so a statement first run with a NULL would refuse a value there later
 /// (PostgreSQL: "incorrect binary data format").
@@ -1041,7 +1350,7 @@ const INSERT_CHUNK: usize = 500;
 
 /// `INSERT INTO table (columns) VALUES ($1, …), ($k+1, …), …` for `rows` rows; repeated rows
 /// (same run and `seq`) are skipped, so a resent report stores nothing twice.
-fn multi_insert(table: &str, columns: &str, rows: usize) -> String {
+fn multi_insert(backend: Backend, table: &str, columns: &str, rows: usize) -> String {
     let width = columns.split(',').count();
     let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
     for r in 0..rows {
@@ -1054,11 +1363,12 @@ fn multi_insert(table: &str, columns: &str, rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (pipeline_run_id, seq) DO NOTHING");
+    sql.push_str(&backend.upsert("pipeline_run_id, seq", ""));
     sql
 }
 
 async fn insert_samples(
+    backend: Backend,
     conn: &mut sqlx::AnyConnection,
     run_id: i64,
     samples: &[Sample],
@@ -1091,22 +1401,20 @@ async fn insert_samples(
             ]);
         }
         let sql = multi_insert(
+            backend,
             "pipeline_run_sample",
             "pipeline_run_id, seq, created_at, elapsed_secs, rps, memory_usage, rows_loaded, \
              bytes_loaded, source_rows, transform_rows, source_rps, transform_rps, queues",
             chunk.len(),
         );
-        let mut q = query(AssertSqlSafe(sql));
-        for a in args {
-            q = bind(q, a);
-        }
-        q.execute(&mut *conn).await?;
+        backend.statement(&sql, args).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
 async fn insert_logs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
     run_id: i64,
     lines: &[LogLine],
 ) -> Result<()> {
@@ -1127,15 +1435,12 @@ async fn insert_logs(
             ]);
         }
         let sql = multi_insert(
+            backend,
             "pipeline_run_log",
             "pipeline_run_id, seq, created_at, level, target, message",
             chunk.len(),
         );
-        let mut q = query(AssertSqlSafe(sql));
-        for a in args {
-            q = bind(q, a);
-        }
-        q.execute(&mut **tx).await?;
+        backend.statement(&sql, args).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -1511,6 +1816,33 @@ mod tests {
         assert_eq!(v["target"]["s3"]["nested"][0]["api_key"], "***");
         assert_eq!(v["logs"]["slack"]["webhook_url"], "***");
         assert!(!v.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn mysql_statements_bind_each_numbered_parameter_where_it_occurs() {
+        let (sql, order) =
+            positional("UPDATE t SET a = $2, b = '$1', c = $10, d = $2 WHERE k = $1 AND e = '\\''");
+        assert_eq!(
+            sql,
+            "UPDATE t SET a = ?, b = '$1', c = ?, d = ? WHERE k = ? AND e = '\\''"
+        );
+        assert_eq!(order, [1, 9, 1, 0]);
+        assert_eq!(
+            mysql_new_values("a = excluded.a, b = COALESCE(excluded.b_2, t.b)"),
+            "a = VALUES(a), b = COALESCE(VALUES(b_2), t.b)"
+        );
+        assert_eq!(
+            Backend::Mysql.upsert("run_id, seq", ""),
+            " ON DUPLICATE KEY UPDATE run_id = run_id"
+        );
+        assert_eq!(
+            Backend::Postgres.upsert("id", "x = excluded.x"),
+            " ON CONFLICT (id) DO UPDATE SET x = excluded.x"
+        );
+        assert_eq!(
+            Backend::Mysql.insert_new("INSERT INTO p (id) VALUES ($1)", "id"),
+            "INSERT IGNORE INTO p (id) VALUES ($1)"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The monitoring service against a real store: the API over HTTP on loopback (SQLite file and
-//! PostgreSQL), bad requests, the token, reports and the reporter.
+//! The monitoring service against a real store: the API over HTTP on loopback (SQLite file,
+//! PostgreSQL and MariaDB), bad requests, the token, reports and the reporter.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use fastlane_monitor::Store;
 use fastlane_monitor::model::*;
 use fastlane_monitor::reporter::{Destination, Reporter, ReporterOptions};
 use fastlane_monitor::server::{ServeOptions, spawn};
+use fastlane_monitor::store::Backend;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -56,6 +57,7 @@ async fn postgres_store(tag: &str) -> Store {
     let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
         panic!("PostgreSQL is needed at {admin} (tests/services.sh starts it): {e}")
     });
+    drop_stale_databases(&pool, "SELECT datname::text AS name FROM pg_database").await;
     let name = format!("fastlane_test_{tag}_{}", std::process::id());
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name}"
@@ -72,6 +74,64 @@ async fn postgres_store(tag: &str) -> Store {
         None => unreachable!(),
     };
     Store::open(&url).await.unwrap()
+}
+
+/// Drops the test databases (`fastlane_test_{tag}_{pid}`, listed by `list`) of test processes
+/// that have ended. A database another process is dropping meanwhile is left to it.
+async fn drop_stale_databases(pool: &sqlx::AnyPool, list: &str) {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(list.to_owned()))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = sqlx::Row::try_get(&row, "name").unwrap();
+        let pid = name
+            .strip_prefix("fastlane_test_")
+            .and_then(|rest| rest.rsplit('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(pool)
+            .await;
+        }
+    }
+}
+
+/// The URL of a fresh database named `fastlane_test_{tag}_{pid}` on the local MariaDB
+/// (`FASTLANE_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`), made anew each time.
+async fn mysql_url(tag: &str) -> String {
+    let admin = std::env::var("FASTLANE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("MariaDB is needed at {admin} (tests/services.sh starts it): {e}")
+    });
+    drop_stale_databases(
+        &pool,
+        "SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA",
+    )
+    .await;
+    let name = format!("fastlane_test_{tag}_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    format!("{}/{name}", admin.trim_end_matches('/'))
+}
+
+/// A fresh, migrated MariaDB store (see [`mysql_url`]).
+async fn mysql_store(tag: &str) -> Store {
+    Store::open(&mysql_url(tag).await).await.unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -558,6 +618,23 @@ async fn reports_are_idempotent(store: &Store) {
     let p = store.pipeline("events.file.file").await.unwrap().unwrap();
     assert_eq!(p.config["note"], "a\0b", "JSON keeps it escaped");
     assert!(store.pipeline("a\0b").await.unwrap().is_none());
+
+    // Ids compare exactly, case and trailing spaces included, on every store.
+    for id in ["Exact", "exact", "exact ", "exäct"] {
+        store
+            .create_pipeline(&NewPipeline {
+                pipeline_id: id.into(),
+                source_type: "mysql".into(),
+                target_type: "s3".into(),
+                pipeline_type: PipelineType::FullTable,
+                config: Default::default(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{id:?}: {e}"));
+    }
+    for id in ["Exact", "exact", "exact ", "exäct"] {
+        assert_eq!(store.pipeline(id).await.unwrap().unwrap().id, id);
+    }
 }
 
 #[tokio::test]
@@ -586,6 +663,86 @@ async fn the_original_resources_work_on_postgres() {
     let svc = service_on(store, None, None).await;
     original_resources(&svc).await;
     reports_are_idempotent(&svc.store).await;
+}
+
+#[tokio::test]
+async fn the_original_resources_work_on_mariadb() {
+    let store = mysql_store("api").await;
+    assert_eq!(store.backend(), fastlane_monitor::store::Backend::Mysql);
+    let svc = service_on(store, Some("api-t0ken"), None).await;
+    original_resources(&svc).await;
+    reports_are_idempotent(&svc.store).await;
+}
+
+/// Many runs reporting at once into one server store, each report with samples and lines:
+/// every report lands once, whatever the server did to transactions that collided.
+async fn concurrent_reports_all_land(store: &Store) {
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..5i64 {
+                    let mut rep = report(
+                        &format!("together-{i}"),
+                        if n == 4 {
+                            RunStatus::Completed
+                        } else {
+                            RunStatus::Running
+                        },
+                        n * 100,
+                        vec![sample(n, n * 100)],
+                        (0..20).map(|k| line(n * 20 + k, "x")).collect(),
+                    );
+                    // Half the runs share one pipeline, whose row every report updates.
+                    if i % 2 == 0 {
+                        rep.pipeline.pipeline_id = "together.shared".into();
+                    }
+                    store.apply_report(&rep).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (runs, total) = store
+        .runs(&RunFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ours: Vec<_> = runs
+        .iter()
+        .filter(|r| {
+            r.run_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("together-"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 24, "{total} runs in all");
+    for r in ours {
+        assert_eq!((r.status, r.rows_loaded), (RunStatus::Completed, 400));
+        assert_eq!(
+            store
+                .samples(r.id, None, None, None, 100)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+        assert_eq!(store.logs(r.id, None, None, 1000).await.unwrap().len(), 100);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reports_all_land_on_mariadb() {
+    concurrent_reports_all_land(&mysql_store("together").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reports_all_land_on_postgres() {
+    concurrent_reports_all_land(&postgres_store("together").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -640,8 +797,19 @@ async fn migrations_apply_to_fresh_databases_and_again_without_change() {
     let pg = postgres_store("migrate").await;
     pg.ping().await.unwrap();
     assert_eq!(pg.pipelines(&PipelineFilter::default()).await.unwrap().1, 0);
+    // MariaDB, by either scheme: migrated once, then opened again without change.
+    let url = mysql_url("migrate").await;
+    let my = Store::open(&url).await.unwrap();
+    my.apply_report(&report("k", RunStatus::Running, 1, vec![], vec![]))
+        .await
+        .unwrap();
+    my.close().await;
+    let again = Store::open(&url.replacen("mysql://", "mariadb://", 1))
+        .await
+        .unwrap();
+    assert_eq!(again.runs(&RunFilter::default()).await.unwrap().1, 1);
     assert!(matches!(
-        Store::open("mysql://root@127.0.0.1/x").await,
+        Store::open("oracle://root@127.0.0.1/x").await,
         Err(fastlane_monitor::store::StoreError::Url(_))
     ));
 }
@@ -1327,6 +1495,12 @@ async fn prune_on_postgres() {
     prune_removes_old_samples_and_log_lines(&store).await;
 }
 
+#[tokio::test]
+async fn prune_on_mariadb() {
+    let store = mysql_store("prune").await;
+    prune_removes_old_samples_and_log_lines(&store).await;
+}
+
 /// Reports of a run update it in place: the next run's number follows, however many reports
 /// came before.
 async fn run_numbers_follow_each_other(store: &Store) {
@@ -1370,6 +1544,12 @@ async fn run_numbers_follow_each_other_on_postgres() {
 }
 
 #[tokio::test]
+async fn run_numbers_follow_each_other_on_mariadb() {
+    let store = mysql_store("numbers").await;
+    run_numbers_follow_each_other(&store).await;
+}
+
+#[tokio::test]
 async fn a_store_is_copied_into_another_keeping_every_id() {
     let from = sqlite_service(None).await;
     let samples: Vec<Sample> = (0..5).map(|i| sample(i, i * 10)).collect();
@@ -1384,8 +1564,11 @@ async fn a_store_is_copied_into_another_keeping_every_id() {
         .apply_report(&report("copy-b", RunStatus::Failed, 7, vec![], vec![]))
         .await
         .unwrap();
+    // SQLite → MariaDB → PostgreSQL.
+    let my = mysql_store("copy").await;
+    let copied = from.store.copy_into(&my).await.unwrap();
     let to = postgres_store("copy").await;
-    let copied = from.store.copy_into(&to).await.unwrap();
+    assert_eq!(my.copy_into(&to).await.unwrap(), copied);
     assert_eq!(
         copied.tables,
         [
@@ -1396,15 +1579,30 @@ async fn a_store_is_copied_into_another_keeping_every_id() {
         ]
     );
     for id in [a.pipeline_run_id, b.pipeline_run_id] {
-        let (x, y) = (
-            from.store.run(id).await.unwrap().unwrap(),
-            to.run(id).await.unwrap().unwrap(),
-        );
-        assert_eq!(
-            serde_json::to_value(&x).unwrap(),
-            serde_json::to_value(&y).unwrap()
-        );
+        let x = from.store.run(id).await.unwrap().unwrap();
+        for store in [&my, &to] {
+            let y = store.run(id).await.unwrap().unwrap();
+            assert_eq!(
+                serde_json::to_value(&x).unwrap(),
+                serde_json::to_value(&y).unwrap()
+            );
+        }
     }
+    assert_eq!(
+        serde_json::to_value(
+            my.samples(a.pipeline_run_id, None, None, None, 100)
+                .await
+                .unwrap()
+        )
+        .unwrap(),
+        serde_json::to_value(
+            from.store
+                .samples(a.pipeline_run_id, None, None, None, 100)
+                .await
+                .unwrap()
+        )
+        .unwrap()
+    );
     assert_eq!(
         to.samples(a.pipeline_run_id, None, None, None, 100)
             .await
@@ -1421,6 +1619,11 @@ async fn a_store_is_copied_into_another_keeping_every_id() {
     );
     // New runs take the next numbers.
     let c = to
+        .apply_report(&report("copy-c", RunStatus::Running, 0, vec![], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(c.pipeline_run_id, b.pipeline_run_id + 1);
+    let c = my
         .apply_report(&report("copy-c", RunStatus::Running, 0, vec![], vec![]))
         .await
         .unwrap();
@@ -1471,9 +1674,62 @@ async fn the_original_fastlanes_store_is_read_into_a_store() {
             .await
             .unwrap();
     }
-    assert!(fastlane_monitor::store::migrate::is_original(&pool).await);
     let svc = sqlite_service(None).await;
-    let copied = svc.store.import_original(&pool).await.unwrap();
+    original_store_is_imported(&pool, Backend::Sqlite, &svc.store).await;
+}
+
+/// The original's tables as its migration made them on MySQL (the DDL of
+/// `../shared/reference/original-fastlane.md`: enum names, DATETIME, JSON, FLOAT), read into a
+/// MariaDB store.
+#[tokio::test]
+async fn the_original_fastlanes_mysql_database_is_read_into_a_mariadb_store() {
+    let url = mysql_url("original").await;
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    for statement in [
+        "CREATE TABLE pipeline (created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, \
+         id VARCHAR(100) NOT NULL PRIMARY KEY, source_type VARCHAR(50) NOT NULL, \
+         target_type VARCHAR(50) NOT NULL, \
+         pipeline_type ENUM('incremental','full_table') NOT NULL, config JSON NOT NULL)",
+        "CREATE TABLE pipeline_run (created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, \
+         id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, pipeline_id VARCHAR(100), \
+         status ENUM('completed','exited','failed','running') NOT NULL, \
+         cloudwatch_log_stream VARCHAR(200) NOT NULL, started DATETIME(6) NOT NULL, \
+         finished DATETIME NULL, rows_loaded INTEGER NULL, start_offset VARCHAR(100) NULL, \
+         end_offset VARCHAR(100) NULL, FOREIGN KEY (pipeline_id) REFERENCES pipeline (id))",
+        "CREATE TABLE pipeline_rps (created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, \
+         id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, pipeline_run_id INTEGER NULL, \
+         rps FLOAT NOT NULL, FOREIGN KEY (pipeline_run_id) REFERENCES pipeline_run (id))",
+        "CREATE TABLE pipeline_memory_usage (created_at DATETIME NOT NULL, \
+         updated_at DATETIME NOT NULL, id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+         pipeline_run_id INTEGER NULL, memory_usage FLOAT NOT NULL, \
+         FOREIGN KEY (pipeline_run_id) REFERENCES pipeline_run (id))",
+        "INSERT INTO pipeline VALUES ('2021-03-20 10:00:00', '2021-03-20 10:00:00', \
+         'target.planets.mysql.mysql', 'mysql', 'mysql', 'full_table', \
+         '{\"source\": {\"mysql\": {\"host\": \"db\", \"password\": \"hunter2\"}}}')",
+        "INSERT INTO pipeline_run VALUES ('2021-03-20 10:00:01', '2021-03-20 10:05:00', 7, \
+         'target.planets.mysql.mysql', 'completed', '', '2021-03-20 10:00:01.500000', NULL, \
+         150000, '-1', '0')",
+        "INSERT INTO pipeline_run VALUES ('2021-03-21 10:00:01', '2021-03-21 10:00:09', 9, \
+         'target.planets.mysql.mysql', 'failed', '2021.03.21-10.00', '2021-03-21 10:00:01', \
+         NULL, NULL, '-1', '0')",
+        "INSERT INTO pipeline_rps VALUES ('2021-03-20 10:00:31', '2021-03-20 10:00:31', 1, 7, \
+         6400.0)",
+        "INSERT INTO pipeline_memory_usage VALUES ('2021-03-20 10:00:31', \
+         '2021-03-20 10:00:31', 1, 7, 274.5)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let store = mysql_store("imported").await;
+    original_store_is_imported(&pool, Backend::Mysql, &store).await;
+}
+
+/// Reads the original's store in `pool` (as the two tests above lay it out) into `store`.
+async fn original_store_is_imported(pool: &sqlx::AnyPool, from: Backend, store: &Store) {
+    assert!(fastlane_monitor::store::migrate::is_original(pool).await);
+    let copied = store.import_original(pool, from).await.unwrap();
     assert_eq!(
         copied.tables,
         [
@@ -1483,8 +1739,7 @@ async fn the_original_fastlanes_store_is_read_into_a_store() {
             ("pipeline_memory_usage".to_owned(), 1)
         ]
     );
-    let p = svc
-        .store
+    let p = store
         .pipeline("target.planets.mysql.mysql")
         .await
         .unwrap()
@@ -1494,21 +1749,20 @@ async fn the_original_fastlanes_store_is_read_into_a_store() {
         p.config["source"]["mysql"]["password"], "***",
         "secrets redacted"
     );
-    let run = svc.store.run(7).await.unwrap().unwrap();
+    let run = store.run(7).await.unwrap().unwrap();
     assert_eq!(
         (run.status, run.rows_loaded),
         (RunStatus::Completed, 150_000)
     );
     assert_eq!(run.started, "2021-03-20T10:00:01.500Z");
-    let failed = svc.store.run(9).await.unwrap().unwrap();
+    let failed = store.run(9).await.unwrap().unwrap();
     assert_eq!(failed.cloudwatch_log_stream, "2021.03.21-10.00");
-    let samples = svc.store.samples(7, None, None, None, 10).await.unwrap();
+    let samples = store.samples(7, None, None, None, 10).await.unwrap();
     assert_eq!(samples.len(), 2);
     assert!(samples.iter().any(|s| s.rps == Some(6400.0)));
     assert!(samples.iter().any(|s| s.memory_usage == Some(274.5)));
     // Its next run follows the original's numbers.
-    let next = svc
-        .store
+    let next = store
         .apply_report(&report(
             "after-original",
             RunStatus::Running,

@@ -1,13 +1,18 @@
 // The monitor's web UI in real headless Chromium (Debian's `chromium`, driven by playwright-core).
 //
-// Real pipelines run with the built `fastlane` binary and report into a fresh SQLite store;
+// Real pipelines run with the built `fastlane` binary and report into a fresh store;
 // `fastlane serve` serves that store; every number the pages show is compared with the store
 // itself (read with SQLite, not through the API). One run is still going while the browser
 // watches it: its page must refresh by itself, and its "Stop this run" button must stop it.
-// Screenshots of every page are saved under target/browser/.
+// Screenshots of every page are saved under target/browser/ (target/browser/STORE/ for a server).
+//
+// FASTLANE_BROWSER_STORE picks the store: `sqlite` (the default, a file), or `postgres` or
+// `mariadb` (a fresh database on the local server, as tests/services.sh starts it, read through
+// a SQLite copy that `fastlane store migrate` makes at each look).
 //
 // Run from the repository root after `cargo build --workspace`:
 //   (cd tests/browser && npm ci && npm test)
+//   (cd tests/browser && FASTLANE_BROWSER_STORE=mariadb npm test)
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -23,17 +28,47 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 const bin = resolve(root, process.env.FASTLANE_BIN || "target/debug/fastlane");
+const storeKind = process.env.FASTLANE_BROWSER_STORE || "sqlite";
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const shots = resolve(root, "target/browser");
+const shots = resolve(root, "target/browser", storeKind === "sqlite" ? "" : storeKind);
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const work = mkdtempSync(join(tmpdir(), "fastlane-ui-"));
-const store = join(work, "monitor.db");
+const database = `fastlane_ui_${process.pid}`;
+const servers = {
+  postgres: {
+    url: `postgres://postgres@127.0.0.1:5432/${database}`,
+    admin: (statement) => ["psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", statement]],
+  },
+  mariadb: {
+    url: `mysql://root@127.0.0.1:3306/${database}`,
+    admin: (statement) => ["mariadb", ["-uroot", "-h127.0.0.1", "-e", statement]],
+  },
+};
+assert.ok(storeKind === "sqlite" || servers[storeKind], `FASTLANE_BROWSER_STORE=${storeKind}: sqlite, postgres or mariadb`);
+const store = storeKind === "sqlite" ? join(work, "monitor.db") : servers[storeKind].url;
+let copies = 0;
 const plugins = join(work, "plugins");
 let serve, base, browser, slow;
 const UI_TOKEN = "ui-suite-t0ken";
 
 // ----- helpers -----
+
+/** Runs `statement` as the database server's administrator. */
+function admin(statement) {
+  const [cmd, args] = servers[storeKind].admin(statement);
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  assert.equal(r.status, 0, `${cmd}: ${statement}: ${r.stderr}`);
+}
+
+/** The store as a SQLite file: the store itself, or a copy of the server's store made now. */
+function storeFile() {
+  if (storeKind === "sqlite") return store;
+  const copy = join(work, `copy-${++copies}.db`);
+  const r = spawnSync(bin, ["store", "migrate", "--from", store, "--to", copy], { env: runEnv(), encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return copy;
+}
 
 /** Rows of a query on the store, read with Python's sqlite3 (the store as it is on disk). */
 function sql(query, ...params) {
@@ -41,7 +76,7 @@ function sql(query, ...params) {
 c = sqlite3.connect(sys.argv[1])
 c.row_factory = sqlite3.Row
 print(json.dumps([dict(r) for r in c.execute(sys.argv[2], json.loads(sys.argv[3]))]))`;
-  const r = spawnSync("python3", ["-c", py, store, query, JSON.stringify(params)], { encoding: "utf8" });
+  const r = spawnSync("python3", ["-c", py, storeFile(), query, JSON.stringify(params)], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 }
@@ -125,6 +160,10 @@ before(async () => {
   assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install chromium`);
   mkdirSync(shots, { recursive: true });
   mkdirSync(plugins);
+  if (storeKind !== "sqlite") {
+    admin(`DROP DATABASE IF EXISTS ${database}`);
+    admin(`CREATE DATABASE ${database}`);
+  }
   copyFileSync(resolve(dirname(bin), "libfastlane_testplugin_misbehave.so"), join(plugins, "libfastlane_plugin_misbehave.so"));
   copyFileSync(resolve(root, "examples/data/shop.db"), join(work, "shop.db"));
 
@@ -177,7 +216,12 @@ before(async () => {
 after(async () => {
   if (browser) await browser.close();
   if (slow && slow.exitCode === null) slow.kill("SIGKILL");
-  if (serve) serve.kill("SIGTERM");
+  if (serve) {
+    const exited = new Promise((res) => serve.once("exit", res));
+    serve.kill("SIGTERM");
+    if (serve.exitCode === null) await exited;
+  }
+  if (storeKind !== "sqlite") admin(`DROP DATABASE IF EXISTS ${database}`);
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -8,6 +8,11 @@
 #
 #   bash tests/fuzz/api.sh             # after cargo build --workspace
 #   FASTLANE_FUZZ_EXAMPLES=500 FASTLANE_FUZZ_SEED=$RANDOM bash tests/fuzz/api.sh
+#   FASTLANE_FUZZ_STORE=mariadb bash tests/fuzz/api.sh
+#
+# FASTLANE_FUZZ_STORE is the store the service serves: `sqlite` (the default, a file),
+# `postgres` or `mariadb` (a fresh database on the local server, as tests/services.sh starts
+# it, dropped afterwards), or a store URL.
 #
 # The seed is fixed by default so that a failure in CI can be reproduced; reports (JUnit and a
 # pytest file reproducing each failure) go to target/fuzz/.
@@ -30,11 +35,32 @@ fi
 
 work=$(mktemp -d)
 pid=
+kind=${FASTLANE_FUZZ_STORE:-sqlite}
+db=fastlane_fuzz_$$
+drop_db() {
+  case $kind in
+    postgres) psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" ;;
+    mariadb) mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $db" ;;
+  esac
+}
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  drop_db || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+case $kind in
+  sqlite) store=$work/monitor.db ;;
+  postgres)
+    drop_db
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
+    store=postgres://postgres@127.0.0.1:5432/$db ;;
+  mariadb)
+    drop_db
+    mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE $db"
+    store=mysql://root@127.0.0.1:3306/$db ;;
+  *) store=$kind; kind=url ;;
+esac
 
 # A store holding one finished run, so that reads of existing ids are exercised too.
 printf 'id,name\n1,a\n2,b\n3,c\n' >"$work/in.csv"
@@ -43,12 +69,12 @@ cat >"$work/p.json" <<'EOF'
  "source": {"file": {"path": "in.csv"}},
  "target": {"file": {"path": "out", "format": "parquet"}}}
 EOF
-(cd "$work" && FASTLANE_STORE="$work/monitor.db" FASTLANE_MONITOR_URL='' \
+(cd "$work" && FASTLANE_STORE="$store" FASTLANE_MONITOR_URL='' \
   "$bin" --config=p.json --progress off -q)
 
 token=fuzz-token
-# FASTLANE_FUZZ_STORE fuzzes the service over another store (an empty PostgreSQL database, say).
-"$bin" serve -q --bind 127.0.0.1:0 --store "${FASTLANE_FUZZ_STORE:-$work/monitor.db}" --token "$token" \
+echo "fuzz: the service over a $kind store"
+"$bin" serve -q --bind 127.0.0.1:0 --store "$store" --token "$token" \
   --max-token-failures 0 >"$work/serve.out" &
 pid=$!
 for _ in $(seq 100); do
@@ -58,7 +84,7 @@ done
 base=$(sed -n 's/^listening on //p' "$work/serve.out")
 [ -n "$base" ] || { echo "error: fastlane serve did not start" >&2; exit 1; }
 
-mkdir -p target/fuzz
+mkdir -p "target/fuzz/$kind"
 "$venv/bin/schemathesis" --config-file tests/fuzz/schemathesis.toml run "$base/api/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \
@@ -66,8 +92,8 @@ mkdir -p target/fuzz
   --seed "${FASTLANE_FUZZ_SEED:-20261124}" \
   --workers 1 \
   --request-timeout 10 \
-  --report junit,pytest --report-dir target/fuzz
+  --report junit,pytest --report-dir "target/fuzz/$kind"
 
 # The service is still up and answering after all of it.
 curl -fsS "$base/healthz" >/dev/null
-echo "fuzz: fastlane serve answered every request and is still healthy"
+echo "fuzz: fastlane serve ($kind store) answered every request and is still healthy"

@@ -1,11 +1,12 @@
 //! Load on `fastlane serve`: 50 pipelines report at once, as fast as the service answers,
 //! while four clients poll what the web UI reads; bounded in count (31 reports per pipeline)
 //! and in time (the test fails after two minutes). Afterwards every sample, log line and final
-//! total must be in the store, read straight from its SQLite file. Prints requests per second
-//! and latency percentiles of each kind of request.
+//! total must be in the store, read straight from it (the SQLite file; MariaDB through its
+//! client). Prints requests per second and latency percentiles of each kind of request. Runs on
+//! a SQLite store and on a MariaDB one (a fresh database on the local server).
 //!
 //! `FASTLANE_LOAD_BIN` runs another build of `fastlane` as the service (a release build, say);
-//! `FASTLANE_LOAD_STORE` puts the store elsewhere (a PostgreSQL URL, say).
+//! `FASTLANE_LOAD_STORE` puts the first test's store elsewhere (a PostgreSQL URL, say).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -158,9 +159,53 @@ fn start_serve(store: &str) -> (Serve, String) {
 fn fifty_pipelines_report_at_once_while_the_ui_polls_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let sqlite = tmp.path().join("monitor.db");
-    let store = std::env::var("FASTLANE_LOAD_STORE")
-        .unwrap_or_else(|_| sqlite.to_str().unwrap().to_owned());
-    let (_serve, base) = start_serve(&store);
+    match std::env::var("FASTLANE_LOAD_STORE") {
+        Ok(store) => load(&store, None),
+        Err(_) => {
+            let count = |sql: &str| {
+                let db = rusqlite::Connection::open(&sqlite).unwrap();
+                db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+            };
+            load(sqlite.to_str().unwrap(), Some(&count));
+        }
+    }
+}
+
+/// `mariadb` (the client) on the local server as root: the single number `sql` selects.
+fn mariadb_count(database: &str, sql: &str) -> i64 {
+    let out = Command::new("mariadb")
+        .args(["-uroot", "-h127.0.0.1", "-P3306", "-N", "-B", "-e", sql])
+        .arg(database)
+        .output()
+        .expect("the mariadb client (tests/services.sh installs it)");
+    assert!(
+        out.status.success(),
+        "mariadb: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[test]
+fn fifty_pipelines_report_at_once_while_the_ui_polls_and_nothing_is_lost_on_mariadb() {
+    let database = format!("fastlane_load_{}", std::process::id());
+    mariadb_count(
+        "mysql",
+        &format!("DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database}; SELECT 0"),
+    );
+    load(
+        &format!("mysql://root@127.0.0.1:3306/{database}"),
+        Some(&|sql: &str| mariadb_count(&database, sql)),
+    );
+    mariadb_count("mysql", &format!("DROP DATABASE {database}; SELECT 0"));
+}
+
+/// The load on a service over `store`; `count` reads a number straight from the store.
+fn load(store: &str, count: Option<&dyn Fn(&str) -> i64>) {
+    let (_serve, base) = start_serve(store);
     let client = || {
         reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -313,10 +358,8 @@ fn fifty_pipelines_report_at_once_while_the_ui_polls_and_nothing_is_lost() {
         );
     }
 
-    // … and in the SQLite file itself.
-    if store == sqlite.to_str().unwrap() {
-        let db = rusqlite::Connection::open(&sqlite).unwrap();
-        let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    // … and in the store itself.
+    if let Some(count) = count {
         assert_eq!(count("SELECT count(*) FROM pipeline"), PIPELINES as i64);
         assert_eq!(count("SELECT count(*) FROM pipeline_run"), PIPELINES as i64);
         assert_eq!(

@@ -1,5 +1,5 @@
-//! `fastlane store migrate`: copies a store into another (SQLite ↔ PostgreSQL) keeping every
-//! id, or reads a database laid out as the original fastlane's (`pipeline`, `pipeline_run`,
+//! `fastlane store migrate`: copies a store into another (SQLite, PostgreSQL, MySQL/MariaDB,
+//! either way) keeping every id, or reads a database laid out as the original fastlane's (`pipeline`, `pipeline_run`,
 //! `pipeline_rps`, `pipeline_memory_usage`) into a store.
 
 use serde_json::Value;
@@ -110,10 +110,21 @@ pub async fn is_original(pool: &AnyPool) -> bool {
         .is_ok()
 }
 
+/// A floating-point column, single precision too (the original's `FLOAT` on MySQL).
+fn float(row: &AnyRow, column: &str) -> Result<Option<f64>> {
+    match row.try_get::<Option<f64>, _>(column) {
+        Ok(v) => Ok(v),
+        Err(e) => match row.try_get::<Option<f32>, _>(column) {
+            Ok(v) => Ok(v.map(f64::from)),
+            Err(_) => Err(e.into()),
+        },
+    }
+}
+
 fn value(row: &AnyRow, column: &str, kind: Kind) -> Result<Arg> {
     Ok(match kind {
         Int => Arg::OptI(row.try_get::<Option<i64>, _>(column)?),
-        Float => Arg::F(row.try_get::<Option<f64>, _>(column)?),
+        Float => Arg::F(float(row, column)?),
         Text => Arg::OptS(row.try_get::<Option<String>, _>(column)?),
     })
 }
@@ -137,7 +148,7 @@ impl Store {
     /// After rows were inserted with their ids: PostgreSQL's sequences continue after them.
     async fn advance_sequences(&self) -> Result<()> {
         if self.backend != Backend::Postgres {
-            // SQLite's AUTOINCREMENT follows the largest id inserted by itself.
+            // SQLite's AUTOINCREMENT and MySQL's AUTO_INCREMENT follow the largest id inserted.
             return Ok(());
         }
         for table in ["pipeline_run", "pipeline_run_sample", "pipeline_run_log"] {
@@ -178,11 +189,14 @@ impl Store {
                 let _w = to.writer().await;
                 let mut tx = to.pool.begin().await?;
                 for row in &rows {
-                    let mut q = query(AssertSqlSafe(insert.clone()));
-                    for (name, kind) in columns.iter() {
-                        q = super::bind(q, value(row, name, *kind)?);
-                    }
-                    q.execute(&mut *tx).await?;
+                    let args = columns
+                        .iter()
+                        .map(|(name, kind)| value(row, name, *kind))
+                        .collect::<Result<Vec<_>>>()?;
+                    to.backend
+                        .statement(&insert, args)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 count += rows.len() as u64;
@@ -196,8 +210,8 @@ impl Store {
 
     /// Reads the original fastlane's store in `pool` into this one, which must be empty:
     /// pipelines (configurations redacted), runs (ids kept), and `pipeline_rps` and
-    /// `pipeline_memory_usage` as samples.
-    pub async fn import_original(&self, pool: &AnyPool) -> Result<Copied> {
+    /// `pipeline_memory_usage` as samples. `from` says which database `pool` is.
+    pub async fn import_original(&self, pool: &AnyPool, from: Backend) -> Result<Copied> {
         self.require_empty().await?;
         let time = |row: &AnyRow, column: &str| -> Result<Option<i64>> {
             let text: Option<String> = row.try_get(column)?;
@@ -212,11 +226,18 @@ impl Store {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
 
-        let pipelines = query(
-            "SELECT id, source_type, target_type, CAST(pipeline_type AS TEXT) AS pipeline_type, \
-             CAST(config AS TEXT) AS config, CAST(created_at AS TEXT) AS created_at, \
-             CAST(updated_at AS TEXT) AS updated_at FROM pipeline ORDER BY id",
-        )
+        // Times, enums and JSON are read as text: each database spells that cast its own way.
+        let t = if from == Backend::Mysql {
+            "CHAR"
+        } else {
+            "TEXT"
+        };
+        let pipelines = query(AssertSqlSafe(format!(
+            "SELECT CAST(id AS {t}) AS id, CAST(source_type AS {t}) AS source_type, \
+             CAST(target_type AS {t}) AS target_type, CAST(pipeline_type AS {t}) AS pipeline_type, \
+             CAST(config AS {t}) AS config, CAST(created_at AS {t}) AS created_at, \
+             CAST(updated_at AS {t}) AS updated_at FROM pipeline ORDER BY id"
+        )))
         .fetch_all(pool)
         .await?;
         for row in &pipelines {
@@ -238,11 +259,7 @@ impl Store {
             redact(&mut config);
             let created = time(row, "created_at")?.unwrap_or_default();
             let updated = time(row, "updated_at")?.unwrap_or(created);
-            let mut q = query(
-                "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            );
-            for a in [
+            let args = vec![
                 Arg::S(row.try_get("id")?),
                 Arg::S(row.try_get("source_type")?),
                 Arg::S(row.try_get("target_type")?),
@@ -250,33 +267,35 @@ impl Store {
                 Arg::S(config.to_string()),
                 Arg::I(created),
                 Arg::I(updated),
-            ] {
-                q = super::bind(q, a);
-            }
-            q.execute(&mut *tx).await?;
+            ];
+            self.backend
+                .statement(
+                    "INSERT INTO pipeline (id, source_type, target_type, pipeline_type, config, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    args,
+                )
+                .execute(&mut *tx)
+                .await?;
         }
         copied
             .tables
             .push(("pipeline".into(), pipelines.len() as u64));
 
-        let runs = query(
-            "SELECT id, pipeline_id, CAST(status AS TEXT) AS status, cloudwatch_log_stream, \
-             CAST(started AS TEXT) AS started, CAST(finished AS TEXT) AS finished, rows_loaded, \
-             start_offset, end_offset, CAST(created_at AS TEXT) AS created_at, \
-             CAST(updated_at AS TEXT) AS updated_at FROM pipeline_run ORDER BY id",
-        )
+        let runs = query(AssertSqlSafe(format!(
+            "SELECT id, CAST(pipeline_id AS {t}) AS pipeline_id, CAST(status AS {t}) AS status, \
+             CAST(cloudwatch_log_stream AS {t}) AS cloudwatch_log_stream, \
+             CAST(started AS {t}) AS started, CAST(finished AS {t}) AS finished, rows_loaded, \
+             CAST(start_offset AS {t}) AS start_offset, CAST(end_offset AS {t}) AS end_offset, \
+             CAST(created_at AS {t}) AS created_at, CAST(updated_at AS {t}) AS updated_at \
+             FROM pipeline_run ORDER BY id"
+        )))
         .fetch_all(pool)
         .await?;
         for row in &runs {
             let created = time(row, "created_at")?.unwrap_or_default();
             let started = time(row, "started")?.unwrap_or(created);
             let status: String = row.try_get("status")?;
-            let mut q = query(
-                "INSERT INTO pipeline_run (id, pipeline_id, status, cloudwatch_log_stream, \
-                 started, finished, rows_loaded, start_offset, end_offset, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            );
-            for a in [
+            let args = vec![
                 Arg::I(row.try_get("id")?),
                 Arg::S(row.try_get("pipeline_id")?),
                 Arg::S(status.to_ascii_lowercase()),
@@ -291,10 +310,16 @@ impl Store {
                 Arg::OptS(row.try_get("end_offset")?),
                 Arg::I(created),
                 Arg::I(time(row, "updated_at")?.unwrap_or(created)),
-            ] {
-                q = super::bind(q, a);
-            }
-            q.execute(&mut *tx).await?;
+            ];
+            self.backend
+                .statement(
+                    "INSERT INTO pipeline_run (id, pipeline_id, status, cloudwatch_log_stream, \
+                     started, finished, rows_loaded, start_offset, end_offset, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    args,
+                )
+                .execute(&mut *tx)
+                .await?;
         }
         copied
             .tables
@@ -305,24 +330,25 @@ impl Store {
             ("pipeline_memory_usage", "memory_usage"),
         ] {
             let rows = query(AssertSqlSafe(format!(
-                "SELECT pipeline_run_id, {column} AS v, CAST(created_at AS TEXT) AS created_at \
+                "SELECT pipeline_run_id, {column} AS v, CAST(created_at AS {t}) AS created_at \
                  FROM {table} WHERE pipeline_run_id IS NOT NULL ORDER BY id"
             )))
             .fetch_all(pool)
             .await?;
+            let insert = format!(
+                "INSERT INTO pipeline_run_sample (pipeline_run_id, created_at, {column}) \
+                 VALUES ($1, $2, $3)"
+            );
             for row in &rows {
-                let mut q = query(AssertSqlSafe(format!(
-                    "INSERT INTO pipeline_run_sample (pipeline_run_id, created_at, {column}) \
-                     VALUES ($1, $2, $3)"
-                )));
-                for a in [
+                let args = vec![
                     Arg::I(row.try_get("pipeline_run_id")?),
                     Arg::I(time(row, "created_at")?.unwrap_or_default()),
-                    Arg::F(row.try_get("v")?),
-                ] {
-                    q = super::bind(q, a);
-                }
-                q.execute(&mut *tx).await?;
+                    Arg::F(float(row, "v")?),
+                ];
+                self.backend
+                    .statement(&insert, args)
+                    .execute(&mut *tx)
+                    .await?;
             }
             copied.tables.push((table.to_owned(), rows.len() as u64));
         }
