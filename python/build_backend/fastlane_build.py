@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGINS = ("file", "sqlite", "mysql", "aws", "influxdb", "mongodb", "bigquery")
+PLUGINS = ("file", "sqlite", "mysql", "postgres", "aws", "influxdb", "mongodb", "bigquery")
 
 if __name__ != "__main__":
     import maturin

@@ -33,7 +33,7 @@ def test_cli_finds_the_plugins_shipped_in_the_package():
     listed = json.loads(out.stdout)
     text = json.dumps(listed)
     package_plugins = Path(fastlane.__file__).parent / "plugins"
-    for name in ("file", "sqlite", "mysql"):
+    for name in ("file", "sqlite", "mysql", "postgres"):
         assert (package_plugins / f"libfastlane_plugin_{name}.so").exists()
         assert f"libfastlane_plugin_{name}.so" in text
     assert "Python package" in text or str(package_plugins) in text

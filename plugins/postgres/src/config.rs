@@ -1,0 +1,230 @@
+//! The `postgres` source's configuration: where the server is, what to read, and how values
+//! without an exact Arrow form are treated.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+fn default_username() -> String {
+    "postgres".to_owned()
+}
+
+fn default_schema() -> String {
+    "public".to_owned()
+}
+
+fn default_batch_size() -> usize {
+    65_536
+}
+
+fn default_partitions() -> usize {
+    1
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+fn default_application_name() -> String {
+    "fastlane".to_owned()
+}
+
+/// What becomes of a column whose type has no exact Arrow form (arrays, composites, ranges,
+/// geometric types, `money`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Unsupported {
+    /// The run fails before reading, naming the column and its type.
+    #[default]
+    Error,
+    /// The column is read as PostgreSQL's text form of its values (`col::text`).
+    Text,
+}
+
+/// What becomes of values that Arrow's types cannot hold: `NaN` in a `numeric(p, s)` column, and
+/// `infinity` / `-infinity` dates and timestamps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecialValues {
+    /// The run fails, naming the column and the value.
+    #[default]
+    Error,
+    /// They are read as NULL.
+    Null,
+}
+
+/// Configuration of the `postgres` source.
+///
+/// Exactly one of `table` and `query` must be given.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// A connection URL, `postgres://user:password@host:port/database?…`, instead of the
+    /// separate fields (which then must not be given).
+    pub url: Option<String>,
+    /// Server host name or address (default `127.0.0.1`), or a Unix socket folder.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Server port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// User name (default `postgres`).
+    #[serde(default = "default_username", alias = "user")]
+    pub username: String,
+    /// Password; use `${VAR}` to take it from the environment. Never logged.
+    pub password: Option<String>,
+    /// The database.
+    #[serde(alias = "db", alias = "dbname")]
+    pub database: Option<String>,
+    /// The schema of `table` (default `public`).
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// The table to read, ordered by `key`. Exactly one of `table` and `query`.
+    pub table: Option<String>,
+    /// A SELECT statement to read instead of a table, in one pass and as one partition
+    /// (FULL_TABLE mode only). Exactly one of `table` and `query`.
+    pub query: Option<String>,
+    /// The replication key: the column the table is read in ascending order of, split into
+    /// partitions on, and that INCREMENTAL runs continue after. Default: the table's
+    /// single-column primary key. It must hold no NULLs.
+    pub replication_key: Option<String>,
+    /// The columns to read (default: all, in table order).
+    #[schemars(length(min = 1))]
+    pub columns: Option<Vec<String>>,
+    /// Rows per batch.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub batch_size: usize,
+    /// Splits an integer key's range (MIN to MAX) into this many contiguous ranges, read in
+    /// parallel over separate connections.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub partitions: usize,
+    /// Columns of a type without an exact Arrow form: an error naming them (the default), or
+    /// read as text.
+    #[serde(default)]
+    pub unsupported: Unsupported,
+    /// `NaN` in `numeric(p, s)` columns and infinite dates and timestamps: an error naming the
+    /// column (the default), or NULL.
+    #[serde(default)]
+    pub special_values: SpecialValues,
+    /// The `application_name` the server shows for the connections.
+    #[serde(default = "default_application_name")]
+    pub application_name: String,
+    /// Seconds a statement may run before the server cancels it (default: the server's).
+    #[schemars(range(min = 1))]
+    pub statement_timeout_secs: Option<u64>,
+    /// Seconds allowed to open one connection.
+    #[serde(default = "default_connect_timeout")]
+    #[schemars(range(min = 1))]
+    pub connect_timeout_secs: u64,
+    /// AWS Secrets Manager secret holding `host`, `port`, `username` and `password`.
+    pub secret: Option<String>,
+    /// AWS region of `secret`.
+    pub secret_region: Option<String>,
+    /// How many partitions are read at once (host setting).
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+    /// Read only rows whose key is above this value (exclusive; `-1` reads from the start). In
+    /// INCREMENTAL runs the target's offset takes precedence when it has one.
+    pub offset: Option<Value>,
+}
+
+fn check_name(field: &str, value: &str, problems: &mut Vec<String>) {
+    if value.is_empty() {
+        problems.push(format!("`{field}` must not be empty"));
+    } else if value.contains('\0') {
+        problems.push(format!("`{field}` must not contain NUL characters"));
+    }
+}
+
+impl PostgresSourceConfig {
+    /// Checks the configuration without connecting; returns every problem.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(secret) = &self.secret {
+            problems.push(format!(
+                "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the \
+                 `aws` plugin installed, or give `host`, `username` and `password` instead"
+            ));
+        }
+        match &self.url {
+            Some(url) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    problems.push(format!("`url` is not a PostgreSQL URL: {e}"));
+                }
+            }
+            None => match &self.database {
+                Some(db) => check_name("database", db, &mut problems),
+                None => problems.push("`database` (or `url`) is required".to_owned()),
+            },
+        }
+        check_name("schema", &self.schema, &mut problems);
+        match (&self.table, &self.query) {
+            (Some(t), None) => check_name("table", t, &mut problems),
+            (None, Some(q)) => {
+                if q.trim().is_empty() {
+                    problems.push("`query` must not be empty".to_owned());
+                }
+                if fastlane_plugin_support::keys::configured_offset(self.offset.as_ref()).is_some()
+                {
+                    problems.push("`offset` needs `table`; a `query` is read whole".to_owned());
+                }
+                if self.partitions > 1 {
+                    problems.push("`partitions` needs `table`, not `query`".to_owned());
+                }
+                if self.replication_key.is_some() || self.columns.is_some() {
+                    problems.push(
+                        "`replication_key` and `columns` need `table`, not `query`".to_owned(),
+                    );
+                }
+            }
+            (Some(_), Some(_)) => problems.push("give `table` or `query`, not both".to_owned()),
+            (None, None) => problems.push("one of `table` and `query` is required".to_owned()),
+        }
+        if let Some(key) = &self.replication_key {
+            check_name("replication_key", key, &mut problems);
+        }
+        for c in self.columns.iter().flatten() {
+            check_name("columns", c, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The driver's connection settings.
+    pub fn connection(&self) -> tokio_postgres::Config {
+        let mut config = match &self.url {
+            Some(url) => url.parse().unwrap_or_default(),
+            None => {
+                let mut c = tokio_postgres::Config::new();
+                c.host(&self.host)
+                    .port(self.port)
+                    .user(&self.username)
+                    .dbname(self.database.as_deref().unwrap_or_default());
+                if let Some(p) = &self.password {
+                    c.password(p);
+                }
+                c
+            }
+        };
+        config
+            .application_name(&self.application_name)
+            .connect_timeout(std::time::Duration::from_secs(self.connect_timeout_secs));
+        if let Some(secs) = self.statement_timeout_secs {
+            config.options(format!("-c statement_timeout={}", secs * 1000));
+        }
+        config
+    }
+}

@@ -1,0 +1,525 @@
+//! The `postgres` source: a table (ordered by its key, split into key ranges) or a query, read
+//! with binary `COPY (SELECT …) TO STDOUT` straight into Arrow builders.
+
+use fastlane_plugin_api::{BatchStream, Partition, PluginError, ReadContext, ReplicationMode};
+use fastlane_plugin_support::keys::read_after;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use crate::columns::{Column, Kind, Rows};
+use crate::config::{PostgresSourceConfig, SpecialValues, Unsupported};
+use crate::conn::{RUNTIME, connect, ident, literal, qualified};
+use crate::copy::Parser;
+use crate::error::{Context, Error, Result};
+
+/// What every partition of a run reads: the columns and where they come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Plan {
+    /// The columns read, in order.
+    columns: Vec<Column>,
+    /// What follows FROM: a quoted table, or `(query) AS q`.
+    from: String,
+    /// The key the rows are ordered by (tables only).
+    key: Option<String>,
+    /// Rows with a key above this literal only (SQL text), when the run reads after an offset.
+    after: Option<String>,
+}
+
+/// One partition's part of the key: `from <= key < below` (unbounded where `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Range {
+    from: Option<i64>,
+    below: Option<i64>,
+}
+
+/// The `postgres` source.
+pub struct PostgresSource {
+    config: PostgresSourceConfig,
+    connection: tokio_postgres::Config,
+}
+
+impl PostgresSource {
+    /// A source for `config`, checked without connecting.
+    pub fn new(config: PostgresSourceConfig) -> Result<Self, PluginError> {
+        config
+            .validate()
+            .map_err(|problems| PluginError::config(problems.join("; ")))?;
+        let connection = config.connection();
+        Ok(Self { config, connection })
+    }
+
+    /// The columns of the configured table or query, as they will be read.
+    async fn columns(&self, client: &Client, relation: Option<u32>) -> Result<Vec<Column>> {
+        let described: Vec<(String, Option<Kind>, String)> = match relation {
+            Some(oid) => client
+                .query(
+                    &format!(
+                        "SELECT a.attname::text, \
+                         (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::int8, \
+                         (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int4, \
+                         (CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END)::text, \
+                         format_type(a.atttypid, a.atttypmod) \
+                         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                         LEFT JOIN pg_type b ON b.oid = t.typbasetype \
+                         WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
+                         ORDER BY a.attnum"
+                    ),
+                    &[],
+                )
+                .await
+                .what(|| "reading the table's columns".into())?
+                .iter()
+                .map(|r| {
+                    let oid: i64 = r.get(1);
+                    let typtype: String = r.get(3);
+                    (
+                        r.get::<_, String>(0),
+                        Kind::of(oid as u32, r.get(2), &typtype),
+                        r.get::<_, String>(4),
+                    )
+                })
+                .collect(),
+            None => {
+                let query = self.config.query.as_deref().unwrap_or_default();
+                let statement = client
+                    .prepare(query)
+                    .await
+                    .what(|| "preparing `query`".into())?;
+                statement
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        let t = c.type_();
+                        let typtype = match t.kind() {
+                            tokio_postgres::types::Kind::Enum(_) => "e",
+                            _ => "b",
+                        };
+                        (
+                            c.name().to_owned(),
+                            Kind::of(t.oid(), -1, typtype),
+                            t.name().to_owned(),
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let wanted = self.config.columns.as_ref();
+        if let Some(wanted) = wanted {
+            let missing: Vec<&String> = wanted
+                .iter()
+                .filter(|w| !described.iter().any(|(n, _, _)| n == *w))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::NotFound(format!(
+                    "`columns` names columns the table does not have: {}",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let mut columns = Vec::new();
+        let mut unsupported = Vec::new();
+        for (name, kind, pg_type) in described {
+            if wanted.is_some_and(|w| !w.contains(&name)) {
+                continue;
+            }
+            let (kind, as_text) = match (kind, self.config.unsupported) {
+                (Some(k), _) => (k, false),
+                (None, Unsupported::Text) => (Kind::Text, true),
+                (None, Unsupported::Error) => {
+                    unsupported.push(format!("`{name}` ({pg_type})"));
+                    continue;
+                }
+            };
+            columns.push(Column {
+                name,
+                kind,
+                pg_type,
+                as_text,
+            });
+        }
+        if !unsupported.is_empty() {
+            return Err(Error::Config(format!(
+                "columns of types without an exact Arrow form: {}; leave them out with \
+                 `columns`, or read them as text with `unsupported: \"text\"`",
+                unsupported.join(", ")
+            )));
+        }
+        Ok(columns)
+    }
+
+    /// The table's oid, or an error naming it.
+    async fn relation(&self, client: &Client, table: &str) -> Result<u32> {
+        let name = qualified(&self.config.schema, table);
+        let row = client
+            .query_one("SELECT to_regclass($1)::oid::int8", &[&name])
+            .await
+            .what(|| format!("looking up {name}"))?;
+        match row.get::<_, Option<i64>>(0) {
+            Some(oid) => Ok(oid as u32),
+            None => Err(Error::NotFound(format!(
+                "table `{table}` does not exist in schema `{}`",
+                self.config.schema
+            ))),
+        }
+    }
+
+    /// The key: the configured one, else the table's single-column primary key.
+    async fn key(
+        &self,
+        client: &Client,
+        relation: u32,
+        columns: &[Column],
+    ) -> Result<Option<String>> {
+        let key = match &self.config.replication_key {
+            Some(k) => Some(k.clone()),
+            None => client
+                .query(
+                    &format!(
+                        "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                         WHERE i.indrelid = {relation} AND i.indisprimary AND i.indnkeyatts = 1"
+                    ),
+                    &[],
+                )
+                .await
+                .what(|| "reading the table's primary key".into())?
+                .first()
+                .map(|r| r.get(0)),
+        };
+        if let Some(k) = &key
+            && !columns.iter().any(|c| &c.name == k)
+        {
+            return Err(Error::NotFound(format!(
+                "the key `{k}` is not a column read from the table"
+            )));
+        }
+        Ok(key)
+    }
+
+    async fn plan(&self, client: &Client, context: &ReadContext) -> Result<(Plan, Option<Kind>)> {
+        let after = read_after(
+            context.mode,
+            context.start_offset.as_ref(),
+            self.config.offset.as_ref(),
+        );
+        let Some(table) = &self.config.table else {
+            if context.mode == ReplicationMode::Incremental {
+                return Err(Error::Config(
+                    "INCREMENTAL runs need `table` (and a key); a `query` is read whole".into(),
+                ));
+            }
+            let columns = self.columns(client, None).await?;
+            let query = self.config.query.as_deref().unwrap_or_default();
+            return Ok((
+                Plan {
+                    columns,
+                    from: format!("({}) AS q", query.trim().trim_end_matches(';')),
+                    key: None,
+                    after: None,
+                },
+                None,
+            ));
+        };
+        let relation = self.relation(client, table).await?;
+        let columns = self.columns(client, Some(relation)).await?;
+        let key = self.key(client, relation, &columns).await?;
+        if key.is_none() && context.mode == ReplicationMode::Incremental {
+            return Err(Error::Config(format!(
+                "INCREMENTAL runs need a key: table `{table}` has no single-column primary key, \
+                 so give `replication_key`"
+            )));
+        }
+        let from = qualified(&self.config.schema, table);
+        if let Some(k) = &key {
+            let nulls: bool = client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM {from} WHERE {} IS NULL)",
+                        ident(k)
+                    ),
+                    &[],
+                )
+                .await
+                .what(|| "looking for NULL keys".into())?
+                .get(0);
+            if nulls {
+                return Err(Error::Data(format!(
+                    "the key `{k}` holds NULLs, which no key range reads: choose another key"
+                )));
+            }
+        }
+        let after = match (&key, after) {
+            (Some(_), Some(v)) => Some(offset_literal(&v)?),
+            (None, Some(_)) => {
+                return Err(Error::Config(
+                    "an offset needs a key (`replication_key`)".to_owned(),
+                ));
+            }
+            (_, None) => None,
+        };
+        let kind = key
+            .as_ref()
+            .and_then(|k| columns.iter().find(|c| &c.name == k))
+            .map(|c| c.kind);
+        Ok((
+            Plan {
+                columns,
+                from,
+                key,
+                after,
+            },
+            kind,
+        ))
+    }
+
+    /// Contiguous integer key ranges between the key's smallest and largest values.
+    async fn split(&self, client: &Client, plan: &Plan, parts: usize) -> Result<Vec<Range>> {
+        let Some(key) = &plan.key else {
+            return Ok(vec![Range::default()]);
+        };
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT min({k})::int8, max({k})::int8 FROM {}{}",
+                    plan.from,
+                    conditions(plan, &Range::default()),
+                    k = ident(key)
+                ),
+                &[],
+            )
+            .await
+            .what(|| "reading the key's range".into())?;
+        let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+        else {
+            return Ok(vec![Range::default()]);
+        };
+        Ok(ranges(lo, hi, parts))
+    }
+}
+
+/// `parts` contiguous ranges over `lo..=hi` (fewer when it holds fewer values); the first
+/// and last are open-ended, so that rows outside the range seen at planning are read too.
+fn ranges(lo: i64, hi: i64, parts: usize) -> Vec<Range> {
+    let span = hi as i128 - lo as i128 + 1;
+    let parts = (parts.max(1) as i128).min(span).max(1);
+    let width = (span + parts - 1) / parts;
+    let bounds: Vec<i64> = (1..parts)
+        .map(|i| (lo as i128 + i * width) as i64)
+        .collect();
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    let mut from = None;
+    for b in bounds {
+        out.push(Range {
+            from,
+            below: Some(b),
+        });
+        from = Some(b);
+    }
+    out.push(Range { from, below: None });
+    out
+}
+
+/// An offset as SQL: a number as it is, text as a literal the server casts to the key's type.
+fn offset_literal(v: &Value) -> Result<String> {
+    match v {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(literal(s)),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(Error::Config(format!(
+            "an offset must be a number or a string, not {other}"
+        ))),
+    }
+}
+
+/// ` WHERE …` for the plan's offset and a partition's range (empty when neither).
+fn conditions(plan: &Plan, range: &Range) -> String {
+    let Some(key) = &plan.key else {
+        return String::new();
+    };
+    let k = ident(key);
+    let mut parts = Vec::new();
+    if let Some(after) = &plan.after {
+        parts.push(format!("{k} > {after}"));
+    }
+    if let Some(from) = range.from {
+        parts.push(format!("{k} >= {from}"));
+    }
+    if let Some(below) = range.below {
+        parts.push(format!("{k} < {below}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    }
+}
+
+/// The SELECT of a partition, in key order.
+fn select(plan: &Plan, range: &Range) -> String {
+    let columns: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            if c.as_text {
+                format!("{}::text AS {}", ident(&c.name), ident(&c.name))
+            } else {
+                ident(&c.name)
+            }
+        })
+        .collect();
+    let list = if columns.is_empty() {
+        // A query whose every column was left out still has its rows.
+        "1".to_owned()
+    } else {
+        columns.join(", ")
+    };
+    let order = plan
+        .key
+        .as_ref()
+        .map(|k| format!(" ORDER BY {}", ident(k)))
+        .unwrap_or_default();
+    format!(
+        "SELECT {list} FROM {}{}{order}",
+        plan.from,
+        conditions(plan, range)
+    )
+}
+
+fn spec(plan: &Plan, range: Range) -> Value {
+    serde_json::json!({"plan": plan, "range": range})
+}
+
+fn from_spec(partition: &Partition) -> Result<(Plan, Range), PluginError> {
+    let plan = serde_json::from_value(partition.spec["plan"].clone())
+        .map_err(|e| PluginError::internal(format!("a partition's plan: {e}")))?;
+    let range = serde_json::from_value(partition.spec["range"].clone())
+        .map_err(|e| PluginError::internal(format!("a partition's range: {e}")))?;
+    Ok((plan, range))
+}
+
+/// Reads one partition into batches of `batch_size` rows.
+async fn read_partition(
+    connection: tokio_postgres::Config,
+    plan: Plan,
+    range: Range,
+    batch_size: usize,
+    special: SpecialValues,
+    tx: fastlane_plugin_support::runtime::BatchSender,
+) -> Result<()> {
+    let client = connect(&connection).await?;
+    let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select(&plan, &range));
+    let stream = client
+        .copy_out(&sql)
+        .await
+        .what(|| "starting the COPY".into())?;
+    let mut stream = std::pin::pin!(stream);
+    let mut parser = Parser::default();
+    let mut rows = Rows::new(&plan.columns, batch_size.min(65_536), special);
+    let width = plan.columns.len();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.what(|| "reading the COPY".into())?;
+        parser.feed(&chunk);
+        while let Some(row) = parser.next_row()? {
+            let fields = row.fields();
+            // A query without columns reads `1` for each row.
+            rows.push(&fields[..width.min(fields.len())])?;
+            if rows.len() >= batch_size && !tx.send(rows.finish()?).await {
+                return Ok(());
+            }
+        }
+    }
+    if !parser.ended() {
+        return Err(Error::Data(
+            "the server's COPY ended before its trailer".to_owned(),
+        ));
+    }
+    if !rows.is_empty() {
+        tx.send(rows.finish()?).await;
+    }
+    Ok(())
+}
+
+impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
+    type Error = Error;
+
+    async fn partitions(&self, context: &ReadContext) -> Result<Vec<Partition>> {
+        let client = connect(&self.connection).await?;
+        let (plan, key_kind) = self.plan(&client, context).await?;
+        let integer_key = matches!(key_kind, Some(Kind::Int2 | Kind::Int4 | Kind::Int8));
+        let ranges = if self.config.partitions > 1 && integer_key {
+            self.split(&client, &plan, self.config.partitions).await?
+        } else {
+            if self.config.partitions > 1 {
+                log::warn!(
+                    "postgres: `partitions` splits integer keys only; the table is read as one \
+                     partition"
+                );
+            }
+            vec![Range::default()]
+        };
+        Ok(ranges
+            .into_iter()
+            .enumerate()
+            .map(|(index, range)| Partition {
+                index,
+                spec: spec(&plan, range),
+            })
+            .collect())
+    }
+
+    fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>, PluginError> {
+        let (plan, range) = from_spec(partition)?;
+        let (connection, batch_size, special) = (
+            self.connection.clone(),
+            self.config.batch_size,
+            self.config.special_values,
+        );
+        Ok(RUNTIME.stream(
+            2,
+            format!("the reader of partition {}", partition.index),
+            move |tx| read_partition(connection, plan, range, batch_size, special, tx),
+        ))
+    }
+
+    async fn count(&self, partition: &Partition) -> Result<u64, PluginError> {
+        let (plan, range) = from_spec(partition)?;
+        let client = connect(&self.connection).await?;
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*)::int8 FROM {}{}",
+                    plan.from,
+                    conditions(&plan, &range)
+                ),
+                &[],
+            )
+            .await
+            .what(|| "counting the partition's rows".into())?
+            .get(0);
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ranges_cover_everything_once() {
+        let r = ranges(1, 100, 4);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[0].from, None);
+        assert_eq!(r[0].below, Some(26));
+        assert_eq!(r[3].from, Some(76));
+        assert_eq!(r[3].below, None);
+        assert_eq!(ranges(5, 6, 8).len(), 2, "no more ranges than values");
+        assert_eq!(ranges(i64::MIN, i64::MAX, 2).len(), 2);
+        assert_eq!(ranges(7, 7, 3), vec![Range::default()]);
+    }
+}

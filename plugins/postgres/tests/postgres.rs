@@ -1,0 +1,549 @@
+//! The `postgres` source against the PostgreSQL server on 127.0.0.1:5432 (user `postgres`,
+//! trust; tests/services.sh starts it): every mapped type with edge values read to Parquet and
+//! compared, values without an Arrow form refused by name or read as NULL, unsupported types
+//! refused or read as text, partitions, INCREMENTAL runs, and bad configurations.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, IntervalMonthDayNanoType, Time64MicrosecondType, TimestampMicrosecondType,
+};
+use arrow_array::{Array, RecordBatch};
+use arrow_buffer::{IntervalMonthDayNano, i256};
+use arrow_schema::DataType;
+use fastlane_plugin_api::Source;
+use fastlane_tests::fastlane_bin;
+
+/// A fresh database on the local server, dropped at the end.
+struct Db {
+    name: String,
+}
+
+fn psql(database: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
+        .output()
+        .expect("psql (PostgreSQL's client; tests/services.sh installs the server with it)");
+    assert!(
+        out.status.success(),
+        "psql: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Db {
+    fn new(tag: &str) -> Db {
+        let name = format!("fl_pg_{tag}_{}", std::process::id());
+        psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+        psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"),
+        );
+        Db { name }
+    }
+
+    fn exec(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
+}
+
+/// Runs a pipeline with the built `fastlane`; its exit status and stderr.
+fn run(dir: &Path, config: serde_json::Value) -> (bool, String) {
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = Command::new(fastlane_bin())
+        .current_dir(dir)
+        .args(["--progress", "off", "--no-monitor"])
+        .arg(format!("--config={}", path.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        out.extend(reader.map(Result::unwrap));
+    }
+    out
+}
+
+/// Every batch of every partition of a `postgres` source, read through the loaded plugin.
+fn read_all(config: &serde_json::Value) -> Vec<RecordBatch> {
+    let plugin = fastlane_tests::conformance::load("postgres");
+    let source = plugin.create_source("postgres", config).expect("source");
+    let mut out = Vec::new();
+    for p in source
+        .partitions(&fastlane_plugin_api::ReadContext::default())
+        .expect("partitions")
+    {
+        let mut stream = source.read(&p).expect("read");
+        while let Some(b) = stream.next_batch().expect("batch") {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn one_batch(dir: &Path) -> RecordBatch {
+    let batches = read_parquet(dir);
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+fn source(db: &Db, extra: serde_json::Value) -> serde_json::Value {
+    let mut s = serde_json::json!({"url": db.url()});
+    s.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    s
+}
+
+fn to_parquet(db: &Db, dir: &Path, mode: &str, extra: serde_json::Value) -> (bool, String) {
+    run(
+        dir,
+        serde_json::json!({
+            "name": "pg-test", "replication_mode": mode,
+            "source": {"postgres": source(db, extra)},
+            "target": {"file": {"path": "out", "format": "parquet", "key": "id"}},
+        }),
+    )
+}
+
+#[test]
+fn every_mapped_type_reads_exactly_edge_values_and_nulls_included() {
+    let db = Db::new("types");
+    db.exec(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
+         CREATE TABLE types (
+           id int8 PRIMARY KEY, b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
+           n numeric(12,2), nbig numeric(50,10), nu numeric, t text, vc varchar(20), c char(3),
+           nm name, j json, jb jsonb, by bytea, d date, tm time, tz timetz, ts timestamp,
+           tstz timestamptz, iv interval, u uuid, ip inet, net cidr, mac macaddr, e mood,
+           dom posint, o oid);
+         INSERT INTO types VALUES
+          (1, true, -32768, -2147483648, -9223372036854775808, 'NaN', '-Infinity',
+           -9999999999.99, 1234567890123456789012345678901234567890.0123456789,
+           'NaN', '🦀 four bytes', '', 'ab', 'pg_name', '{\"a\": [1, 2]}', '{\"b\": null}',
+           '\\x00ff', '4713-01-01 BC', '23:59:59.999999', '12:30:00.5+02',
+           '294247-01-10 04:00:54.775807', '2024-03-10 12:00:00+05',
+           '1 year 2 mons 3 days 04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+           '2001:db8::1/64', '10.0.0.0/8', '08:00:2b:01:02:03', 'happy', 5, 4294967295),
+          (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL),
+          (3, false, 32767, 2147483647, 9223372036854775807, 3.5, 1e308, 0.01,
+           -0.0000000001, '-123456789012345678901234567890.000000000000000000001',
+           repeat('x', 1048576), 'twenty chars long!!!', 'abc', 'n', '[]', '[]',
+           decode(repeat('ab', 1048576), 'hex'), '2000-01-01', '00:00:00', '00:00:00-09:30',
+           '1970-01-01 00:00:00', '1999-12-31 23:59:59.999999-01', '-1 days -00:00:00.000001',
+           '00000000-0000-0000-0000-000000000000', '192.168.0.1', '::/0', 'ff:ff:ff:ff:ff:ff',
+           'sad', 1, 0);",
+    );
+    // Read through the plugin itself, as the engine does: Parquet cannot hold every Arrow type
+    // read here (month-day-nano intervals).
+    let batches = read_all(&source(
+        &db,
+        serde_json::json!({"table": "types", "batch_size": 2}),
+    ));
+    assert_eq!(batches.len(), 2, "batches of batch_size rows");
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    assert_eq!(batch.num_rows(), 3);
+    let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+    let schema = batch.schema();
+    let ty = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
+    assert_eq!(ty("n"), DataType::Decimal128(12, 2));
+    assert_eq!(ty("nbig"), DataType::Decimal256(50, 10));
+    assert_eq!(
+        ty("nu"),
+        DataType::Utf8,
+        "unconstrained numeric is its exact text"
+    );
+    assert_eq!(ty("u"), DataType::FixedSizeBinary(16));
+    assert_eq!(
+        schema.field_with_name("n").unwrap().metadata()["fastlane.postgres.type"],
+        "numeric(12,2)"
+    );
+    // Rows in key order.
+    assert_eq!(col("id").as_primitive::<Int64Type>().values(), &[1, 2, 3]);
+    // Row 2: every column NULL.
+    for field in schema.fields().iter().filter(|f| f.name() != "id") {
+        assert!(
+            batch.column_by_name(field.name()).unwrap().is_null(1),
+            "{}",
+            field.name()
+        );
+    }
+    assert!(col("b").as_boolean().value(0));
+    assert_eq!(col("i2").as_primitive::<Int16Type>().value(0), i16::MIN);
+    assert_eq!(col("i2").as_primitive::<Int16Type>().value(2), i16::MAX);
+    assert_eq!(col("i4").as_primitive::<Int32Type>().value(0), i32::MIN);
+    assert_eq!(col("i8").as_primitive::<Int64Type>().value(0), i64::MIN);
+    assert_eq!(col("i8").as_primitive::<Int64Type>().value(2), i64::MAX);
+    assert!(col("f4").as_primitive::<Float32Type>().value(0).is_nan());
+    assert_eq!(
+        col("f8").as_primitive::<Float64Type>().value(0),
+        f64::NEG_INFINITY
+    );
+    assert_eq!(col("f8").as_primitive::<Float64Type>().value(2), 1e308);
+    let n = col("n");
+    assert_eq!(
+        n.as_primitive::<Decimal128Type>().value(0),
+        -999_999_999_999
+    );
+    assert_eq!(n.as_primitive::<Decimal128Type>().value(2), 1);
+    let nbig = col("nbig");
+    assert_eq!(
+        nbig.as_primitive::<Decimal256Type>().value(0),
+        i256::from_string("12345678901234567890123456789012345678900123456789").unwrap()
+    );
+    assert_eq!(
+        nbig.as_primitive::<Decimal256Type>().value(2),
+        i256::from_i128(-1)
+    );
+    let nu = col("nu");
+    assert_eq!(nu.as_string::<i32>().value(0), "NaN");
+    assert_eq!(
+        nu.as_string::<i32>().value(2),
+        "-123456789012345678901234567890.000000000000000000001"
+    );
+    let t = col("t");
+    assert_eq!(t.as_string::<i32>().value(0), "🦀 four bytes");
+    assert_eq!(t.as_string::<i32>().value(2).len(), 1 << 20);
+    assert_eq!(col("vc").as_string::<i32>().value(0), "");
+    assert_eq!(
+        col("c").as_string::<i32>().value(0),
+        "ab ",
+        "char(n) keeps its padding"
+    );
+    assert_eq!(col("nm").as_string::<i32>().value(0), "pg_name");
+    assert_eq!(col("j").as_string::<i32>().value(0), "{\"a\": [1, 2]}");
+    assert_eq!(col("jb").as_string::<i32>().value(0), "{\"b\": null}");
+    assert_eq!(col("by").as_binary::<i32>().value(0), &[0x00, 0xff]);
+    assert_eq!(col("by").as_binary::<i32>().value(2).len(), 1 << 20);
+    // 4713-01-01 BC, as many days before 1970 as the server counts, and 2000-01-01.
+    let d = col("d");
+    let server_days: i32 = db
+        .exec("SELECT d - '1970-01-01'::date FROM types WHERE id = 1")
+        .parse()
+        .unwrap();
+    assert_eq!(d.as_primitive::<Date32Type>().value(0), server_days);
+    assert_eq!(d.as_primitive::<Date32Type>().value(2), 10_957);
+    assert_eq!(
+        col("tm").as_primitive::<Time64MicrosecondType>().value(0),
+        86_399_999_999
+    );
+    assert_eq!(col("tz").as_string::<i32>().value(0), "12:30:00.5+02");
+    assert_eq!(col("tz").as_string::<i32>().value(2), "00:00:00-09:30");
+    let ts = col("ts");
+    // 294247-01-10 04:00:54.775807 is the last microsecond Arrow's 64 bits hold.
+    assert_eq!(
+        ts.as_primitive::<TimestampMicrosecondType>().value(0),
+        i64::MAX
+    );
+    assert_eq!(ts.as_primitive::<TimestampMicrosecondType>().value(2), 0);
+    assert_eq!(
+        ty("tstz"),
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    assert_eq!(
+        col("tstz")
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
+        1_710_054_000_000_000,
+        "2024-03-10 07:00:00 UTC"
+    );
+    let iv = col("iv");
+    assert_eq!(
+        iv.as_primitive::<IntervalMonthDayNanoType>().value(0),
+        IntervalMonthDayNano {
+            months: 14,
+            days: 3,
+            nanoseconds: 14_706_789_000_000
+        }
+    );
+    assert_eq!(
+        iv.as_primitive::<IntervalMonthDayNanoType>().value(2),
+        IntervalMonthDayNano {
+            months: 0,
+            days: -1,
+            nanoseconds: -1000
+        }
+    );
+    assert_eq!(
+        col("u").as_fixed_size_binary().value(0),
+        &[
+            0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
+            0x0a, 0x11
+        ]
+    );
+    assert_eq!(col("ip").as_string::<i32>().value(0), "2001:db8::1/64");
+    assert_eq!(col("ip").as_string::<i32>().value(2), "192.168.0.1");
+    assert_eq!(col("net").as_string::<i32>().value(0), "10.0.0.0/8");
+    assert_eq!(col("net").as_string::<i32>().value(2), "::/0");
+    assert_eq!(col("mac").as_string::<i32>().value(0), "08:00:2b:01:02:03");
+    assert_eq!(col("e").as_string::<i32>().value(0), "happy");
+    assert_eq!(col("dom").as_primitive::<Int32Type>().value(0), 5);
+    assert_eq!(col("o").as_primitive::<Int64Type>().value(0), 4_294_967_295);
+    assert!(t.as_string::<i32>().value(2).bytes().all(|b| b == b'x'));
+}
+
+#[test]
+fn values_without_an_arrow_form_are_refused_by_name_or_read_as_null() {
+    let db = Db::new("special");
+    db.exec(
+        "CREATE TABLE s (id int4 PRIMARY KEY, d date, ts timestamptz, n numeric(6,2),
+                         far timestamp);
+         INSERT INTO s VALUES (1, 'infinity', '-infinity', 'NaN', '294276-12-31 23:59:59'),
+                              (2, '2024-01-01', NULL, 1.5, '2024-01-01');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "s"}),
+    );
+    assert!(!ok);
+    assert!(err.contains("column `d` (date)"), "{err}");
+    assert!(err.contains("infinity"), "{err}");
+    assert!(err.contains("special_values"), "{err}");
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "s", "special_values": "null"}),
+    );
+    assert!(ok, "{err}");
+    let batch = one_batch(&dir.path().join("out"));
+    for c in ["d", "ts", "n", "far"] {
+        assert!(batch.column_by_name(c).unwrap().is_null(0), "{c}");
+    }
+    assert_eq!(
+        batch
+            .column_by_name("n")
+            .unwrap()
+            .as_primitive::<Decimal128Type>()
+            .value(1),
+        150
+    );
+}
+
+#[test]
+fn unsupported_types_are_refused_by_name_or_read_as_text() {
+    let db = Db::new("unsupported");
+    db.exec(
+        "CREATE TABLE u (id int4 PRIMARY KEY, tags text[], r int4range, p point, m money);
+         INSERT INTO u VALUES (1, '{a,NULL,\"b c\"}', '[1,5)', '(1,2)', 12.5);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "u"}),
+    );
+    assert!(!ok);
+    for named in [
+        "`tags` (text[])",
+        "`r` (int4range)",
+        "`p` (point)",
+        "`m` (money)",
+    ] {
+        assert!(err.contains(named), "{named}: {err}");
+    }
+    assert!(
+        err.contains("unsupported: \\\"text\\\"") || err.contains("unsupported: \"text\""),
+        "{err}"
+    );
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "u", "unsupported": "text"}),
+    );
+    assert!(ok, "{err}");
+    let batch = one_batch(&dir.path().join("out"));
+    let text = |c: &str| {
+        batch
+            .column_by_name(c)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_owned()
+    };
+    assert_eq!(text("tags"), "{a,NULL,\"b c\"}");
+    assert_eq!(text("r"), "[1,5)");
+    assert_eq!(text("p"), "(1,2)");
+    // Only the columns asked for are read.
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "u", "columns": ["id"]}),
+    );
+    assert!(ok, "{err}");
+    let batch = one_batch(&dir.path().join("out"));
+    let read: Vec<&String> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name())
+        .filter(|n| !n.starts_with("_op_"))
+        .collect();
+    assert_eq!(read, ["id"]);
+}
+
+#[test]
+fn partitions_read_every_row_once_and_incremental_runs_continue_after_the_offset() {
+    let db = Db::new("parts");
+    db.exec(
+        "CREATE TABLE big (id int8 PRIMARY KEY, v text);
+         INSERT INTO big SELECT g * 7, 'row ' || g FROM generate_series(1, 20000) g;",
+    );
+    let sum = |dir: &Path| -> (usize, i64) {
+        let batches = read_parquet(dir);
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let total = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .sum();
+        (rows, total)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "big", "partitions": 4, "batch_size": 1000}),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        sum(&dir.path().join("out")),
+        (20_000, 7 * 20_000 * 20_001 / 2)
+    );
+
+    // INCREMENTAL: all rows, then none, then the new ones only.
+    let inc = tempfile::tempdir().unwrap();
+    let cfg = serde_json::json!({"table": "big", "replication_key": "id", "partitions": 3});
+    let (ok, err) = to_parquet(&db, inc.path(), "INCREMENTAL", cfg.clone());
+    assert!(ok, "{err}");
+    assert_eq!(sum(&inc.path().join("out")).0, 20_000);
+    let (ok, err) = to_parquet(&db, inc.path(), "INCREMENTAL", cfg.clone());
+    assert!(ok, "{err}");
+    assert_eq!(sum(&inc.path().join("out")).0, 20_000);
+    db.exec("INSERT INTO big SELECT g * 7, 'new' FROM generate_series(20001, 20005) g");
+    let (ok, err) = to_parquet(&db, inc.path(), "INCREMENTAL", cfg);
+    assert!(ok, "{err}");
+    assert_eq!(
+        sum(&inc.path().join("out")),
+        (20_005, 7 * 20_005 * 20_006 / 2)
+    );
+}
+
+#[test]
+fn a_query_is_read_whole_and_bad_configurations_say_what_is_wrong() {
+    let db = Db::new("query");
+    db.exec(
+        "CREATE TABLE q (id int4 PRIMARY KEY, x numeric(5,1));
+         INSERT INTO q VALUES (1, 1.5), (2, 2.5), (3, NULL);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"query": "SELECT id, x * 2 AS twice FROM q WHERE id < 3"}),
+    );
+    assert!(ok, "{err}");
+    let batch = one_batch(&dir.path().join("out"));
+    assert_eq!(batch.num_rows(), 2);
+    // A computed numeric has no declared precision: its exact text.
+    let mut twice: Vec<String> = (0..2)
+        .map(|i| {
+            batch
+                .column_by_name("twice")
+                .unwrap()
+                .as_string::<i32>()
+                .value(i)
+                .to_owned()
+        })
+        .collect();
+    twice.sort();
+    assert_eq!(twice, ["3.0", "5.0"]);
+
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "nope"}),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("table `nope` does not exist in schema `public`"),
+        "{err}"
+    );
+    let (ok, err) = to_parquet(
+        &db,
+        dir.path(),
+        "FULL_TABLE",
+        serde_json::json!({"table": "q", "query": "SELECT 1"}),
+    );
+    assert!(!ok);
+    assert!(err.contains("not both"), "{err}");
+    let (ok, err) = run(
+        dir.path(),
+        serde_json::json!({
+            "name": "pg-bad", "replication_mode": "FULL_TABLE",
+            "source": {"postgres": {"url": "postgres://nobody@127.0.0.1:5432/nothing", "table": "q"}},
+            "target": {"file": {"path": "out", "format": "parquet"}},
+        }),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot connect to PostgreSQL at `127.0.0.1:5432`"),
+        "{err}"
+    );
+}
