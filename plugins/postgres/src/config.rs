@@ -33,6 +33,10 @@ fn default_connect_timeout() -> u64 {
     10
 }
 
+fn default_retry_secs() -> u64 {
+    60
+}
+
 fn default_application_name() -> String {
     "fastlane".to_owned()
 }
@@ -126,6 +130,11 @@ pub struct PostgresSourceConfig {
     #[serde(default = "default_connect_timeout")]
     #[schemars(range(min = 1))]
     pub connect_timeout_secs: u64,
+    /// After a lost connection (network error, server restart), seconds of reconnect attempts
+    /// with backoff before the run fails; a partition then continues after the last key read
+    /// (a key with a unique index, of an integer or text type).
+    #[serde(default = "default_retry_secs")]
+    pub retry_timeout_secs: u64,
     /// AWS Secrets Manager secret holding `host`, `port`, `username` and `password`.
     pub secret: Option<String>,
     /// AWS region of `secret`.

@@ -12,7 +12,7 @@ use crate::columns::{Column, Kind, Rows};
 use crate::config::{PostgresSourceConfig, SpecialValues, Unsupported};
 use crate::conn::{RUNTIME, connect, ident, literal, qualified};
 use crate::copy::Parser;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Result, is_lost};
 
 /// What every partition of a run reads: the columns and where they come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,13 @@ struct Plan {
     key: Option<String>,
     /// Rows with a key above this literal only (SQL text), when the run reads after an offset.
     after: Option<String>,
+    /// Whether a unique index covers the key alone (a read can then continue after a key).
+    #[serde(default)]
+    key_unique: bool,
+    /// The snapshot every partition reads (exported by the planning connection), so that a
+    /// table under writes is read as of one moment.
+    #[serde(default)]
+    snapshot: Option<String>,
 }
 
 /// One partition's part of the key: `from <= key < below` (unbounded where `None`).
@@ -38,6 +45,9 @@ struct Range {
 pub struct PostgresSource {
     config: PostgresSourceConfig,
     connection: tokio_postgres::Config,
+    /// The planning connection, whose open transaction keeps the run's snapshot importable
+    /// until the source is dropped.
+    exporter: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl PostgresSource {
@@ -47,7 +57,11 @@ impl PostgresSource {
             .validate()
             .map_err(|problems| PluginError::config(problems.join("; ")))?;
         let connection = config.connection();
-        Ok(Self { config, connection })
+        Ok(Self {
+            config,
+            connection,
+            exporter: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// The columns of the configured table or query, as they will be read.
@@ -222,6 +236,8 @@ impl PostgresSource {
                     from: format!("({}) AS q", query.trim().trim_end_matches(';')),
                     key: None,
                     after: None,
+                    key_unique: false,
+                    snapshot: None,
                 },
                 None,
             ));
@@ -267,12 +283,30 @@ impl PostgresSource {
             .as_ref()
             .and_then(|k| columns.iter().find(|c| &c.name == k))
             .map(|c| c.kind);
+        let key_unique = match &key {
+            Some(k) => client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
+                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                         WHERE i.indrelid = {relation} AND i.indisunique AND i.indnkeyatts = 1 \
+                         AND i.indpred IS NULL AND a.attname = $1)"
+                    ),
+                    &[k],
+                )
+                .await
+                .what(|| "looking for a unique index on the key".into())?
+                .get(0),
+            None => false,
+        };
         Ok((
             Plan {
                 columns,
                 from,
                 key,
                 after,
+                key_unique,
+                snapshot: None,
             },
             kind,
         ))
@@ -288,7 +322,7 @@ impl PostgresSource {
                 &format!(
                     "SELECT min({k})::int8, max({k})::int8 FROM {}{}",
                     plan.from,
-                    conditions(plan, &Range::default()),
+                    conditions(plan, &Range::default(), None),
                     k = ident(key)
                 ),
                 &[],
@@ -337,8 +371,9 @@ fn offset_literal(v: &Value) -> Result<String> {
     }
 }
 
-/// ` WHERE …` for the plan's offset and a partition's range (empty when neither).
-fn conditions(plan: &Plan, range: &Range) -> String {
+/// ` WHERE …` for the plan's offset, a partition's range and the key a read continues after
+/// (empty when none).
+fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
     let Some(key) = &plan.key else {
         return String::new();
     };
@@ -346,6 +381,9 @@ fn conditions(plan: &Plan, range: &Range) -> String {
     let mut parts = Vec::new();
     if let Some(after) = &plan.after {
         parts.push(format!("{k} > {after}"));
+    }
+    if let Some(cursor) = cursor {
+        parts.push(format!("{k} > {cursor}"));
     }
     if let Some(from) = range.from {
         parts.push(format!("{k} >= {from}"));
@@ -360,8 +398,8 @@ fn conditions(plan: &Plan, range: &Range) -> String {
     }
 }
 
-/// The SELECT of a partition, in key order.
-fn select(plan: &Plan, range: &Range) -> String {
+/// The SELECT of a partition (after `cursor`, when given), in key order.
+fn select(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
     let columns: Vec<String> = plan
         .columns
         .iter()
@@ -387,7 +425,7 @@ fn select(plan: &Plan, range: &Range) -> String {
     format!(
         "SELECT {list} FROM {}{}{order}",
         plan.from,
-        conditions(plan, range)
+        conditions(plan, range, cursor)
     )
 }
 
@@ -403,24 +441,116 @@ fn from_spec(partition: &Partition) -> Result<(Plan, Range), PluginError> {
     Ok((plan, range))
 }
 
-/// Reads one partition into batches of `batch_size` rows.
-async fn read_partition(
-    connection: tokio_postgres::Config,
-    plan: Plan,
-    range: Range,
+/// A connection for reading `plan`: in the run's snapshot when it has one and the snapshot can
+/// still be imported (its exporting transaction is open).
+async fn reader(connection: &tokio_postgres::Config, plan: &Plan) -> Result<Client> {
+    let client = connect(connection).await?;
+    if let Some(snapshot) = &plan.snapshot {
+        let imported = client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                literal(snapshot)
+            ))
+            .await;
+        if let Err(e) = imported {
+            log::warn!(
+                "postgres: cannot read in the run's snapshot ({}); this partition reads the \
+                 table as it is now",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            );
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .what(|| "ending a failed snapshot import".into())?;
+        }
+    }
+    Ok(client)
+}
+
+/// How a pass over a partition ended.
+enum Pass {
+    /// Every row was read.
+    Done,
+    /// The host stopped reading.
+    Stopped,
+}
+
+/// The key of the last row read, as a SQL literal a read can continue after.
+#[derive(Default)]
+struct Cursor {
+    /// Where the key is among the columns, and its kind, when a read can continue after it.
+    key: Option<(usize, Kind)>,
+    last: Vec<u8>,
+    seen: bool,
+}
+
+impl Cursor {
+    fn new(plan: &Plan) -> Cursor {
+        let key = plan
+            .key
+            .as_ref()
+            .filter(|_| plan.key_unique)
+            .and_then(|k| plan.columns.iter().position(|c| &c.name == k))
+            .map(|i| (i, plan.columns[i].kind))
+            .filter(|(i, kind)| {
+                !plan.columns[*i].as_text
+                    && matches!(kind, Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Text)
+            });
+        Cursor {
+            key,
+            ..Cursor::default()
+        }
+    }
+
+    fn note(&mut self, fields: &[Option<&[u8]>]) {
+        if let Some((i, _)) = self.key
+            && let Some(Some(v)) = fields.get(i)
+        {
+            self.last.clear();
+            self.last.extend_from_slice(v);
+            self.seen = true;
+        }
+    }
+
+    fn literal(&self) -> Option<String> {
+        let (_, kind) = self.key?;
+        if !self.seen {
+            return None;
+        }
+        let v = &self.last;
+        Some(match (kind, v.len()) {
+            (Kind::Int2, 2) => i16::from_be_bytes([v[0], v[1]]).to_string(),
+            (Kind::Int4, 4) => i32::from_be_bytes(v[..4].try_into().ok()?).to_string(),
+            (Kind::Int8, 8) => i64::from_be_bytes(v[..8].try_into().ok()?).to_string(),
+            (Kind::Text, _) => literal(std::str::from_utf8(v).ok()?),
+            _ => return None,
+        })
+    }
+}
+
+/// One COPY over the partition, after the cursor's key when it has one.
+async fn copy_pass(
+    connection: &tokio_postgres::Config,
+    plan: &Plan,
+    range: &Range,
+    cursor: &mut Cursor,
+    rows: &mut Rows,
     batch_size: usize,
-    special: SpecialValues,
-    tx: fastlane_plugin_support::runtime::BatchSender,
-) -> Result<()> {
-    let client = connect(&connection).await?;
-    let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select(&plan, &range));
+    tx: &fastlane_plugin_support::runtime::BatchSender,
+) -> Result<Pass> {
+    let client = reader(connection, plan).await?;
+    let after = cursor.literal();
+    let sql = format!(
+        "COPY ({}) TO STDOUT (FORMAT binary)",
+        select(plan, range, after.as_deref())
+    );
     let stream = client
         .copy_out(&sql)
         .await
         .what(|| "starting the COPY".into())?;
     let mut stream = std::pin::pin!(stream);
     let mut parser = Parser::default();
-    let mut rows = Rows::new(&plan.columns, batch_size.min(65_536), special);
     let width = plan.columns.len();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.what(|| "reading the COPY".into())?;
@@ -428,9 +558,11 @@ async fn read_partition(
         while let Some(row) = parser.next_row()? {
             let fields = row.fields();
             // A query without columns reads `1` for each row.
-            rows.push(&fields[..width.min(fields.len())])?;
+            let fields = &fields[..width.min(fields.len())];
+            rows.push(fields)?;
+            cursor.note(fields);
             if rows.len() >= batch_size && !tx.send(rows.finish()?).await {
-                return Ok(());
+                return Ok(Pass::Stopped);
             }
         }
     }
@@ -438,6 +570,60 @@ async fn read_partition(
         return Err(Error::Data(
             "the server's COPY ended before its trailer".to_owned(),
         ));
+    }
+    Ok(Pass::Done)
+}
+
+/// Whether an error means the server went away (worth reconnecting).
+fn lost(e: &Error) -> bool {
+    match e {
+        Error::Connect { .. } => true,
+        Error::Query { source, .. } => is_lost(source),
+        _ => false,
+    }
+}
+
+/// Reads one partition into batches of `batch_size` rows. After a lost connection it
+/// reconnects with backoff, for up to `retry_secs`, and continues after the last key read
+/// (the rows read before are kept, none is read twice) when the key allows it.
+async fn read_partition(
+    connection: tokio_postgres::Config,
+    plan: Plan,
+    range: Range,
+    batch_size: usize,
+    special: SpecialValues,
+    retry_secs: u64,
+    tx: fastlane_plugin_support::runtime::BatchSender,
+) -> Result<()> {
+    let mut rows = Rows::new(&plan.columns, batch_size.min(65_536), special);
+    let mut cursor = Cursor::new(&plan);
+    let mut lost_at: Option<std::time::Instant> = None;
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        match copy_pass(
+            &connection,
+            &plan,
+            &range,
+            &mut cursor,
+            &mut rows,
+            batch_size,
+            &tx,
+        )
+        .await
+        {
+            Ok(Pass::Done) => break,
+            Ok(Pass::Stopped) => return Ok(()),
+            Err(e) if lost(&e) && cursor.key.is_some() => {
+                let since = *lost_at.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed().as_secs() >= retry_secs {
+                    return Err(e);
+                }
+                log::warn!("postgres: {e}; reconnecting to continue after the last key read");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
     }
     if !rows.is_empty() {
         tx.send(rows.finish()?).await;
@@ -450,7 +636,30 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
 
     async fn partitions(&self, context: &ReadContext) -> Result<Vec<Partition>> {
         let client = connect(&self.connection).await?;
-        let (plan, key_kind) = self.plan(&client, context).await?;
+        // One snapshot for every partition: this connection's transaction exports it and stays
+        // open (until the source is dropped) so that readers can import it.
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .what(|| "starting the planning transaction".into())?;
+        let snapshot = match client.query_one("SELECT pg_export_snapshot()", &[]).await {
+            Ok(row) => Some(row.get::<_, String>(0)),
+            Err(e) => {
+                log::warn!(
+                    "postgres: cannot export a snapshot ({}); partitions read the table each \
+                     as of its own start",
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+                );
+                client
+                    .batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .what(|| "restarting the planning transaction".into())?;
+                None
+            }
+        };
+        let (mut plan, key_kind) = self.plan(&client, context).await?;
+        plan.snapshot = snapshot;
         let integer_key = matches!(key_kind, Some(Kind::Int2 | Kind::Int4 | Kind::Int8));
         let ranges = if self.config.partitions > 1 && integer_key {
             self.split(&client, &plan, self.config.partitions).await?
@@ -463,6 +672,7 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
             }
             vec![Range::default()]
         };
+        *self.exporter.lock().await = Some(client);
         Ok(ranges
             .into_iter()
             .enumerate()
@@ -475,27 +685,28 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>, PluginError> {
         let (plan, range) = from_spec(partition)?;
-        let (connection, batch_size, special) = (
+        let (connection, batch_size, special, retry) = (
             self.connection.clone(),
             self.config.batch_size,
             self.config.special_values,
+            self.config.retry_timeout_secs,
         );
         Ok(RUNTIME.stream(
             2,
             format!("the reader of partition {}", partition.index),
-            move |tx| read_partition(connection, plan, range, batch_size, special, tx),
+            move |tx| read_partition(connection, plan, range, batch_size, special, retry, tx),
         ))
     }
 
     async fn count(&self, partition: &Partition) -> Result<u64, PluginError> {
         let (plan, range) = from_spec(partition)?;
-        let client = connect(&self.connection).await?;
+        let client = reader(&self.connection, &plan).await?;
         let n: i64 = client
             .query_one(
                 &format!(
                     "SELECT count(*)::int8 FROM {}{}",
                     plan.from,
-                    conditions(&plan, &range)
+                    conditions(&plan, &range, None)
                 ),
                 &[],
             )
