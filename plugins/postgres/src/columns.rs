@@ -177,6 +177,20 @@ pub struct Column {
     /// Read through `::text` (a type without an exact Arrow form, `unsupported: "text"`).
     #[serde(default)]
     pub as_text: bool,
+    /// A one-dimensional array of `kind` (an Arrow list).
+    #[serde(default)]
+    pub array: bool,
+}
+
+impl Column {
+    /// The column's Arrow type.
+    pub fn data_type(&self) -> DataType {
+        if self.array {
+            DataType::List(Arc::new(Field::new_list_field(self.kind.data_type(), true)))
+        } else {
+            self.kind.data_type()
+        }
+    }
 }
 
 /// The Arrow schema of `columns` (all nullable; each field notes its PostgreSQL type).
@@ -185,7 +199,7 @@ pub fn schema_of(columns: &[Column]) -> SchemaRef {
         columns
             .iter()
             .map(|c| {
-                Field::new(&c.name, c.kind.data_type(), true).with_metadata(
+                Field::new(&c.name, c.data_type(), true).with_metadata(
                     [(PG_TYPE_KEY.to_owned(), c.pg_type.clone())]
                         .into_iter()
                         .collect::<std::collections::HashMap<_, _>>(),
@@ -478,11 +492,286 @@ fn timetz_text(v: &[u8]) -> std::result::Result<String, Bad> {
     Ok(out)
 }
 
+/// A value Arrow cannot hold: NULL or an error, as configured.
+fn special_value(b: &mut Builder, special: SpecialValues, what: &str) -> Decoded {
+    match special {
+        SpecialValues::Null => {
+            b.null();
+            Ok(())
+        }
+        SpecialValues::Error => Err(Bad(format!(
+            "{what} has no Arrow form; `special_values: \"null\"` reads it as NULL"
+        ))),
+    }
+}
+
+/// Decodes one binary value of `kind` into `builder`.
+fn decode(builder: &mut Builder, kind: Kind, special: SpecialValues, v: &[u8]) -> Decoded {
+    match (&mut *builder, kind) {
+        (Builder::Bool(b), _) => {
+            short(v, 1)?;
+            b.append_value(v[0] != 0);
+        }
+        (Builder::I16(b), _) => {
+            short(v, 2)?;
+            b.append_value(be_i16(v, 0));
+        }
+        (Builder::I32(b), _) => {
+            short(v, 4)?;
+            b.append_value(be_i32(v, 0));
+        }
+        (Builder::I64(b), Kind::Oid) => {
+            short(v, 4)?;
+            b.append_value(be_i32(v, 0) as u32 as i64);
+        }
+        (Builder::I64(b), _) => {
+            short(v, 8)?;
+            b.append_value(be_i64(v, 0));
+        }
+        (Builder::F32(b), _) => {
+            short(v, 4)?;
+            b.append_value(f32::from_bits(be_i32(v, 0) as u32));
+        }
+        (Builder::F64(b), _) => {
+            short(v, 8)?;
+            b.append_value(f64::from_bits(be_i64(v, 0) as u64));
+        }
+        (Builder::D128(_) | Builder::D256(_), Kind::Decimal { precision, scale }) => {
+            let n = Numeric::parse(v)?;
+            if let Some(s) = n.special() {
+                return special_value(builder, special, &format!("the numeric `{s}`"));
+            }
+            let Some(x) = n.scaled(scale) else {
+                return Err(Bad(format!(
+                    "{} has more than {scale} decimal places",
+                    n.text()
+                )));
+            };
+            let fits = x.to_i128().filter(|x| {
+                x.unsigned_abs() < 10u128.pow(precision.min(38) as u32) || precision > 38
+            });
+            match builder {
+                Builder::D128(b) => match fits {
+                    Some(x) => b.append_value(x),
+                    None => {
+                        return Err(Bad(format!(
+                            "{} does not fit numeric({precision},{scale})",
+                            n.text()
+                        )));
+                    }
+                },
+                Builder::D256(b) => b.append_value(x),
+                _ => unreachable!("a decimal builder"),
+            }
+        }
+        (Builder::Str(b), Kind::NumericText) => b.append_value(Numeric::parse(v)?.text()),
+        (Builder::Str(b), Kind::Jsonb) => {
+            short(v, 1)?;
+            if v[0] != 1 {
+                return Err(Bad(format!("jsonb of format version {}", v[0])));
+            }
+            b.append_value(utf8(&v[1..])?);
+        }
+        (Builder::Str(b), Kind::TimeTz) => b.append_value(timetz_text(v)?),
+        (Builder::Str(b), Kind::Inet) => b.append_value(inet_text(v)?),
+        (Builder::Str(b), Kind::MacAddr) => {
+            let hex: Vec<String> = v.iter().map(|x| format!("{x:02x}")).collect();
+            b.append_value(hex.join(":"));
+        }
+        (Builder::Str(b), _) => b.append_value(utf8(v)?),
+        (Builder::Bin(b), _) => b.append_value(v),
+        (Builder::Date(b), _) => {
+            short(v, 4)?;
+            let days = be_i32(v, 0);
+            match days {
+                i32::MAX => return special_value(builder, special, "the date `infinity`"),
+                i32::MIN => return special_value(builder, special, "the date `-infinity`"),
+                _ => match days.checked_add(PG_EPOCH_DAYS) {
+                    Some(d) => b.append_value(d),
+                    None => {
+                        return special_value(
+                            builder,
+                            special,
+                            "a date after 5877641 (Arrow's Date32)",
+                        );
+                    }
+                },
+            }
+        }
+        (Builder::Time(b), _) => {
+            short(v, 8)?;
+            b.append_value(be_i64(v, 0));
+        }
+        (Builder::Ts(b), _) => {
+            short(v, 8)?;
+            let micros = be_i64(v, 0);
+            match micros {
+                i64::MAX => return special_value(builder, special, "the timestamp `infinity`"),
+                i64::MIN => return special_value(builder, special, "the timestamp `-infinity`"),
+                _ => match micros.checked_add(PG_EPOCH_MICROS) {
+                    Some(t) => b.append_value(t),
+                    None => {
+                        return special_value(
+                            builder,
+                            special,
+                            "a timestamp after 294247-01-10 (microseconds since 1970 in \
+                                 64 bits)",
+                        );
+                    }
+                },
+            }
+        }
+        (Builder::Iv(b), _) => {
+            short(v, 16)?;
+            let micros = be_i64(v, 0);
+            let nanos = micros
+                .checked_mul(1000)
+                .ok_or_else(|| Bad(format!("an interval of {micros} µs")))?;
+            b.append_value(IntervalMonthDayNano {
+                months: be_i32(v, 12),
+                days: be_i32(v, 8),
+                nanoseconds: nanos,
+            });
+        }
+        (Builder::Fixed(b), _) => {
+            if v.len() != 16 {
+                return Err(Bad(format!("a uuid of {} bytes", v.len())));
+            }
+            b.append_value(v).map_err(|e| Bad(e.to_string()))?;
+        }
+        (_, kind) => return Err(Bad(format!("no decoder for {kind:?}"))),
+    }
+    Ok(())
+}
+
+/// One column's builder: of values, or of one-dimensional arrays of values.
+enum Slot {
+    One(Builder),
+    Many {
+        items: Builder,
+        item: Arc<Field>,
+        offsets: Vec<i32>,
+        nulls: arrow_buffer::NullBufferBuilder,
+    },
+}
+
+impl Slot {
+    fn new(c: &Column, rows: usize) -> Slot {
+        if !c.array {
+            return Slot::One(Builder::new(c.kind, rows));
+        }
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Slot::Many {
+            items: Builder::new(c.kind, rows),
+            item: Arc::new(Field::new_list_field(c.kind.data_type(), true)),
+            offsets,
+            nulls: arrow_buffer::NullBufferBuilder::new(rows),
+        }
+    }
+
+    fn null(&mut self) {
+        match self {
+            Slot::One(b) => b.null(),
+            Slot::Many { offsets, nulls, .. } => {
+                offsets.push(*offsets.last().expect("the first offset"));
+                nulls.append_null();
+            }
+        }
+    }
+
+    fn value(&mut self, kind: Kind, special: SpecialValues, v: &[u8]) -> Decoded {
+        match self {
+            Slot::One(b) => decode(b, kind, special, v),
+            Slot::Many {
+                items,
+                offsets,
+                nulls,
+                ..
+            } => {
+                let before = *offsets.last().expect("the first offset");
+                let n = decode_array(items, kind, special, v)?;
+                let end = i32::try_from(n)
+                    .ok()
+                    .and_then(|n| before.checked_add(n))
+                    .ok_or_else(|| Bad("more array elements than a batch holds".into()))?;
+                offsets.push(end);
+                nulls.append_non_null();
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Slot::One(b) => b.finish(),
+            Slot::Many {
+                items,
+                item,
+                offsets,
+                nulls,
+            } => {
+                let values = items.finish();
+                let taken = std::mem::replace(offsets, vec![0]);
+                Arc::new(arrow_array::ListArray::new(
+                    item.clone(),
+                    arrow_buffer::OffsetBuffer::new(taken.into()),
+                    values,
+                    nulls.finish(),
+                ))
+            }
+        }
+    }
+}
+
+/// Decodes a binary array of `kind` elements into `items`; how many it had. One dimension
+/// only, indexed from 1 (PostgreSQL's default): other arrays have no exact list form.
+fn decode_array(
+    items: &mut Builder,
+    kind: Kind,
+    special: SpecialValues,
+    v: &[u8],
+) -> std::result::Result<usize, Bad> {
+    short(v, 12)?;
+    let ndim = be_i32(v, 0);
+    if ndim == 0 {
+        return Ok(0);
+    }
+    if ndim != 1 {
+        return Err(Bad(format!(
+            "a {ndim}-dimensional array, which has no exact list form; `unsupported: \"text\"` \
+             with `columns` reads such columns as text"
+        )));
+    }
+    short(v, 20)?;
+    let (n, lower) = (be_i32(v, 12), be_i32(v, 16));
+    if lower != 1 {
+        return Err(Bad(format!(
+            "an array indexed from {lower}, which a list would silently index from 1"
+        )));
+    }
+    let mut at = 20usize;
+    for _ in 0..n.max(0) {
+        short(v, at + 4)?;
+        let len = be_i32(v, at);
+        at += 4;
+        if len < 0 {
+            items.null();
+        } else {
+            let len = len as usize;
+            short(v, at + len)?;
+            decode(items, kind, special, &v[at..at + len])?;
+            at += len;
+        }
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// Builds record batches from the rows of a binary COPY.
 pub struct Rows {
     columns: Vec<Column>,
     schema: SchemaRef,
-    builders: Vec<Builder>,
+    builders: Vec<Slot>,
     rows: usize,
     special: SpecialValues,
 }
@@ -492,10 +781,7 @@ impl Rows {
     pub fn new(columns: &[Column], capacity: usize, special: SpecialValues) -> Rows {
         Rows {
             schema: schema_of(columns),
-            builders: columns
-                .iter()
-                .map(|c| Builder::new(c.kind, capacity))
-                .collect(),
+            builders: columns.iter().map(|c| Slot::new(c, capacity)).collect(),
             columns: columns.to_vec(),
             rows: 0,
             special,
@@ -527,7 +813,7 @@ impl Rows {
                     self.builders[i].null();
                     Ok(())
                 }
-                Some(v) => self.value(i, v),
+                Some(v) => self.builders[i].value(self.columns[i].kind, self.special, v),
             };
             if let Err(Bad(what)) = outcome {
                 let c = &self.columns[i];
@@ -541,156 +827,9 @@ impl Rows {
         Ok(())
     }
 
-    /// A value Arrow cannot hold: NULL or an error, as configured.
-    fn special_value(&mut self, i: usize, what: &str) -> Decoded {
-        match self.special {
-            SpecialValues::Null => {
-                self.builders[i].null();
-                Ok(())
-            }
-            SpecialValues::Error => Err(Bad(format!(
-                "{what} has no Arrow form; `special_values: \"null\"` reads it as NULL"
-            ))),
-        }
-    }
-
-    fn value(&mut self, i: usize, v: &[u8]) -> Decoded {
-        let kind = self.columns[i].kind;
-        match (&mut self.builders[i], kind) {
-            (Builder::Bool(b), _) => {
-                short(v, 1)?;
-                b.append_value(v[0] != 0);
-            }
-            (Builder::I16(b), _) => {
-                short(v, 2)?;
-                b.append_value(be_i16(v, 0));
-            }
-            (Builder::I32(b), _) => {
-                short(v, 4)?;
-                b.append_value(be_i32(v, 0));
-            }
-            (Builder::I64(b), Kind::Oid) => {
-                short(v, 4)?;
-                b.append_value(be_i32(v, 0) as u32 as i64);
-            }
-            (Builder::I64(b), _) => {
-                short(v, 8)?;
-                b.append_value(be_i64(v, 0));
-            }
-            (Builder::F32(b), _) => {
-                short(v, 4)?;
-                b.append_value(f32::from_bits(be_i32(v, 0) as u32));
-            }
-            (Builder::F64(b), _) => {
-                short(v, 8)?;
-                b.append_value(f64::from_bits(be_i64(v, 0) as u64));
-            }
-            (Builder::D128(_) | Builder::D256(_), Kind::Decimal { precision, scale }) => {
-                let n = Numeric::parse(v)?;
-                if let Some(s) = n.special() {
-                    return self.special_value(i, &format!("the numeric `{s}`"));
-                }
-                let Some(x) = n.scaled(scale) else {
-                    return Err(Bad(format!(
-                        "{} has more than {scale} decimal places",
-                        n.text()
-                    )));
-                };
-                let fits = x.to_i128().filter(|x| {
-                    x.unsigned_abs() < 10u128.pow(precision.min(38) as u32) || precision > 38
-                });
-                match &mut self.builders[i] {
-                    Builder::D128(b) => match fits {
-                        Some(x) => b.append_value(x),
-                        None => {
-                            return Err(Bad(format!(
-                                "{} does not fit numeric({precision},{scale})",
-                                n.text()
-                            )));
-                        }
-                    },
-                    Builder::D256(b) => b.append_value(x),
-                    _ => unreachable!("a decimal builder"),
-                }
-            }
-            (Builder::Str(b), Kind::NumericText) => b.append_value(Numeric::parse(v)?.text()),
-            (Builder::Str(b), Kind::Jsonb) => {
-                short(v, 1)?;
-                if v[0] != 1 {
-                    return Err(Bad(format!("jsonb of format version {}", v[0])));
-                }
-                b.append_value(utf8(&v[1..])?);
-            }
-            (Builder::Str(b), Kind::TimeTz) => b.append_value(timetz_text(v)?),
-            (Builder::Str(b), Kind::Inet) => b.append_value(inet_text(v)?),
-            (Builder::Str(b), Kind::MacAddr) => {
-                let hex: Vec<String> = v.iter().map(|x| format!("{x:02x}")).collect();
-                b.append_value(hex.join(":"));
-            }
-            (Builder::Str(b), _) => b.append_value(utf8(v)?),
-            (Builder::Bin(b), _) => b.append_value(v),
-            (Builder::Date(b), _) => {
-                short(v, 4)?;
-                let days = be_i32(v, 0);
-                match days {
-                    i32::MAX => return self.special_value(i, "the date `infinity`"),
-                    i32::MIN => return self.special_value(i, "the date `-infinity`"),
-                    _ => match days.checked_add(PG_EPOCH_DAYS) {
-                        Some(d) => b.append_value(d),
-                        None => {
-                            return self.special_value(i, "a date after 5877641 (Arrow's Date32)");
-                        }
-                    },
-                }
-            }
-            (Builder::Time(b), _) => {
-                short(v, 8)?;
-                b.append_value(be_i64(v, 0));
-            }
-            (Builder::Ts(b), _) => {
-                short(v, 8)?;
-                let micros = be_i64(v, 0);
-                match micros {
-                    i64::MAX => return self.special_value(i, "the timestamp `infinity`"),
-                    i64::MIN => return self.special_value(i, "the timestamp `-infinity`"),
-                    _ => match micros.checked_add(PG_EPOCH_MICROS) {
-                        Some(t) => b.append_value(t),
-                        None => {
-                            return self.special_value(
-                                i,
-                                "a timestamp after 294247-01-10 (microseconds since 1970 in \
-                                 64 bits)",
-                            );
-                        }
-                    },
-                }
-            }
-            (Builder::Iv(b), _) => {
-                short(v, 16)?;
-                let micros = be_i64(v, 0);
-                let nanos = micros
-                    .checked_mul(1000)
-                    .ok_or_else(|| Bad(format!("an interval of {micros} µs")))?;
-                b.append_value(IntervalMonthDayNano {
-                    months: be_i32(v, 12),
-                    days: be_i32(v, 8),
-                    nanoseconds: nanos,
-                });
-            }
-            (Builder::Fixed(b), _) => {
-                if v.len() != 16 {
-                    return Err(Bad(format!("a uuid of {} bytes", v.len())));
-                }
-                b.append_value(v).map_err(|e| Bad(e.to_string()))?;
-            }
-            (_, kind) => return Err(Bad(format!("no decoder for {kind:?}"))),
-        }
-        Ok(())
-    }
-
     /// The rows appended so far as one batch; the builders start again.
     pub fn finish(&mut self) -> Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Slot::finish).collect();
         let rows = std::mem::take(&mut self.rows);
         RecordBatch::try_new_with_options(
             self.schema.clone(),

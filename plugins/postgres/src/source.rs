@@ -66,7 +66,8 @@ impl PostgresSource {
 
     /// The columns of the configured table or query, as they will be read.
     async fn columns(&self, client: &Client, relation: Option<u32>) -> Result<Vec<Column>> {
-        let described: Vec<(String, Option<Kind>, String)> = match relation {
+        // (name, kind, type as shown, element kind of a one-dimensional array type)
+        let described: Vec<(String, Option<Kind>, String, Option<Kind>)> = match relation {
             Some(oid) => client
                 .query(
                     &format!(
@@ -74,9 +75,13 @@ impl PostgresSource {
                          (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::int8, \
                          (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int4, \
                          (CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END)::text, \
-                         format_type(a.atttypid, a.atttypmod) \
+                         format_type(a.atttypid, a.atttypmod), \
+                         COALESCE(e.oid, 0)::int8, COALESCE(e.typtype::text, '') \
                          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
                          LEFT JOIN pg_type b ON b.oid = t.typbasetype \
+                         LEFT JOIN pg_type e ON e.oid = \
+                           (CASE WHEN t.typtype = 'd' THEN b.typelem ELSE t.typelem END) \
+                           AND (CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END) = 'A' \
                          WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
                          ORDER BY a.attnum"
                     ),
@@ -88,10 +93,15 @@ impl PostgresSource {
                 .map(|r| {
                     let oid: i64 = r.get(1);
                     let typtype: String = r.get(3);
+                    let elem: i64 = r.get(5);
+                    let elem_typtype: String = r.get(6);
                     (
                         r.get::<_, String>(0),
                         Kind::of(oid as u32, r.get(2), &typtype),
                         r.get::<_, String>(4),
+                        (elem != 0)
+                            .then(|| Kind::of(elem as u32, r.get(2), &elem_typtype))
+                            .flatten(),
                     )
                 })
                 .collect(),
@@ -106,14 +116,21 @@ impl PostgresSource {
                     .iter()
                     .map(|c| {
                         let t = c.type_();
-                        let typtype = match t.kind() {
+                        let typtype = |t: &tokio_postgres::types::Type| match t.kind() {
                             tokio_postgres::types::Kind::Enum(_) => "e",
                             _ => "b",
                         };
+                        let elem = match t.kind() {
+                            tokio_postgres::types::Kind::Array(e) => {
+                                Kind::of(e.oid(), -1, typtype(e))
+                            }
+                            _ => None,
+                        };
                         (
                             c.name().to_owned(),
-                            Kind::of(t.oid(), -1, typtype),
+                            Kind::of(t.oid(), -1, typtype(t)),
                             t.name().to_owned(),
+                            elem,
                         )
                     })
                     .collect()
@@ -123,7 +140,7 @@ impl PostgresSource {
         if let Some(wanted) = wanted {
             let missing: Vec<&String> = wanted
                 .iter()
-                .filter(|w| !described.iter().any(|(n, _, _)| n == *w))
+                .filter(|w| !described.iter().any(|(n, ..)| n == *w))
                 .collect();
             if !missing.is_empty() {
                 return Err(Error::NotFound(format!(
@@ -138,14 +155,15 @@ impl PostgresSource {
         }
         let mut columns = Vec::new();
         let mut unsupported = Vec::new();
-        for (name, kind, pg_type) in described {
+        for (name, kind, pg_type, elem) in described {
             if wanted.is_some_and(|w| !w.contains(&name)) {
                 continue;
             }
-            let (kind, as_text) = match (kind, self.config.unsupported) {
-                (Some(k), _) => (k, false),
-                (None, Unsupported::Text) => (Kind::Text, true),
-                (None, Unsupported::Error) => {
+            let (kind, as_text, array) = match (kind, elem, self.config.unsupported) {
+                (Some(k), _, _) => (k, false, false),
+                (None, Some(e), _) => (e, false, true),
+                (None, None, Unsupported::Text) => (Kind::Text, true, false),
+                (None, None, Unsupported::Error) => {
                     unsupported.push(format!("`{name}` ({pg_type})"));
                     continue;
                 }
@@ -155,6 +173,7 @@ impl PostgresSource {
                 kind,
                 pg_type,
                 as_text,
+                array,
             });
         }
         if !unsupported.is_empty() {
@@ -282,6 +301,7 @@ impl PostgresSource {
         let kind = key
             .as_ref()
             .and_then(|k| columns.iter().find(|c| &c.name == k))
+            .filter(|c| !c.array && !c.as_text)
             .map(|c| c.kind);
         let key_unique = match &key {
             Some(k) => client
@@ -495,6 +515,7 @@ impl Cursor {
             .map(|i| (i, plan.columns[i].kind))
             .filter(|(i, kind)| {
                 !plan.columns[*i].as_text
+                    && !plan.columns[*i].array
                     && matches!(kind, Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Text)
             });
         Cursor {

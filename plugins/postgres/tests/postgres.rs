@@ -369,8 +369,9 @@ fn values_without_an_arrow_form_are_refused_by_name_or_read_as_null() {
 fn unsupported_types_are_refused_by_name_or_read_as_text() {
     let db = Db::new("unsupported");
     db.exec(
-        "CREATE TABLE u (id int4 PRIMARY KEY, tags text[], r int4range, p point, m money);
-         INSERT INTO u VALUES (1, '{a,NULL,\"b c\"}', '[1,5)', '(1,2)', 12.5);",
+        "CREATE TYPE pair AS (a int4, b text);
+         CREATE TABLE u (id int4 PRIMARY KEY, pr pair, r int4range, p point, m money);
+         INSERT INTO u VALUES (1, '(1,\"x y\")', '[1,5)', '(1,2)', 12.5);",
     );
     let dir = tempfile::tempdir().unwrap();
     let (ok, err) = to_parquet(
@@ -381,7 +382,7 @@ fn unsupported_types_are_refused_by_name_or_read_as_text() {
     );
     assert!(!ok);
     for named in [
-        "`tags` (text[])",
+        "`pr` (pair)",
         "`r` (int4range)",
         "`p` (point)",
         "`m` (money)",
@@ -408,7 +409,7 @@ fn unsupported_types_are_refused_by_name_or_read_as_text() {
             .value(0)
             .to_owned()
     };
-    assert_eq!(text("tags"), "{a,NULL,\"b c\"}");
+    assert_eq!(text("pr"), "(1,\"x y\")");
     assert_eq!(text("r"), "[1,5)");
     assert_eq!(text("p"), "(1,2)");
     // Only the columns asked for are read.
@@ -650,4 +651,88 @@ fn a_connection_lost_mid_partition_continues_after_the_last_key_read() {
         batches.push(b);
     }
     assert_eq!(ids(&batches), (1..=200_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn one_dimensional_arrays_read_as_lists_and_other_arrays_are_refused_by_name() {
+    let db = Db::new("arrays");
+    db.exec(
+        "CREATE TABLE a (id int4 PRIMARY KEY, ints int4[], words text[], money numeric(5,2)[],
+                         times timestamptz[]);
+         INSERT INTO a VALUES
+           (1, '{1,NULL,3}', '{a,\"b c\",NULL,\"\"}', '{1.25,NULL}', '{\"2024-01-01 00:00:00+00\"}'),
+           (2, '{}', '{}', NULL, '{}'),
+           (3, NULL, '{🦀}', '{-999.99}', NULL);",
+    );
+    let config = source(&db, serde_json::json!({"table": "a"}));
+    let batches = read_all(&config);
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let schema = batch.schema();
+    assert_eq!(
+        schema.field_with_name("ints").unwrap().data_type(),
+        &DataType::List(std::sync::Arc::new(arrow_schema::Field::new_list_field(
+            DataType::Int32,
+            true
+        )))
+    );
+    let ints = batch.column_by_name("ints").unwrap().as_list::<i32>();
+    let row0 = ints.value(0);
+    let row0 = row0.as_primitive::<Int32Type>();
+    assert_eq!(row0.iter().collect::<Vec<_>>(), [Some(1), None, Some(3)]);
+    assert_eq!(ints.value(1).len(), 0, "an empty array is an empty list");
+    assert!(ints.is_null(2), "a NULL array is a NULL list");
+    let words = batch.column_by_name("words").unwrap().as_list::<i32>();
+    let w0 = words.value(0);
+    let w0 = w0.as_string::<i32>();
+    assert_eq!(
+        w0.iter().collect::<Vec<_>>(),
+        [Some("a"), Some("b c"), None, Some("")]
+    );
+    assert_eq!(words.value(2).as_string::<i32>().value(0), "🦀");
+    let money = batch.column_by_name("money").unwrap().as_list::<i32>();
+    assert_eq!(
+        money.value(0).data_type(),
+        &DataType::Decimal128(5, 2),
+        "elements keep their precision"
+    );
+    assert_eq!(
+        money.value(0).as_primitive::<Decimal128Type>().value(0),
+        125
+    );
+    assert_eq!(
+        money.value(2).as_primitive::<Decimal128Type>().value(0),
+        -99_999
+    );
+    let times = batch.column_by_name("times").unwrap().as_list::<i32>();
+    assert_eq!(
+        times
+            .value(0)
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
+        1_704_067_200_000_000
+    );
+
+    // A two-dimensional array, or one indexed from 0, has no exact list form.
+    let first_error = |config: &serde_json::Value| -> String {
+        let plugin = fastlane_tests::conformance::load("postgres");
+        let source = plugin.create_source("postgres", config).unwrap();
+        let partitions = source
+            .partitions(&fastlane_plugin_api::ReadContext::default())
+            .unwrap();
+        let mut stream = source.read(&partitions[0]).unwrap();
+        loop {
+            match stream.next_batch() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("read without an error"),
+                Err(e) => break e.to_string(),
+            }
+        }
+    };
+    db.exec("INSERT INTO a (id, ints) VALUES (4, '{{1,2},{3,4}}')");
+    let err = first_error(&config);
+    assert!(err.contains("column `ints` (integer[])"), "{err}");
+    assert!(err.contains("2-dimensional"), "{err}");
+    db.exec("UPDATE a SET ints = '[0:1]={5,6}' WHERE id = 4");
+    let err = first_error(&config);
+    assert!(err.contains("indexed from 0"), "{err}");
 }
