@@ -31,5 +31,8 @@ fastlane_plugin_api::export_plugin!(
             "Reads a PostgreSQL table (incremental, partitioned) or a query by binary COPY.",
             |config| PostgresSource::new(config).map(|source| conn::RUNTIME.on(source)),
         )
-        .capabilities(&[fastlane_plugin_api::Capability::VerifyCount])
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
 );

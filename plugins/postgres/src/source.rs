@@ -48,6 +48,8 @@ pub struct PostgresSource {
     /// The planning connection, whose open transaction keeps the run's snapshot importable
     /// until the source is dropped.
     exporter: tokio::sync::Mutex<Option<Client>>,
+    /// Whether reads have positions (asked once).
+    resumable: std::sync::OnceLock<bool>,
 }
 
 impl PostgresSource {
@@ -61,6 +63,7 @@ impl PostgresSource {
             config,
             connection,
             exporter: tokio::sync::Mutex::new(None),
+            resumable: std::sync::OnceLock::new(),
         })
     }
 
@@ -342,7 +345,7 @@ impl PostgresSource {
                 &format!(
                     "SELECT min({k})::int8, max({k})::int8 FROM {}{}",
                     plan.from,
-                    conditions(plan, &Range::default(), None),
+                    conditions(plan, &Range::default(), None, None),
                     k = ident(key)
                 ),
                 &[],
@@ -391,9 +394,9 @@ fn offset_literal(v: &Value) -> Result<String> {
     }
 }
 
-/// ` WHERE …` for the plan's offset, a partition's range and the key a read continues after
-/// (empty when none).
-fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
+/// ` WHERE …` for the plan's offset, a partition's range, the key a read continues after and
+/// the last key it reads (empty when none).
+fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&str>) -> String {
     let Some(key) = &plan.key else {
         return String::new();
     };
@@ -404,6 +407,9 @@ fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
     }
     if let Some(cursor) = cursor {
         parts.push(format!("{k} > {cursor}"));
+    }
+    if let Some(upto) = upto {
+        parts.push(format!("{k} <= {upto}"));
     }
     if let Some(from) = range.from {
         parts.push(format!("{k} >= {from}"));
@@ -418,8 +424,8 @@ fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
     }
 }
 
-/// The SELECT of a partition (after `cursor`, when given), in key order.
-fn select(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
+/// The SELECT of a partition (after `cursor` and up to `upto`, when given), in key order.
+fn select(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&str>) -> String {
     let columns: Vec<String> = plan
         .columns
         .iter()
@@ -445,7 +451,7 @@ fn select(plan: &Plan, range: &Range, cursor: Option<&str>) -> String {
     format!(
         "SELECT {list} FROM {}{}{order}",
         plan.from,
-        conditions(plan, range, cursor)
+        conditions(plan, range, cursor, upto)
     )
 }
 
@@ -503,9 +509,27 @@ struct Cursor {
     key: Option<(usize, Kind)>,
     last: Vec<u8>,
     seen: bool,
+    /// Where the read starts (a resumed range's `after`), until a row is read.
+    start: Option<String>,
 }
 
 impl Cursor {
+    /// The position after the last row read: its key, as JSON.
+    fn position(&self) -> Option<Value> {
+        let (_, kind) = self.key?;
+        if !self.seen {
+            return None;
+        }
+        let v = &self.last;
+        Some(match (kind, v.len()) {
+            (Kind::Int2, 2) => Value::from(i16::from_be_bytes([v[0], v[1]])),
+            (Kind::Int4, 4) => Value::from(i32::from_be_bytes(v[..4].try_into().ok()?)),
+            (Kind::Int8, 8) => Value::from(i64::from_be_bytes(v[..8].try_into().ok()?)),
+            (Kind::Text, _) => Value::String(std::str::from_utf8(v).ok()?.to_owned()),
+            _ => return None,
+        })
+    }
+
     fn new(plan: &Plan) -> Cursor {
         let key = plan
             .key
@@ -537,7 +561,7 @@ impl Cursor {
     fn literal(&self) -> Option<String> {
         let (_, kind) = self.key?;
         if !self.seen {
-            return None;
+            return self.start.clone();
         }
         let v = &self.last;
         Some(match (kind, v.len()) {
@@ -551,10 +575,25 @@ impl Cursor {
 }
 
 /// One COPY over the partition, after the cursor's key when it has one.
+/// Sends a batch with the position after it, when the read has positions.
+async fn send(
+    tx: &fastlane_plugin_support::runtime::BatchSender,
+    rows: &mut Rows,
+    cursor: &Cursor,
+) -> Result<bool> {
+    let batch = rows.finish()?;
+    Ok(match cursor.position() {
+        Some(p) => tx.send_at(batch, p).await,
+        None => tx.send(batch).await,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn copy_pass(
     connection: &tokio_postgres::Config,
     plan: &Plan,
     range: &Range,
+    upto: Option<&str>,
     cursor: &mut Cursor,
     rows: &mut Rows,
     batch_size: usize,
@@ -564,7 +603,7 @@ async fn copy_pass(
     let after = cursor.literal();
     let sql = format!(
         "COPY ({}) TO STDOUT (FORMAT binary)",
-        select(plan, range, after.as_deref())
+        select(plan, range, after.as_deref(), upto)
     );
     let stream = client
         .copy_out(&sql)
@@ -582,7 +621,7 @@ async fn copy_pass(
             let fields = &fields[..width.min(fields.len())];
             rows.push(fields)?;
             cursor.note(fields);
-            if rows.len() >= batch_size && !tx.send(rows.finish()?).await {
+            if rows.len() >= batch_size && !send(tx, rows, cursor).await? {
                 return Ok(Pass::Stopped);
             }
         }
@@ -607,10 +646,12 @@ fn lost(e: &Error) -> bool {
 /// Reads one partition into batches of `batch_size` rows. After a lost connection it
 /// reconnects with backoff, for up to `retry_secs`, and continues after the last key read
 /// (the rows read before are kept, none is read twice) when the key allows it.
+#[allow(clippy::too_many_arguments)]
 async fn read_partition(
     connection: tokio_postgres::Config,
     plan: Plan,
     range: Range,
+    part: Part,
     batch_size: usize,
     special: SpecialValues,
     retry_secs: u64,
@@ -618,6 +659,7 @@ async fn read_partition(
 ) -> Result<()> {
     let mut rows = Rows::new(&plan.columns, batch_size.min(65_536), special);
     let mut cursor = Cursor::new(&plan);
+    cursor.start = part.after;
     let mut lost_at: Option<std::time::Instant> = None;
     let mut wait = std::time::Duration::from_millis(100);
     loop {
@@ -625,6 +667,7 @@ async fn read_partition(
             &connection,
             &plan,
             &range,
+            part.upto.as_deref(),
             &mut cursor,
             &mut rows,
             batch_size,
@@ -647,9 +690,53 @@ async fn read_partition(
         }
     }
     if !rows.is_empty() {
-        tx.send(rows.finish()?).await;
+        send(&tx, &mut rows, &cursor).await?;
     }
     Ok(())
+}
+
+/// The part of a partition a read covers: after one key and up to another (SQL literals),
+/// where a resumed run continues.
+#[derive(Debug, Clone, Default)]
+struct Part {
+    after: Option<String>,
+    upto: Option<String>,
+}
+
+impl PostgresSource {
+    fn stream(
+        &self,
+        partition: &Partition,
+        part: Part,
+    ) -> Result<Box<dyn BatchStream>, PluginError> {
+        let (plan, range) = from_spec(partition)?;
+        let (connection, batch_size, special, retry) = (
+            self.connection.clone(),
+            self.config.batch_size,
+            self.config.special_values,
+            self.config.retry_timeout_secs,
+        );
+        Ok(RUNTIME.stream(
+            2,
+            format!("the reader of partition {}", partition.index),
+            move |tx| {
+                read_partition(
+                    connection, plan, range, part, batch_size, special, retry, tx,
+                )
+            },
+        ))
+    }
+
+    /// Whether the table's key gives positions a read can continue after: the configured key
+    /// or the single-column primary key, with a unique index of its own, an integer or text.
+    async fn positionable(&self) -> Result<bool> {
+        if self.config.table.is_none() {
+            return Ok(false);
+        }
+        let client = connect(&self.connection).await?;
+        let (plan, _) = self.plan(&client, &ReadContext::default()).await?;
+        Ok(plan.key_unique && Cursor::new(&plan).key.is_some())
+    }
 }
 
 impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
@@ -705,18 +792,36 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
     }
 
     fn read(&self, partition: &Partition) -> Result<Box<dyn BatchStream>, PluginError> {
-        let (plan, range) = from_spec(partition)?;
-        let (connection, batch_size, special, retry) = (
-            self.connection.clone(),
-            self.config.batch_size,
-            self.config.special_values,
-            self.config.retry_timeout_secs,
-        );
-        Ok(RUNTIME.stream(
-            2,
-            format!("the reader of partition {}", partition.index),
-            move |tx| read_partition(connection, plan, range, batch_size, special, retry, tx),
-        ))
+        self.stream(partition, Part::default())
+    }
+
+    fn resumable(&self) -> bool {
+        *self.resumable.get_or_init(|| {
+            RUNTIME.block_on(self.positionable()).unwrap_or_else(|e| {
+                log::warn!("postgres: cannot tell whether the table's key gives positions: {e}");
+                false
+            })
+        })
+    }
+
+    fn read_range(
+        &self,
+        partition: &Partition,
+        range: &fastlane_plugin_api::ReadRange,
+    ) -> Result<Box<dyn BatchStream>, PluginError> {
+        let literal = |v: &Option<Value>| -> Result<Option<String>, PluginError> {
+            v.as_ref()
+                .map(offset_literal)
+                .transpose()
+                .map_err(PluginError::from)
+        };
+        self.stream(
+            partition,
+            Part {
+                after: literal(&range.after)?,
+                upto: literal(&range.upto)?,
+            },
+        )
     }
 
     async fn count(&self, partition: &Partition) -> Result<u64, PluginError> {
@@ -727,7 +832,7 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
                 &format!(
                     "SELECT count(*)::int8 FROM {}{}",
                     plan.from,
-                    conditions(&plan, &range, None)
+                    conditions(&plan, &range, None, None)
                 ),
                 &[],
             )
