@@ -16,7 +16,10 @@ venv=tests/bench/out/.venv-postgres
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import connectorx, adbc_driver_postgresql, duckdb, pyarrow' 2>/dev/null; then
-  "$venv/bin/pip" install -q connectorx adbc-driver-postgresql duckdb pyarrow
+# DuckDB downloads its postgres extension from its own site, which this machine may not reach:
+# the extension comes from PyPI instead (duckdb-ext-postgres, built for DuckDB 1.4.4).
+if ! "$venv/bin/python" -c 'import connectorx, adbc_driver_postgresql, duckdb_ext, pyarrow' 2>/dev/null; then
+  "$venv/bin/pip" install -q connectorx adbc-driver-postgresql pyarrow \
+    'duckdb==1.4.4' 'duckdb-ext-postgres==1.4.4.20260205'
 fi
 exec "$venv/bin/python" tests/bench/postgres_bench.py "$@"

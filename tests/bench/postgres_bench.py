@@ -73,10 +73,12 @@ with pg.connect(url) as conn, conn.cursor() as cur:
 """
 
 DUCKDB_CHILD = """
-import sys, duckdb
+import os, sys, sysconfig, duckdb
 url, table, out = sys.argv[1:4]
-con = duckdb.connect()
-con.execute("INSTALL postgres; LOAD postgres")
+# The extension as the duckdb-ext-postgres package ships it (see postgres.sh).
+extensions = os.path.join(sysconfig.get_paths()["purelib"], "duckdb_ext", "extensions")
+con = duckdb.connect(config={"extension_directory": extensions})
+con.execute("LOAD postgres")
 con.execute(f"ATTACH '{url}' AS pg (TYPE postgres, READ_ONLY)")
 con.execute(f"COPY (SELECT * FROM pg.public.{table}) TO '{out}' (FORMAT parquet)")
 """

@@ -214,26 +214,153 @@ impl PostgresSourceConfig {
 
     /// The driver's connection settings.
     pub fn connection(&self) -> tokio_postgres::Config {
-        let mut config = match &self.url {
-            Some(url) => url.parse().unwrap_or_default(),
-            None => {
-                let mut c = tokio_postgres::Config::new();
-                c.host(&self.host)
-                    .port(self.port)
-                    .user(&self.username)
-                    .dbname(self.database.as_deref().unwrap_or_default());
-                if let Some(p) = &self.password {
-                    c.password(p);
-                }
-                c
-            }
-        };
-        config
-            .application_name(&self.application_name)
-            .connect_timeout(std::time::Duration::from_secs(self.connect_timeout_secs));
-        if let Some(secs) = self.statement_timeout_secs {
-            config.options(format!("-c statement_timeout={}", secs * 1000));
-        }
-        config
+        connection(
+            self.url.as_deref(),
+            &self.host,
+            self.port,
+            &self.username,
+            self.password.as_deref(),
+            self.database.as_deref(),
+            &self.application_name,
+            self.connect_timeout_secs,
+            self.statement_timeout_secs,
+        )
     }
+}
+
+/// Configuration of the `postgres` target.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTargetConfig {
+    /// A connection URL, `postgres://user:password@host:port/database?…`, instead of the
+    /// separate fields.
+    pub url: Option<String>,
+    /// Server host name or address (default `127.0.0.1`), or a Unix socket folder.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Server port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// User name (default `postgres`).
+    #[serde(default = "default_username", alias = "user")]
+    pub username: String,
+    /// Password; use `${VAR}` to take it from the environment. Never logged.
+    pub password: Option<String>,
+    /// The database.
+    #[serde(alias = "db", alias = "dbname")]
+    pub database: Option<String>,
+    /// The schema of `table` (default `public`).
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// The table to load; created (with `key` as its primary key) when it does not exist.
+    pub table: String,
+    /// The key: INCREMENTAL runs update the rows whose key they load again (it needs a unique
+    /// index) and continue after its largest value. Without it INCREMENTAL runs append.
+    pub key: Option<String>,
+    /// Rows per COPY (batches larger than this are sent in parts).
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub batch_size: usize,
+    /// The `application_name` the server shows for the connections.
+    #[serde(default = "default_application_name")]
+    pub application_name: String,
+    /// Seconds a statement may run before the server cancels it (default: the server's).
+    #[schemars(range(min = 1))]
+    pub statement_timeout_secs: Option<u64>,
+    /// Seconds allowed to open one connection.
+    #[serde(default = "default_connect_timeout")]
+    #[schemars(range(min = 1))]
+    pub connect_timeout_secs: u64,
+    /// AWS Secrets Manager secret holding `host`, `port`, `username` and `password`.
+    pub secret: Option<String>,
+    /// AWS region of `secret`.
+    pub secret_region: Option<String>,
+    /// How many writers load at once (host setting).
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+}
+
+impl PostgresTargetConfig {
+    /// Checks the configuration without connecting; returns every problem.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(secret) = &self.secret {
+            problems.push(format!(
+                "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the \
+                 `aws` plugin installed, or give `host`, `username` and `password` instead"
+            ));
+        }
+        match &self.url {
+            Some(url) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    problems.push(format!("`url` is not a PostgreSQL URL: {e}"));
+                }
+            }
+            None => match &self.database {
+                Some(db) => check_name("database", db, &mut problems),
+                None => problems.push("`database` (or `url`) is required".to_owned()),
+            },
+        }
+        check_name("schema", &self.schema, &mut problems);
+        check_name("table", &self.table, &mut problems);
+        if let Some(key) = &self.key {
+            check_name("key", key, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The driver's connection settings.
+    pub fn connection(&self) -> tokio_postgres::Config {
+        connection(
+            self.url.as_deref(),
+            &self.host,
+            self.port,
+            &self.username,
+            self.password.as_deref(),
+            self.database.as_deref(),
+            &self.application_name,
+            self.connect_timeout_secs,
+            self.statement_timeout_secs,
+        )
+    }
+}
+
+/// Connection settings from a URL or the separate fields.
+#[allow(clippy::too_many_arguments)]
+fn connection(
+    url: Option<&str>,
+    host: &str,
+    port: u16,
+    username: &str,
+    password: Option<&str>,
+    database: Option<&str>,
+    application_name: &str,
+    connect_timeout_secs: u64,
+    statement_timeout_secs: Option<u64>,
+) -> tokio_postgres::Config {
+    let mut config = match url {
+        Some(url) => url.parse().unwrap_or_default(),
+        None => {
+            let mut c = tokio_postgres::Config::new();
+            c.host(host)
+                .port(port)
+                .user(username)
+                .dbname(database.unwrap_or_default());
+            if let Some(p) = password {
+                c.password(p);
+            }
+            c
+        }
+    };
+    config
+        .application_name(application_name)
+        .connect_timeout(std::time::Duration::from_secs(connect_timeout_secs));
+    if let Some(secs) = statement_timeout_secs {
+        config.options(format!("-c statement_timeout={}", secs * 1000));
+    }
+    config
 }

@@ -1,0 +1,368 @@
+//! The `postgres` target against the PostgreSQL server on 127.0.0.1:5432 (user `postgres`,
+//! trust; tests/services.sh starts it): PostgreSQL→PostgreSQL round trips compared row by row
+//! on the server, FULL_TABLE replacing rows while keeping the table and what is on it,
+//! INCREMENTAL upserts and offsets, a failed run leaving the table as it was, and refusals.
+
+use std::path::Path;
+use std::process::Command;
+
+use fastlane_tests::fastlane_bin;
+use serde_json::json;
+
+fn psql(database: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A fresh database, dropped at the end.
+struct Db {
+    name: String,
+}
+
+impl Db {
+    fn new(tag: &str) -> Db {
+        let name = format!("fl_pgt_{tag}_{}", std::process::id());
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"),
+        );
+        Db { name }
+    }
+
+    fn exec(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    /// Every row of `table` as the server writes it, in key order.
+    fn rows(&self, table: &str) -> String {
+        self.exec(&format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY id), '') FROM {table} t"
+        ))
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
+}
+
+fn run(
+    dir: &Path,
+    mode: &str,
+    source: serde_json::Value,
+    target: serde_json::Value,
+) -> (bool, String) {
+    let path = dir.join("pipeline.json");
+    std::fs::write(
+        &path,
+        json!({
+            "name": "pg-target-test", "replication_mode": mode,
+            "source": source, "transform": {"add_op_fields": false},
+            "target": {"postgres": target},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(fastlane_bin())
+        .current_dir(dir)
+        .args(["--progress", "off", "--no-monitor"])
+        .arg(format!("--config={}", path.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn postgresql_to_postgresql_keeps_every_value_of_every_type() {
+    let db = Db::new("roundtrip");
+    db.exec(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE TABLE types (
+           id int8 PRIMARY KEY, b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
+           n numeric(12,2), nbig numeric(50,10), nu numeric, t text, vc varchar(20), c char(3),
+           j json, jb jsonb, by bytea, d date, tm time, tz timetz, ts timestamp,
+           tstz timestamptz, iv interval, u uuid, ip inet, mac macaddr, e mood,
+           ints int4[], words text[]);
+         INSERT INTO types VALUES
+          (1, true, -32768, -2147483648, -9223372036854775808, 'NaN', '-Infinity',
+           -9999999999.99, 1234567890123456789012345678901234567890.0123456789, 'NaN',
+           '🦀 four bytes', '', 'ab', '{\"a\": [1, 2]}', '{\"b\": null}', '\\x00ff',
+           '4713-01-01 BC', '23:59:59.999999', '12:30:00.5+02', '2024-02-29 12:00:00.000001',
+           '2024-03-10 12:00:00+05', '1 year 2 mons 3 days 04:05:06.789',
+           'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2001:db8::1/64', '08:00:2b:01:02:03',
+           'happy', '{1,NULL,3}', '{a,\"b c\",NULL,\"\"}'),
+          (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{}', NULL),
+          (3, false, 32767, 2147483647, 9223372036854775807, 3.5, 1e308, 0.01,
+           -0.0000000001, '-123456789012345678901234567890.000000000000000000001',
+           repeat('x', 100000), 'twenty chars long!!!', 'abc', '[]', '[]',
+           decode(repeat('ab', 100000), 'hex'), '2000-01-01', '00:00:00', '00:00:00-09:30',
+           '1970-01-01 00:00:00', '1999-12-31 23:59:59.999999-01', '-1 days -00:00:00.000001',
+           '00000000-0000-0000-0000-000000000000', '192.168.0.1', 'ff:ff:ff:ff:ff:ff',
+           'sad', NULL, '{🦀}');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        json!({"postgres": {"url": db.url(), "table": "types"}}),
+        json!({"url": db.url(), "table": "copy", "key": "id"}),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(db.rows("copy"), db.rows("types"));
+    // The new table has the source's types, and the key as its primary key.
+    assert_eq!(
+        db.exec(
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) \
+             FROM pg_attribute WHERE attrelid = 'copy'::regclass AND attnum > 0"
+        ),
+        db.exec(
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) \
+             FROM pg_attribute WHERE attrelid = 'types'::regclass AND attnum > 0"
+        )
+    );
+    assert_eq!(
+        db.exec("SELECT count(*) FROM pg_index WHERE indrelid = 'copy'::regclass AND indisprimary"),
+        "1"
+    );
+    // No staging table is left.
+    assert_eq!(
+        db.exec("SELECT count(*) FROM pg_tables WHERE tablename LIKE '\\_fastlane%'"),
+        "0"
+    );
+}
+
+#[test]
+fn full_table_replaces_the_rows_and_keeps_the_table_with_what_is_on_it() {
+    let db = Db::new("full");
+    db.exec(
+        "CREATE TABLE src (id int4 PRIMARY KEY, name text, amount numeric(8,2));
+         INSERT INTO src SELECT g, 'n' || g, g * 1.5 FROM generate_series(1, 5000) g;
+         CREATE TABLE dst (id int8 PRIMARY KEY, name varchar(40) NOT NULL, amount numeric(10,3),
+                           extra text DEFAULT 'kept');
+         CREATE INDEX dst_name ON dst (name);
+         COMMENT ON TABLE dst IS 'the destination';
+         DO $$ BEGIN CREATE ROLE fl_reader_test NOLOGIN;
+               EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT SELECT ON dst TO fl_reader_test;
+         INSERT INTO dst VALUES (999999, 'old row', 1, 'x');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        json!({"postgres": {"url": db.url(), "table": "src", "partitions": 3}}),
+        json!({"url": db.url(), "table": "dst"}),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        db.exec("SELECT count(*), sum(id), sum(amount) FROM dst"),
+        "5000|12502500|18753750.000"
+    );
+    assert_eq!(
+        db.exec("SELECT count(*) FROM dst WHERE extra = 'kept'"),
+        "5000",
+        "defaults apply"
+    );
+    assert_eq!(
+        db.exec("SELECT obj_description('dst'::regclass)"),
+        "the destination"
+    );
+    assert_eq!(
+        db.exec("SELECT count(*) FROM pg_indexes WHERE tablename = 'dst'"),
+        "2"
+    );
+    assert_eq!(
+        db.exec("SELECT has_table_privilege('fl_reader_test', 'dst', 'SELECT')"),
+        "t"
+    );
+    // A run that fails leaves the table as it was: a value the table refuses (too long).
+    db.exec("UPDATE src SET name = repeat('y', 50) WHERE id = 4000");
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        json!({"postgres": {"url": db.url(), "table": "src"}}),
+        json!({"url": db.url(), "table": "dst"}),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("publishing the run into \"public\".\"dst\""),
+        "{err}"
+    );
+    assert!(err.contains("value too long"), "{err}");
+    assert_eq!(
+        db.exec("SELECT count(*), sum(id) FROM dst"),
+        "5000|12502500"
+    );
+    assert_eq!(
+        db.exec("SELECT count(*) FROM pg_tables WHERE tablename LIKE '\\_fastlane%'"),
+        "0"
+    );
+    psql("postgres", "DROP OWNED BY fl_reader_test CASCADE");
+    let _ = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+        .arg("DROP ROLE IF EXISTS fl_reader_test")
+        .output();
+}
+
+#[test]
+fn incremental_runs_upsert_on_the_key_and_continue_after_the_target_offset() {
+    let db = Db::new("incremental");
+    db.exec(
+        "CREATE TABLE src (id int8 PRIMARY KEY, v text);
+         INSERT INTO src SELECT g, 'first' FROM generate_series(1, 1000) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = json!({"postgres": {"url": db.url(), "table": "src", "replication_key": "id"}});
+    let target = json!({"url": db.url(), "table": "dst", "key": "id"});
+    let (ok, err) = run(dir.path(), "INCREMENTAL", source.clone(), target.clone());
+    assert!(ok, "{err}");
+    assert_eq!(db.exec("SELECT count(*) FROM dst"), "1000");
+    // Only rows after the target's largest key are read; a key loaded again is updated.
+    db.exec("INSERT INTO src SELECT g, 'second' FROM generate_series(1001, 1500) g");
+    db.exec("INSERT INTO dst VALUES (1200, 'stale')");
+    let (ok, err) = run(dir.path(), "INCREMENTAL", source.clone(), target.clone());
+    assert!(ok, "{err}");
+    // The target's offset was 1200: rows 1201..1500 come.
+    assert_eq!(db.exec("SELECT count(*) FROM dst"), "1301");
+    assert_eq!(db.exec("SELECT v FROM dst WHERE id = 1200"), "stale");
+    assert_eq!(
+        db.exec("SELECT count(*) FROM dst WHERE v = 'second'"),
+        "300"
+    );
+    // With rows above 1000 gone from the target, its offset is 1000 again: rows 1001..1500
+    // are read again, and those still there (none here) would be updated in place.
+    db.exec("DELETE FROM dst WHERE id > 1000");
+    db.exec("INSERT INTO dst VALUES (1001, 'old')");
+    db.exec("UPDATE src SET v = 'third' WHERE id > 1000");
+    let (ok, err) = run(dir.path(), "INCREMENTAL", source, target);
+    assert!(ok, "{err}");
+    // The offset is now 1001: rows 1002..1500 come, and 1001 stays as it was.
+    assert_eq!(db.exec("SELECT count(*) FROM dst WHERE v = 'third'"), "499");
+    assert_eq!(db.exec("SELECT v FROM dst WHERE id = 1001"), "old");
+    assert_eq!(db.exec("SELECT count(*) FROM dst"), "1500");
+}
+
+#[test]
+fn a_file_to_postgresql_load_maps_arrow_types_and_refuses_what_it_cannot_hold() {
+    let db = Db::new("file");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.csv"),
+        "id,name,price,day\n1,a,1.5,2024-01-01\n2,b,,2024-01-02\n3,\"c, d\",3.25,\n",
+    )
+    .unwrap();
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        json!({"file": {"path": "in.csv"}}),
+        json!({"url": db.url(), "table": "from_csv"}),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        db.exec("SELECT string_agg(id || '/' || name || '/' || coalesce(price::text, '-'), ' ' ORDER BY id) FROM from_csv"),
+        "1/a/1.5 2/b/- 3/c, d/3.25"
+    );
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        json!({"file": {"path": "in.csv"}}),
+        json!({"url": db.url(), "table": "from_csv", "schema": "nowhere"}),
+    );
+    assert!(!ok);
+    assert!(err.contains("nowhere"), "{err}");
+}
+
+#[test]
+fn an_incremental_load_of_keys_already_there_updates_them_in_place() {
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use fastlane_plugin_api::{ReplicationMode, Target, WriteContext};
+    use std::sync::Arc;
+
+    let db = Db::new("upsert");
+    db.exec(
+        "CREATE TABLE dst (id int8 PRIMARY KEY, v text, untouched text DEFAULT 'd');
+         INSERT INTO dst (id, v, untouched) VALUES (1, 'one', 'x'), (2, 'two', 'y');",
+    );
+    let plugin = fastlane_tests::conformance::load("postgres");
+    let mut target = plugin
+        .create_target(
+            "postgres",
+            &json!({"url": db.url(), "table": "dst", "key": "id"}),
+        )
+        .unwrap();
+    target
+        .open(&WriteContext {
+            mode: ReplicationMode::Incremental,
+            run_id: "upsert-1".into(),
+            concurrency: 1,
+            checkpoint: None,
+        })
+        .unwrap();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "id",
+            Arc::new(Int64Array::from(vec![2, 3])) as arrow_array::ArrayRef,
+        ),
+        ("v", Arc::new(StringArray::from(vec!["TWO", "three"]))),
+    ])
+    .unwrap();
+    let mut writer = target.writer(0).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+    target.commit().unwrap();
+    assert_eq!(
+        db.exec("SELECT string_agg(id || '=' || v || '/' || untouched, ' ' ORDER BY id) FROM dst"),
+        "1=one/x 2=TWO/y 3=three/d",
+        "key 2 updated (its other columns kept), key 3 added"
+    );
+    // A second run holding the table's lock is refused while the first is open.
+    let mut first = plugin
+        .create_target("postgres", &json!({"url": db.url(), "table": "dst"}))
+        .unwrap();
+    let context = WriteContext {
+        mode: ReplicationMode::FullTable,
+        run_id: "lock-1".into(),
+        concurrency: 1,
+        checkpoint: None,
+    };
+    first.open(&context).unwrap();
+    let mut second = plugin
+        .create_target("postgres", &json!({"url": db.url(), "table": "dst"}))
+        .unwrap();
+    let err = second.open(&context).unwrap_err().to_string();
+    assert!(err.contains("another run is loading"), "{err}");
+    first.abort().unwrap();
+    assert_eq!(
+        db.exec("SELECT count(*) FROM dst"),
+        "3",
+        "an aborted run changes nothing"
+    );
+}
