@@ -345,11 +345,7 @@ struct PostgresWriter {
 
 impl PostgresWriter {
     /// The staging's columns, making the staging table from the first batch's schema.
-    async fn columns(
-        &self,
-        client: &Client,
-        batch: &RecordBatch,
-    ) -> Result<StagedColumns> {
+    async fn columns(&self, client: &Client, batch: &RecordBatch) -> Result<StagedColumns> {
         let mut columns = self.shared.columns.lock().await;
         if let Some(c) = columns.as_ref() {
             return Ok(c.clone());

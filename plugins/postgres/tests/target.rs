@@ -366,3 +366,85 @@ fn an_incremental_load_of_keys_already_there_updates_them_in_place() {
         "an aborted run changes nothing"
     );
 }
+
+fn mariadb(sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "-uroot",
+            "-h127.0.0.1",
+            "-P3306",
+            "--default-character-set=utf8mb4",
+        ])
+        .args(["-N", "-B", "-e", sql])
+        .output()
+        .expect("the mariadb client (tests/services.sh starts the server with it)");
+    assert!(
+        out.status.success(),
+        "mariadb: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn mysql_to_postgresql_to_mysql_gives_back_the_same_rows() {
+    let db = Db::new("mysqlrt");
+    let my = format!("fl_pg_rt_{}", std::process::id());
+    mariadb(&format!(
+        "DROP DATABASE IF EXISTS {my}; CREATE DATABASE {my} CHARACTER SET utf8mb4;
+         CREATE TABLE {my}.src (id BIGINT PRIMARY KEY, i INT, d DECIMAL(12,2), f DOUBLE,
+           v VARCHAR(40), t TEXT, dt DATETIME(6), dd DATE, b BOOL, bl BLOB);
+         INSERT INTO {my}.src VALUES
+           (1, -2147483648, -9999999999.99, 1.5e300, '🦀 ünïcode', REPEAT('t', 5000),
+            '2024-02-29 12:34:56.123456', '1000-01-01', 1, X'00FF10'),
+           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+           (3, 2147483647, 0.01, -0.0, '', '', '9999-12-31 23:59:59.999999', '9999-12-31', 0, X'');"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mysql = |table: &str| json!({"host": "127.0.0.1", "port": 3306, "username": "root", "db": my, "table": table});
+    let mut source = mysql("src");
+    source["key"] = json!("id");
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        json!({ "mysql": source }),
+        json!({"url": db.url(), "table": "through", "key": "id"}),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(db.exec("SELECT count(*) FROM through"), "3");
+    // Back into MariaDB, through the mysql target.
+    let path = dir.path().join("back.json");
+    std::fs::write(
+        &path,
+        json!({
+            "name": "pg-to-mysql", "replication_mode": "FULL_TABLE",
+            "source": {"postgres": {"url": db.url(), "table": "through"}},
+            "transform": {"add_op_fields": false},
+            "target": {"mysql": mysql("back")},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(fastlane_bin())
+        .current_dir(dir.path())
+        .args(["--progress", "off", "--no-monitor"])
+        .arg(format!("--config={}", path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = |table: &str| {
+        mariadb(&format!(
+            "SET SESSION group_concat_max_len = 1000000;
+             SELECT MD5(GROUP_CONCAT(CONCAT_WS('|', id, IFNULL(i, 'N'), IFNULL(d, 'N'),
+               IFNULL(f, 'N'), IFNULL(v, 'N'), IFNULL(t, 'N'), IFNULL(dt, 'N'), IFNULL(dd, 'N'),
+               IFNULL(b, 'N'), IFNULL(HEX(bl), 'N')) ORDER BY id SEPARATOR '\\n'))
+             FROM {my}.{table}"
+        ))
+    };
+    assert_eq!(rows("back"), rows("src"));
+    mariadb(&format!("DROP DATABASE {my}"));
+}
