@@ -107,8 +107,9 @@ pub struct PostgresSourceConfig {
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub batch_size: usize,
-    /// Splits an integer key's range (MIN to MAX) into this many contiguous ranges, read in
-    /// parallel over separate connections.
+    /// Splits the table into this many contiguous parts read in parallel over separate
+    /// connections: an integer key's range in equal widths, another key at quantiles of a
+    /// sample, a table without a key by ranges of its blocks.
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 1024))]
     pub partitions: usize,

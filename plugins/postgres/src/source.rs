@@ -34,11 +34,16 @@ struct Plan {
     snapshot: Option<String>,
 }
 
-/// One partition's part of the key: `from <= key < below` (unbounded where `None`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// One partition's part of the table: `from <= key < below` (SQL literals, unbounded where
+/// `None`), or for a table without a key, the rows in blocks `from_block..below_block`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Range {
-    from: Option<i64>,
-    below: Option<i64>,
+    from: Option<String>,
+    below: Option<String>,
+    #[serde(default)]
+    from_block: Option<u32>,
+    #[serde(default)]
+    below_block: Option<u32>,
 }
 
 /// The `postgres` source.
@@ -335,29 +340,129 @@ impl PostgresSource {
         ))
     }
 
-    /// Contiguous integer key ranges between the key's smallest and largest values.
-    async fn split(&self, client: &Client, plan: &Plan, parts: usize) -> Result<Vec<Range>> {
+    /// Contiguous ranges of the key (integer keys between their smallest and largest values,
+    /// other keys between quantiles of a sample), or of the table's blocks when it has no key.
+    async fn split(
+        &self,
+        client: &Client,
+        plan: &Plan,
+        kind: Option<Kind>,
+        parts: usize,
+    ) -> Result<Vec<Range>> {
         let Some(key) = &plan.key else {
-            return Ok(vec![Range::default()]);
+            return self.split_blocks(client, plan, parts).await;
         };
-        let row = client
+        let k = ident(key);
+        let whole = conditions(plan, &Range::default(), None, None);
+        if matches!(kind, Some(Kind::Int2 | Kind::Int4 | Kind::Int8)) {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT min({k})::int8, max({k})::int8 FROM {}{whole}",
+                        plan.from
+                    ),
+                    &[],
+                )
+                .await
+                .what(|| "reading the key's range".into())?;
+            let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+            else {
+                return Ok(vec![Range::default()]);
+            };
+            return Ok(ranges(lo, hi, parts));
+        }
+        // Quantiles of the key over a sample of about 200,000 rows.
+        let tuples: f64 = client
             .query_one(
                 &format!(
-                    "SELECT min({k})::int8, max({k})::int8 FROM {}{}",
-                    plan.from,
-                    conditions(plan, &Range::default(), None, None),
-                    k = ident(key)
+                    "SELECT reltuples::float8 FROM pg_class WHERE oid = '{}'::regclass",
+                    plan.from.replace('\'', "''")
                 ),
                 &[],
             )
             .await
-            .what(|| "reading the key's range".into())?;
-        let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
-        else {
-            return Ok(vec![Range::default()]);
+            .what(|| "reading the table's size".into())?
+            .get(0);
+        let sample = if tuples > 200_000.0 {
+            format!(
+                " TABLESAMPLE SYSTEM ({})",
+                (200_000.0 / tuples * 100.0).clamp(0.01, 100.0)
+            )
+        } else {
+            String::new()
         };
-        Ok(ranges(lo, hi, parts))
+        let fractions: Vec<String> = (1..parts)
+            .map(|i| format!("{}", i as f64 / parts as f64))
+            .collect();
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT (percentile_disc(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {k}))::text[] \
+                     FROM {}{sample}{whole}",
+                    fractions.join(", "),
+                    plan.from
+                ),
+                &[],
+            )
+            .await
+            .what(|| "sampling the key's quantiles".into())?;
+        let mut bounds: Vec<String> = row
+            .get::<_, Option<Vec<Option<String>>>>(0)
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect();
+        bounds.dedup();
+        Ok(between(bounds.into_iter().map(|b| literal(&b)).collect()))
     }
+
+    /// Ranges of a keyless table's blocks, read by `ctid` (PostgreSQL 14 and later scan them).
+    async fn split_blocks(&self, client: &Client, plan: &Plan, parts: usize) -> Result<Vec<Range>> {
+        let blocks: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT (pg_relation_size('{}'::regclass) / current_setting('block_size')::int8)::int8",
+                    plan.from.replace('\'', "''")
+                ),
+                &[],
+            )
+            .await
+            .what(|| "reading the table's size".into())?
+            .get(0);
+        let blocks = u32::try_from(blocks).unwrap_or(u32::MAX);
+        let parts = (parts as u32).min(blocks).max(1);
+        if parts <= 1 {
+            return Ok(vec![Range::default()]);
+        }
+        let width = blocks.div_ceil(parts);
+        Ok((0..parts)
+            .map(|i| Range {
+                from_block: (i > 0).then_some(i * width),
+                below_block: (i + 1 < parts).then_some((i + 1) * width),
+                ..Range::default()
+            })
+            .collect())
+    }
+}
+
+/// Contiguous ranges split at `bounds` (ascending SQL literals); the first and last are
+/// open-ended.
+fn between(bounds: Vec<String>) -> Vec<Range> {
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    let mut from = None;
+    for b in bounds {
+        out.push(Range {
+            from,
+            below: Some(b.clone()),
+            ..Range::default()
+        });
+        from = Some(b);
+    }
+    out.push(Range {
+        from,
+        ..Range::default()
+    });
+    out
 }
 
 /// `parts` contiguous ranges over `lo..=hi` (fewer when it holds fewer values); the first
@@ -366,20 +471,11 @@ fn ranges(lo: i64, hi: i64, parts: usize) -> Vec<Range> {
     let span = hi as i128 - lo as i128 + 1;
     let parts = (parts.max(1) as i128).min(span).max(1);
     let width = (span + parts - 1) / parts;
-    let bounds: Vec<i64> = (1..parts)
-        .map(|i| (lo as i128 + i * width) as i64)
-        .collect();
-    let mut out = Vec::with_capacity(bounds.len() + 1);
-    let mut from = None;
-    for b in bounds {
-        out.push(Range {
-            from,
-            below: Some(b),
-        });
-        from = Some(b);
-    }
-    out.push(Range { from, below: None });
-    out
+    between(
+        (1..parts)
+            .map(|i| ((lo as i128 + i * width) as i64).to_string())
+            .collect(),
+    )
 }
 
 /// An offset as SQL: a number as it is, text as a literal the server casts to the key's type.
@@ -398,7 +494,18 @@ fn offset_literal(v: &Value) -> Result<String> {
 /// the last key it reads (empty when none).
 fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&str>) -> String {
     let Some(key) = &plan.key else {
-        return String::new();
+        let mut parts = Vec::new();
+        if let Some(b) = range.from_block {
+            parts.push(format!("ctid >= '({b},0)'::tid"));
+        }
+        if let Some(b) = range.below_block {
+            parts.push(format!("ctid < '({b},0)'::tid"));
+        }
+        return if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", parts.join(" AND "))
+        };
     };
     let k = ident(key);
     let mut parts = Vec::new();
@@ -411,10 +518,10 @@ fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&st
     if let Some(upto) = upto {
         parts.push(format!("{k} <= {upto}"));
     }
-    if let Some(from) = range.from {
+    if let Some(from) = &range.from {
         parts.push(format!("{k} >= {from}"));
     }
-    if let Some(below) = range.below {
+    if let Some(below) = &range.below {
         parts.push(format!("{k} < {below}"));
     }
     if parts.is_empty() {
@@ -768,16 +875,10 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
         };
         let (mut plan, key_kind) = self.plan(&client, context).await?;
         plan.snapshot = snapshot;
-        let integer_key = matches!(key_kind, Some(Kind::Int2 | Kind::Int4 | Kind::Int8));
-        let ranges = if self.config.partitions > 1 && integer_key {
-            self.split(&client, &plan, self.config.partitions).await?
+        let ranges = if self.config.partitions > 1 && self.config.table.is_some() {
+            self.split(&client, &plan, key_kind, self.config.partitions)
+                .await?
         } else {
-            if self.config.partitions > 1 {
-                log::warn!(
-                    "postgres: `partitions` splits integer keys only; the table is read as one \
-                     partition"
-                );
-            }
             vec![Range::default()]
         };
         *self.exporter.lock().await = Some(client);
@@ -852,8 +953,8 @@ mod tests {
         let r = ranges(1, 100, 4);
         assert_eq!(r.len(), 4);
         assert_eq!(r[0].from, None);
-        assert_eq!(r[0].below, Some(26));
-        assert_eq!(r[3].from, Some(76));
+        assert_eq!(r[0].below.as_deref(), Some("26"));
+        assert_eq!(r[3].from.as_deref(), Some("76"));
         assert_eq!(r[3].below, None);
         assert_eq!(ranges(5, 6, 8).len(), 2, "no more ranges than values");
         assert_eq!(ranges(i64::MIN, i64::MAX, 2).len(), 2);

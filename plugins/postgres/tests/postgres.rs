@@ -736,3 +736,57 @@ fn one_dimensional_arrays_read_as_lists_and_other_arrays_are_refused_by_name() {
     let err = first_error(&config);
     assert!(err.contains("indexed from 0"), "{err}");
 }
+
+#[test]
+fn text_uuid_and_keyless_tables_split_into_partitions_that_read_every_row_once() {
+    let db = Db::new("keys");
+    db.exec(
+        "CREATE TABLE by_text (code text PRIMARY KEY, n int4);
+         -- Skewed: most codes start with 'a'.
+         INSERT INTO by_text SELECT CASE WHEN g % 10 < 8 THEN 'a' ELSE chr(98 + g % 20) END
+                                    || lpad(g::text, 7, '0'), g
+                             FROM generate_series(1, 30000) g;
+         CREATE TABLE by_uuid (u uuid PRIMARY KEY, n int4);
+         INSERT INTO by_uuid SELECT md5(g::text)::uuid, g FROM generate_series(1, 20000) g;
+         CREATE TABLE keyless (n int4, v text);
+         INSERT INTO keyless SELECT g, repeat('k', 50) FROM generate_series(1, 50000) g;",
+    );
+    for (table, extra, rows) in [
+        ("by_text", json_key("code"), 30000),
+        ("by_uuid", json_key("u"), 20000),
+        ("keyless", serde_json::json!({}), 50000),
+    ] {
+        let mut config = source(&db, serde_json::json!({"table": table, "partitions": 4}));
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (_plugin, source, partitions) = planned(&config);
+        assert!(
+            partitions.len() >= 3,
+            "{table}: {} partitions",
+            partitions.len()
+        );
+        let mut ns = Vec::new();
+        let mut counted = 0;
+        for p in &partitions {
+            counted += source.count(p).unwrap();
+            let mut stream = source.read(p).expect("read");
+            while let Some(b) = stream.next_batch().expect("batch") {
+                let n = b.column_by_name("n").unwrap().as_primitive::<Int32Type>();
+                ns.extend(n.values().iter().copied());
+            }
+        }
+        ns.sort_unstable();
+        assert_eq!(
+            ns,
+            (1..=rows).collect::<Vec<i32>>(),
+            "{table}: every row once"
+        );
+        assert_eq!(counted, rows as u64, "{table}: counts per partition");
+    }
+}
+
+fn json_key(key: &str) -> serde_json::Value {
+    serde_json::json!({ "replication_key": key })
+}
