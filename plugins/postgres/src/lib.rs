@@ -48,4 +48,8 @@ fastlane_plugin_api::export_plugin!(
              transaction: rows replaced, appended or upserted on the key.",
             |config| PostgresTarget::new(config).map(|target| conn::RUNTIME.on(target)),
         )
+        .capabilities(&[
+            fastlane_plugin_api::Capability::Resume,
+            fastlane_plugin_api::Capability::VerifyCount,
+        ])
 );

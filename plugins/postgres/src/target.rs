@@ -3,23 +3,37 @@
 //! table's rows replaced, the table itself with its indexes, constraints, grants, triggers and
 //! comments kept; INCREMENTAL: rows appended, or upserted on the key); `abort` drops it, so a
 //! failed run leaves the table as it was.
+//!
+//! In a checkpointed run each batch is loaded in one transaction with its tag, in the table's
+//! checkpoint table `_fastlane_ckpt_<table hash>` (which also keeps the run's plan and staging
+//! columns); a failed run is suspended with its staging kept, and the next run resumes it.
+//! Staging and checkpoints are both unlogged: a server crash empties both together, and the
+//! run then starts over, never trusting a tag whose rows are gone.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use fastlane_plugin_api::{PluginError, ReplicationMode, WriteContext, Writer};
+use fastlane_plugin_api::{PluginError, ReplicationMode, StagedRun, WriteContext, Writer};
 use futures_util::SinkExt;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::config::PostgresTargetConfig;
-use crate::conn::{RUNTIME, connect, ident, qualified};
+use crate::conn::{RUNTIME, connect, ident, literal, qualified};
 use crate::encode::{Staged, copy_data, staged};
 use crate::error::{Context, Error, Result};
 
-/// The staging's columns: name, how it is staged, and the PostgreSQL type a `postgres` source
-/// read it as (the type a new table gets).
-type StagedColumns = Vec<(String, Staged, Option<String>)>;
+/// A staging column: its name, its type in the staging table, and the PostgreSQL type a
+/// `postgres` source read it as (the type a new table gets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StagedColumn {
+    name: String,
+    pg_type: String,
+    hint: Option<String>,
+}
+
+type StagedColumns = Vec<StagedColumn>;
 
 /// What the writers of a run share: where to connect, the staging table, and its columns once
 /// the first batch has made it.
@@ -29,6 +43,8 @@ struct Shared {
     staging: String,
     batch_size: usize,
     columns: tokio::sync::Mutex<Option<StagedColumns>>,
+    /// The checkpoint table and the run's id, in a checkpointed run.
+    checkpoints: Option<(String, String)>,
 }
 
 /// A run in progress: the connection holding the table's lock, and the shared state.
@@ -36,6 +52,8 @@ struct Run {
     control: Client,
     mode: ReplicationMode,
     shared: Arc<Shared>,
+    /// The tags of a resumed run's staged rows.
+    tags: Vec<String>,
 }
 
 /// The `postgres` target.
@@ -63,13 +81,47 @@ impl PostgresTarget {
         qualified(&self.config.schema, &self.config.table)
     }
 
-    /// The prefix of this table's staging tables (a short hash of its name).
-    fn staging_prefix(&self) -> String {
+    /// A short hash of the table's name, in the names of its staging and checkpoint tables.
+    fn table_hash(&self) -> String {
         let mut h: u32 = 0x811c_9dc5;
         for b in self.table().bytes() {
             h = (h ^ b as u32).wrapping_mul(0x0100_0193);
         }
-        format!("_fastlane_stage_{h:08x}_")
+        format!("{h:08x}")
+    }
+
+    /// The prefix of this table's staging tables.
+    fn staging_prefix(&self) -> String {
+        format!("_fastlane_stage_{}_", self.table_hash())
+    }
+
+    /// The staging table of run `run_id`.
+    fn staging_name(&self, run_id: &str) -> String {
+        let run: String = run_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        format!("{}{run}", self.staging_prefix())
+            .chars()
+            .take(63)
+            .collect()
+    }
+
+    /// This table's checkpoint table, quoted.
+    fn checkpoint_table(&self) -> String {
+        qualified(
+            &self.config.schema,
+            &format!("_fastlane_ckpt_{}", self.table_hash()),
+        )
+    }
+
+    async fn exists(&self, client: &Client, qualified_name: &str) -> Result<bool> {
+        Ok(client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified_name])
+            .await
+            .what(|| format!("looking up {qualified_name}"))?
+            .get(0))
     }
 
     /// The target table's columns and their types, or `None` when it does not exist.
@@ -111,7 +163,10 @@ impl PostgresTarget {
                 "another run is loading {table}; two runs never load one table at once"
             )));
         }
-        // Staging tables of earlier runs that died (this run holds the table's lock).
+        let staging = self.staging_name(&context.run_id);
+        let resume = context.checkpoint.as_ref().is_some_and(|c| c.resume);
+        // Staging tables of earlier runs that died (this run holds the table's lock), except
+        // the one this run resumes.
         let prefix = self.staging_prefix();
         let stale = control
             .query(
@@ -123,6 +178,9 @@ impl PostgresTarget {
             .what(|| "looking for stale staging tables".into())?;
         for row in stale {
             let name: String = row.get(0);
+            if resume && name == staging {
+                continue;
+            }
             control
                 .batch_execute(&format!(
                     "DROP TABLE IF EXISTS {}",
@@ -131,22 +189,74 @@ impl PostgresTarget {
                 .await
                 .what(|| format!("dropping the stale staging table {name}"))?;
         }
-        let run: String = context
-            .run_id
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let staging: String = format!("{prefix}{run}").chars().take(63).collect();
+        let ckpt = self.checkpoint_table();
+        let mut columns = None;
+        let mut tags = Vec::new();
+        match &context.checkpoint {
+            None => control
+                .batch_execute(&format!("DROP TABLE IF EXISTS {ckpt}"))
+                .await
+                .what(|| "dropping the checkpoints of earlier runs".into())?,
+            Some(c) => {
+                control
+                    .batch_execute(&format!(
+                        "CREATE UNLOGGED TABLE IF NOT EXISTS {ckpt} (run_id text, id text, \
+                         body text NOT NULL, PRIMARY KEY (run_id, id))"
+                    ))
+                    .await
+                    .what(|| "creating the checkpoint table".into())?;
+                if c.resume {
+                    control
+                        .execute(
+                            &format!("DELETE FROM {ckpt} WHERE run_id <> $1"),
+                            &[&context.run_id],
+                        )
+                        .await
+                        .what(|| "forgetting other runs' checkpoints".into())?;
+                    for row in control
+                        .query(
+                            &format!("SELECT id, body FROM {ckpt} WHERE run_id = $1"),
+                            &[&context.run_id],
+                        )
+                        .await
+                        .what(|| "reading the run's checkpoints".into())?
+                    {
+                        let (id, body): (String, String) = (row.get(0), row.get(1));
+                        if id == "columns" {
+                            columns = serde_json::from_str(&body).ok();
+                        } else if let Some(tag) = id.strip_prefix("t:") {
+                            tags.push(tag.to_owned());
+                        }
+                    }
+                } else {
+                    control
+                        .batch_execute(&format!("DELETE FROM {ckpt}"))
+                        .await
+                        .what(|| "forgetting earlier checkpoints".into())?;
+                    control
+                        .execute(
+                            &format!("INSERT INTO {ckpt} VALUES ($1, 'plan', $2)"),
+                            &[&context.run_id, &c.plan.to_string()],
+                        )
+                        .await
+                        .what(|| "recording the run's plan".into())?;
+                }
+            }
+        }
         self.run = Some(Run {
             control,
             mode: context.mode,
+            tags,
             shared: Arc::new(Shared {
                 connection: self.connection.clone(),
                 schema: self.config.schema.clone(),
                 staging,
                 batch_size: self.config.batch_size,
-                columns: tokio::sync::Mutex::new(None),
+                columns: tokio::sync::Mutex::new(columns),
+                checkpoints: context
+                    .checkpoint
+                    .as_ref()
+                    .map(|_| (ckpt, context.run_id.clone())),
             }),
         });
         Ok(())
@@ -160,15 +270,22 @@ impl PostgresTarget {
         let staged = run.shared.columns.lock().await.clone();
         let target = self.target_columns(&run.control).await?;
         let control = &run.control;
+        let forget =
+            run.shared.checkpoints.as_ref().map(|(ckpt, run_id)| {
+                format!("DELETE FROM {ckpt} WHERE run_id = {}", literal(run_id))
+            });
         let Some(staged) = staged else {
             // Nothing was written.
+            let mut steps = vec!["BEGIN".to_owned()];
             if run.mode == ReplicationMode::FullTable && target.is_some() {
-                control
-                    .batch_execute(&format!("TRUNCATE {table}"))
-                    .await
-                    .what(|| format!("emptying {table}"))?;
+                steps.push(format!("TRUNCATE {table}"));
             }
-            return Ok(());
+            steps.extend(forget);
+            steps.push("COMMIT".to_owned());
+            return control
+                .batch_execute(&steps.join("; "))
+                .await
+                .what(|| format!("publishing the run into {table}"));
         };
         let staging = qualified(&run.shared.schema, &run.shared.staging);
         let (target, created) = match target {
@@ -176,8 +293,12 @@ impl PostgresTarget {
             None => {
                 let defs: Vec<String> = staged
                     .iter()
-                    .map(|(name, s, hint)| {
-                        format!("{} {}", ident(name), hint.as_deref().unwrap_or(&s.pg_type))
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            ident(&c.name),
+                            c.hint.as_deref().unwrap_or(&c.pg_type)
+                        )
                     })
                     .collect();
                 let key = self
@@ -190,7 +311,12 @@ impl PostgresTarget {
                 (
                     staged
                         .iter()
-                        .map(|(n, s, hint)| (n.clone(), hint.clone().unwrap_or(s.pg_type.clone())))
+                        .map(|c| {
+                            (
+                                c.name.clone(),
+                                c.hint.clone().unwrap_or_else(|| c.pg_type.clone()),
+                            )
+                        })
                         .collect(),
                     Some(sql),
                 )
@@ -198,8 +324,8 @@ impl PostgresTarget {
         };
         let missing: Vec<String> = staged
             .iter()
-            .filter(|(n, ..)| !target.iter().any(|(t, _)| t == n))
-            .map(|(n, ..)| format!("`{n}`"))
+            .filter(|c| !target.iter().any(|(t, _)| *t == c.name))
+            .map(|c| format!("`{}`", c.name))
             .collect();
         if !missing.is_empty() {
             return Err(Error::Config(format!(
@@ -207,20 +333,24 @@ impl PostgresTarget {
                 missing.join(", ")
             )));
         }
-        let names: Vec<String> = staged.iter().map(|(n, ..)| ident(n)).collect();
+        let names: Vec<String> = staged.iter().map(|c| ident(&c.name)).collect();
         // The server's assignment casts check what they convert (a text too long for a
         // varchar, a bigint too large for an integer); only text staged for a type that takes
         // no assignment from text (jsonb, inet, enums, …) is cast explicitly. An explicit cast
         // to a string type would cut a value short in silence, so none is made.
         let casts: Vec<String> = staged
             .iter()
-            .map(|(n, s, _)| {
-                let ty = &target.iter().find(|(t, _)| t == n).expect("checked").1;
+            .map(|c| {
+                let ty = &target
+                    .iter()
+                    .find(|(t, _)| *t == c.name)
+                    .expect("checked")
+                    .1;
                 let stringy = ty == "text" || ty.starts_with("character");
-                if s.pg_type.starts_with("text") && !stringy && ty != &s.pg_type {
-                    format!("CAST({} AS {ty})", ident(n))
+                if c.pg_type.starts_with("text") && !stringy && *ty != c.pg_type {
+                    format!("CAST({} AS {ty})", ident(&c.name))
                 } else {
-                    ident(n)
+                    ident(&c.name)
                 }
             })
             .collect();
@@ -234,8 +364,8 @@ impl PostgresTarget {
         {
             let updates: Vec<String> = staged
                 .iter()
-                .filter(|(n, ..)| n != key)
-                .map(|(n, ..)| format!("{c} = EXCLUDED.{c}", c = ident(n)))
+                .filter(|c| c.name != *key)
+                .map(|c| format!("{n} = EXCLUDED.{n}", n = ident(&c.name)))
                 .collect();
             insert.push_str(&format!(" ON CONFLICT ({})", ident(key)));
             if updates.is_empty() {
@@ -252,6 +382,7 @@ impl PostgresTarget {
         }
         steps.push(insert);
         steps.push(format!("DROP TABLE {staging}"));
+        steps.extend(forget);
         steps.push("COMMIT".to_owned());
         let outcome = control.batch_execute(&steps.join("; ")).await;
         if let Err(e) = outcome {
@@ -264,14 +395,23 @@ impl PostgresTarget {
         Ok(())
     }
 
-    async fn finish(&mut self) {
+    /// Ends the run: its staging and checkpoints dropped unless `keep`, the lock released.
+    async fn finish(&mut self, keep: bool) {
         if let Some(run) = self.run.take() {
-            let staging = qualified(&run.shared.schema, &run.shared.staging);
+            if !keep {
+                let staging = qualified(&run.shared.schema, &run.shared.staging);
+                let mut steps = vec![format!("DROP TABLE IF EXISTS {staging}")];
+                if let Some((ckpt, run_id)) = &run.shared.checkpoints {
+                    steps.push(format!(
+                        "DELETE FROM {ckpt} WHERE run_id = {}",
+                        literal(run_id)
+                    ));
+                }
+                let _ = run.control.batch_execute(&steps.join("; ")).await;
+            }
             let _ = run
                 .control
-                .batch_execute(&format!(
-                    "DROP TABLE IF EXISTS {staging}; SELECT pg_advisory_unlock_all()"
-                ))
+                .batch_execute("SELECT pg_advisory_unlock_all()")
                 .await;
         }
     }
@@ -310,7 +450,7 @@ impl fastlane_plugin_support::runtime::AsyncTarget for PostgresTarget {
     }
 
     async fn open(&mut self, context: &WriteContext) -> Result<()> {
-        self.finish().await;
+        self.finish(false).await;
         self.open_run(context).await
     }
 
@@ -327,12 +467,87 @@ impl fastlane_plugin_support::runtime::AsyncTarget for PostgresTarget {
 
     async fn commit(&mut self) -> Result<()> {
         let published = self.publish().await;
-        self.finish().await;
+        // A checkpointed run whose publication failed keeps its staging: the host suspends it,
+        // and the next run resumes it instead of loading everything again.
+        let keep = published.is_err()
+            && self
+                .run
+                .as_ref()
+                .is_some_and(|r| r.shared.checkpoints.is_some());
+        self.finish(keep).await;
         published
     }
 
     async fn abort(&mut self) -> Result<()> {
-        self.finish().await;
+        self.finish(false).await;
+        Ok(())
+    }
+
+    async fn resumable_runs(&self) -> Result<Vec<StagedRun>, PluginError> {
+        let client = connect(&self.connection).await?;
+        let ckpt = self.checkpoint_table();
+        if !self.exists(&client, &ckpt).await? {
+            return Ok(Vec::new());
+        }
+        let rows = client
+            .query(
+                &format!("SELECT run_id, body FROM {ckpt} WHERE id = 'plan' ORDER BY run_id DESC"),
+                &[],
+            )
+            .await
+            .what(|| "reading the checkpointed runs".into())?;
+        let mut runs = Vec::new();
+        for row in rows {
+            let (run_id, plan): (String, String) = (row.get(0), row.get(1));
+            let staging = qualified(&self.config.schema, &self.staging_name(&run_id));
+            let columns_known = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {ckpt} WHERE run_id = $1 AND id = 'columns'"),
+                    &[&run_id],
+                )
+                .await
+                .what(|| "reading the checkpointed runs".into())?
+                .get::<_, i64>(0)
+                > 0;
+            // A run that staged rows keeps its staging table; one that staged none has none.
+            if columns_known && !self.exists(&client, &staging).await? {
+                continue;
+            }
+            if let Ok(plan) = serde_json::from_str(&plan) {
+                runs.push(StagedRun { run_id, plan });
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<String>, PluginError> {
+        Ok(self
+            .run
+            .as_ref()
+            .map(|r| r.tags.clone())
+            .unwrap_or_default())
+    }
+
+    async fn staged_rows(&self) -> Result<u64, PluginError> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("staged_rows before open"))?;
+        let staging = qualified(&run.shared.schema, &run.shared.staging);
+        if !self.exists(&run.control, &staging).await? {
+            return Ok(0);
+        }
+        let n: i64 = run
+            .control
+            .query_one(&format!("SELECT count(*) FROM {staging}"), &[])
+            .await
+            .what(|| "counting the staged rows".into())?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn suspend(&mut self) -> Result<(), PluginError> {
+        self.finish(true).await;
         Ok(())
     }
 }
@@ -343,83 +558,114 @@ struct PostgresWriter {
     client: Option<Client>,
 }
 
-impl PostgresWriter {
-    /// The staging's columns, making the staging table from the first batch's schema.
-    async fn columns(&self, client: &Client, batch: &RecordBatch) -> Result<StagedColumns> {
-        let mut columns = self.shared.columns.lock().await;
-        if let Some(c) = columns.as_ref() {
-            return Ok(c.clone());
-        }
-        let schema = batch.schema();
-        let mut made = Vec::new();
-        let mut refused = Vec::new();
-        for f in schema.fields() {
-            match staged(f) {
-                Some(s) => made.push((
-                    f.name().clone(),
-                    s,
-                    f.metadata().get(crate::columns::PG_TYPE_KEY).cloned(),
-                )),
-                None => refused.push(format!("`{}` ({})", f.name(), f.data_type())),
-            }
-        }
-        if !refused.is_empty() {
-            return Err(Error::Config(format!(
-                "columns of types PostgreSQL cannot hold exactly: {}",
-                refused.join(", ")
-            )));
-        }
-        let defs: Vec<String> = made
-            .iter()
-            .map(|(n, s, _)| format!("{} {}", ident(n), s.pg_type))
-            .collect();
-        let staging = qualified(&self.shared.schema, &self.shared.staging);
-        client
-            .batch_execute(&format!(
-                "CREATE UNLOGGED TABLE {staging} ({})",
-                defs.join(", ")
-            ))
-            .await
-            .what(|| format!("creating the staging table {staging}"))?;
-        *columns = Some(made.clone());
-        Ok(made)
+/// The staging's columns, making the staging table from the first batch's schema.
+async fn staging_columns(
+    shared: &Shared,
+    client: &Client,
+    batch: &RecordBatch,
+) -> Result<StagedColumns> {
+    let mut columns = shared.columns.lock().await;
+    if let Some(c) = columns.as_ref() {
+        return Ok(c.clone());
     }
+    let schema = batch.schema();
+    let mut made = Vec::new();
+    let mut refused = Vec::new();
+    for f in schema.fields() {
+        match staged(f) {
+            Some(s) => made.push(StagedColumn {
+                name: f.name().clone(),
+                pg_type: s.pg_type,
+                hint: f.metadata().get(crate::columns::PG_TYPE_KEY).cloned(),
+            }),
+            None => refused.push(format!("`{}` ({})", f.name(), f.data_type())),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Error::Config(format!(
+            "columns of types PostgreSQL cannot hold exactly: {}",
+            refused.join(", ")
+        )));
+    }
+    let defs: Vec<String> = made
+        .iter()
+        .map(|c| format!("{} {}", ident(&c.name), c.pg_type))
+        .collect();
+    let staging = qualified(&shared.schema, &shared.staging);
+    client
+        .batch_execute(&format!(
+            "CREATE UNLOGGED TABLE IF NOT EXISTS {staging} ({})",
+            defs.join(", ")
+        ))
+        .await
+        .what(|| format!("creating the staging table {staging}"))?;
+    if let Some((ckpt, run_id)) = &shared.checkpoints {
+        let body = serde_json::to_string(&made).unwrap_or_default();
+        client
+            .execute(
+                &format!("INSERT INTO {ckpt} VALUES ($1, 'columns', $2) ON CONFLICT DO NOTHING"),
+                &[run_id, &body],
+            )
+            .await
+            .what(|| "recording the staging's columns".into())?;
+    }
+    *columns = Some(made.clone());
+    Ok(made)
+}
 
-    async fn load(&mut self, batch: RecordBatch) -> Result<()> {
+impl PostgresWriter {
+    /// Loads `batch` into the staging table; with `tag`, in one transaction with the tag.
+    async fn load(&mut self, batch: RecordBatch, tag: Option<&str>) -> Result<()> {
         if self.client.is_none() {
             self.client = Some(connect(&self.shared.connection).await?);
         }
-        let client = self.client.as_ref().expect("connected");
-        let columns = self.columns(client, &batch).await?;
-        let names: Vec<&String> = batch
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.name())
-            .collect();
-        if names.len() != columns.len() || names.iter().zip(&columns).any(|(a, (b, ..))| *a != b) {
+        let client = self.client.as_mut().expect("connected");
+        if batch.num_rows() == 0 {
+            // Nothing to stage (the host may send a batch without rows, or even columns, to
+            // keep a tag): only the tag is recorded.
+            if let (Some(tag), Some((ckpt, run_id))) = (tag, &self.shared.checkpoints) {
+                client
+                    .execute(
+                        &format!("INSERT INTO {ckpt} VALUES ($1, $2, '') ON CONFLICT DO NOTHING"),
+                        &[run_id, &format!("t:{tag}")],
+                    )
+                    .await
+                    .what(|| "recording a checkpoint".into())?;
+            }
+            return Ok(());
+        }
+        let columns = staging_columns(&self.shared, client, &batch).await?;
+        let schema = batch.schema();
+        let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+        if names.len() != columns.len() || names.iter().zip(&columns).any(|(a, c)| **a != c.name) {
             return Err(Error::Data(format!(
                 "a batch with the columns {names:?}, where the run's first batch had {:?}",
-                columns.iter().map(|(n, ..)| n).collect::<Vec<_>>()
+                columns.iter().map(|c| &c.name).collect::<Vec<_>>()
             )));
         }
-        let staged: Vec<Staged> = columns.iter().map(|(_, s, _)| s.clone()).collect();
-        let list: Vec<String> = columns.iter().map(|(n, ..)| ident(n)).collect();
+        let encoders: Vec<Staged> = schema
+            .fields()
+            .iter()
+            .map(|f| staged(f).expect("checked when the staging was made"))
+            .collect();
+        let list: Vec<String> = columns.iter().map(|c| ident(&c.name)).collect();
         let staging = qualified(&self.shared.schema, &self.shared.staging);
+        let copy = format!(
+            "COPY {staging} ({}) FROM STDIN (FORMAT binary)",
+            list.join(", ")
+        );
+        let tx = client
+            .transaction()
+            .await
+            .what(|| "starting a load into the staging table".into())?;
         let step = self.shared.batch_size.max(1);
         let mut at = 0;
-        while at < batch.num_rows() || (at == 0 && batch.num_rows() == 0) {
+        while at < batch.num_rows() {
             let part = batch.slice(at, step.min(batch.num_rows() - at));
-            at += part.num_rows().max(1);
-            if part.num_rows() == 0 {
-                break;
-            }
-            let data = copy_data(&part, &staged)?;
-            let sink = client
-                .copy_in::<_, bytes::Bytes>(&format!(
-                    "COPY {staging} ({}) FROM STDIN (FORMAT binary)",
-                    list.join(", ")
-                ))
+            at += part.num_rows();
+            let data = copy_data(&part, &encoders)?;
+            let sink = tx
+                .copy_in::<_, bytes::Bytes>(&copy)
                 .await
                 .what(|| "starting the COPY into the staging table".into())?;
             let mut sink = std::pin::pin!(sink);
@@ -431,7 +677,17 @@ impl PostgresWriter {
                 .await
                 .what(|| "loading rows into the staging table".into())?;
         }
-        Ok(())
+        if let (Some(tag), Some((ckpt, run_id))) = (tag, &self.shared.checkpoints) {
+            tx.execute(
+                &format!("INSERT INTO {ckpt} VALUES ($1, $2, '') ON CONFLICT DO NOTHING"),
+                &[run_id, &format!("t:{tag}")],
+            )
+            .await
+            .what(|| "recording a checkpoint".into())?;
+        }
+        tx.commit()
+            .await
+            .what(|| "committing a load into the staging table".into())
     }
 }
 
@@ -439,11 +695,15 @@ impl fastlane_plugin_support::runtime::AsyncWriter for PostgresWriter {
     type Error = Error;
 
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.load(batch).await
+        self.load(batch, None).await
     }
 
     async fn close(&mut self) -> Result<()> {
         self.client = None;
         Ok(())
+    }
+
+    async fn write_tagged(&mut self, batch: RecordBatch, tag: &str) -> Result<(), PluginError> {
+        Ok(self.load(batch, Some(tag)).await?)
     }
 }
