@@ -156,27 +156,42 @@ fn check_name(field: &str, value: &str, problems: &mut Vec<String>) {
     }
 }
 
+/// The problems of the connection settings shared by the source and the target.
+fn check_connection(
+    secret: Option<&str>,
+    url: Option<&str>,
+    database: Option<&str>,
+    problems: &mut Vec<String>,
+) {
+    if let Some(secret) = secret {
+        problems.push(format!(
+            "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the `aws` \
+             plugin installed, or give `host`, `username` and `password` instead"
+        ));
+    }
+    match url {
+        Some(url) => {
+            if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                problems.push(format!("`url` is not a PostgreSQL URL: {e}"));
+            }
+        }
+        None => match database {
+            Some(db) => check_name("database", db, problems),
+            None => problems.push("`database` (or `url`) is required".to_owned()),
+        },
+    }
+}
+
 impl PostgresSourceConfig {
     /// Checks the configuration without connecting; returns every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if let Some(secret) = &self.secret {
-            problems.push(format!(
-                "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the \
-                 `aws` plugin installed, or give `host`, `username` and `password` instead"
-            ));
-        }
-        match &self.url {
-            Some(url) => {
-                if let Err(e) = url.parse::<tokio_postgres::Config>() {
-                    problems.push(format!("`url` is not a PostgreSQL URL: {e}"));
-                }
-            }
-            None => match &self.database {
-                Some(db) => check_name("database", db, &mut problems),
-                None => problems.push("`database` (or `url`) is required".to_owned()),
-            },
-        }
+        check_connection(
+            self.secret.as_deref(),
+            self.url.as_deref(),
+            self.database.as_deref(),
+            &mut problems,
+        );
         check_name("schema", &self.schema, &mut problems);
         match (&self.table, &self.query) {
             (Some(t), None) => check_name("table", t, &mut problems),
@@ -285,23 +300,12 @@ impl PostgresTargetConfig {
     /// Checks the configuration without connecting; returns every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if let Some(secret) = &self.secret {
-            problems.push(format!(
-                "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the \
-                 `aws` plugin installed, or give `host`, `username` and `password` instead"
-            ));
-        }
-        match &self.url {
-            Some(url) => {
-                if let Err(e) = url.parse::<tokio_postgres::Config>() {
-                    problems.push(format!("`url` is not a PostgreSQL URL: {e}"));
-                }
-            }
-            None => match &self.database {
-                Some(db) => check_name("database", db, &mut problems),
-                None => problems.push("`database` (or `url`) is required".to_owned()),
-            },
-        }
+        check_connection(
+            self.secret.as_deref(),
+            self.url.as_deref(),
+            self.database.as_deref(),
+            &mut problems,
+        );
         check_name("schema", &self.schema, &mut problems);
         check_name("table", &self.table, &mut problems);
         if let Some(key) = &self.key {

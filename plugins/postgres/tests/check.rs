@@ -6,18 +6,8 @@ use std::process::Command;
 
 use fastlane_tests::fastlane_bin;
 
-fn psql(database: &str, sql: &str) {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql: {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod common;
+use common::psql;
 
 #[test]
 fn the_plugin_passes_fastlane_plugins_check() {

@@ -17,55 +17,8 @@ use arrow_schema::DataType;
 use fastlane_plugin_api::Source;
 use fastlane_tests::fastlane_bin;
 
-/// A fresh database on the local server, dropped at the end.
-struct Db {
-    name: String,
-}
-
-fn psql(database: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
-        .output()
-        .expect("psql (PostgreSQL's client; tests/services.sh installs the server with it)");
-    assert!(
-        out.status.success(),
-        "psql: {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let name = format!("fl_pg_{tag}_{}", std::process::id());
-        psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
-        psql(
-            "postgres",
-            &format!("CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"),
-        );
-        Db { name }
-    }
-
-    fn exec(&self, sql: &str) -> String {
-        psql(&self.name, sql)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            psql(
-                "postgres",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            );
-        }
-    }
-}
+mod common;
+use common::Db;
 
 /// Runs a pipeline with the built `fastlane`; its exit status and stderr.
 fn run(dir: &Path, config: serde_json::Value) -> (bool, String) {

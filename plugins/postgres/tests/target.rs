@@ -9,65 +9,8 @@ use std::process::Command;
 use fastlane_tests::fastlane_bin;
 use serde_json::json;
 
-fn psql(database: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql: {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A fresh database, dropped at the end.
-struct Db {
-    name: String,
-}
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let name = format!("fl_pgt_{tag}_{}", std::process::id());
-        psql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        psql(
-            "postgres",
-            &format!("CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"),
-        );
-        Db { name }
-    }
-
-    fn exec(&self, sql: &str) -> String {
-        psql(&self.name, sql)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    /// Every row of `table` as the server writes it, in key order.
-    fn rows(&self, table: &str) -> String {
-        self.exec(&format!(
-            "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY id), '') FROM {table} t"
-        ))
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            psql(
-                "postgres",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            );
-        }
-    }
-}
+mod common;
+use common::{Db, mariadb, psql};
 
 fn run(
     dir: &Path,
@@ -391,25 +334,6 @@ fn an_incremental_load_of_keys_already_there_updates_them_in_place() {
         "3",
         "an aborted run changes nothing"
     );
-}
-
-fn mariadb(sql: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "-uroot",
-            "-h127.0.0.1",
-            "-P3306",
-            "--default-character-set=utf8mb4",
-        ])
-        .args(["-N", "-B", "-e", sql])
-        .output()
-        .expect("the mariadb client (tests/services.sh starts the server with it)");
-    assert!(
-        out.status.success(),
-        "mariadb: {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]
