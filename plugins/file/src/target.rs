@@ -645,6 +645,13 @@ impl FileWriter {
                     }
                 };
                 let props = props.build();
+                if let Some(name) = without_parquet_form(batch) {
+                    return Err(PluginError::data(format!(
+                        "column `{name}` holds intervals of months, days and nanoseconds, which \
+                         Parquet cannot store exactly (its INTERVAL has no sign and no time \
+                         below the millisecond): leave the column out, or write `jsonl` or `csv`"
+                    )));
+                }
                 Sink::Parquet(Box::new(
                     ArrowWriter::try_new(counting, batch.schema(), Some(props))
                         .map_err(PluginError::data)?,
@@ -797,9 +804,59 @@ impl Writer for FileWriter {
     }
 }
 
+/// The first column of `batch` holding Arrow's month-day-nano intervals (also inside lists or
+/// structs), which Parquet cannot store.
+fn without_parquet_form(batch: &RecordBatch) -> Option<String> {
+    fn has_interval(t: &arrow_schema::DataType) -> bool {
+        use arrow_schema::DataType as T;
+        match t {
+            T::Interval(arrow_schema::IntervalUnit::MonthDayNano) => true,
+            T::List(f) | T::LargeList(f) | T::FixedSizeList(f, _) | T::Map(f, _) => {
+                has_interval(f.data_type())
+            }
+            T::Struct(fields) => fields.iter().any(|f| has_interval(f.data_type())),
+            T::Dictionary(_, v) => has_interval(v),
+            _ => false,
+        }
+    }
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|f| has_interval(f.data_type()))
+        .map(|f| f.name().clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_are_refused_for_parquet_by_the_column_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: FileTargetConfig =
+            serde_json::from_value(serde_json::json!({"path": dir.path(), "format": "parquet"}))
+                .unwrap();
+        let mut target = FileTarget::new(config).unwrap();
+        target
+            .open(&WriteContext {
+                mode: ReplicationMode::FullTable,
+                run_id: "20260101T000000Z-abcdef".into(),
+                concurrency: 1,
+                checkpoint: None,
+            })
+            .unwrap();
+        let column: arrow_array::ArrayRef =
+            Arc::new(arrow_array::IntervalMonthDayNanoArray::from(vec![
+                arrow_array::types::IntervalMonthDayNano::new(1, 2, 3_000),
+            ]));
+        let batch = RecordBatch::try_from_iter([("waited", column)]).unwrap();
+        let mut writer = target.writer(0).unwrap();
+        let err = writer.write(batch).unwrap_err().to_string();
+        assert!(err.contains("column `waited`"), "{err}");
+        assert!(err.contains("Parquet cannot store"), "{err}");
+        target.abort().unwrap();
+    }
 
     fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
         let column: arrow_array::ArrayRef =
