@@ -337,6 +337,8 @@ pub async fn connect(url: &str) -> Result<(AnyPool, Backend)> {
                         ),
                     )
                     .await?;
+                    // As PostgreSQL's default: no gap locks on the reports' inserts, so
+                    // concurrent reports collide (and are applied again) less often.
                     sqlx::Executor::execute(
                         &mut *conn,
                         query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"),

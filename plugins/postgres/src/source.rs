@@ -312,19 +312,7 @@ impl PostgresSource {
             .filter(|c| !c.array && !c.as_text)
             .map(|c| c.kind);
         let key_unique = match &key {
-            Some(k) => client
-                .query_one(
-                    &format!(
-                        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
-                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-                         WHERE i.indrelid = {relation} AND i.indisunique AND i.indnkeyatts = 1 \
-                         AND i.indpred IS NULL AND a.attname = $1)"
-                    ),
-                    &[k],
-                )
-                .await
-                .what(|| "looking for a unique index on the key".into())?
-                .get(0),
+            Some(k) => key_unique(client, relation, k).await?,
             None => false,
         };
         Ok((
@@ -463,6 +451,23 @@ fn between(bounds: Vec<String>) -> Vec<Range> {
         ..Range::default()
     });
     out
+}
+
+/// Whether a unique index covers `key` alone (no expression, no predicate).
+async fn key_unique(client: &Client, relation: u32, key: &str) -> Result<bool> {
+    Ok(client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = {relation} AND i.indisunique AND i.indnkeyatts = 1 \
+                 AND i.indpred IS NULL AND a.attname = $1)"
+            ),
+            &[&key],
+        )
+        .await
+        .what(|| "looking for a unique index on the key".into())?
+        .get(0))
 }
 
 /// `parts` contiguous ranges over `lo..=hi` (fewer when it holds fewer values); the first
@@ -609,6 +614,12 @@ enum Pass {
     Stopped,
 }
 
+/// Whether a key column's values are positions a read can continue after (an integer or text,
+/// read as such).
+fn gives_positions(c: &Column) -> bool {
+    !c.as_text && !c.array && matches!(c.kind, Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Text)
+}
+
 /// The key of the last row read, as a SQL literal a read can continue after.
 #[derive(Default)]
 struct Cursor {
@@ -643,12 +654,8 @@ impl Cursor {
             .as_ref()
             .filter(|_| plan.key_unique)
             .and_then(|k| plan.columns.iter().position(|c| &c.name == k))
-            .map(|i| (i, plan.columns[i].kind))
-            .filter(|(i, kind)| {
-                !plan.columns[*i].as_text
-                    && !plan.columns[*i].array
-                    && matches!(kind, Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Text)
-            });
+            .filter(|&i| gives_positions(&plan.columns[i]))
+            .map(|i| (i, plan.columns[i].kind));
         Cursor {
             key,
             ..Cursor::default()
@@ -666,22 +673,13 @@ impl Cursor {
     }
 
     fn literal(&self) -> Option<String> {
-        let (_, kind) = self.key?;
         if !self.seen {
             return self.start.clone();
         }
-        let v = &self.last;
-        Some(match (kind, v.len()) {
-            (Kind::Int2, 2) => i16::from_be_bytes([v[0], v[1]]).to_string(),
-            (Kind::Int4, 4) => i32::from_be_bytes(v[..4].try_into().ok()?).to_string(),
-            (Kind::Int8, 8) => i64::from_be_bytes(v[..8].try_into().ok()?).to_string(),
-            (Kind::Text, _) => literal(std::str::from_utf8(v).ok()?),
-            _ => return None,
-        })
+        offset_literal(&self.position()?).ok()
     }
 }
 
-/// One COPY over the partition, after the cursor's key when it has one.
 /// Sends a batch with the position after it, when the read has positions.
 async fn send(
     tx: &fastlane_plugin_support::runtime::BatchSender,
@@ -695,6 +693,7 @@ async fn send(
     })
 }
 
+/// One COPY over the partition, after the cursor's key when it has one.
 #[allow(clippy::too_many_arguments)]
 async fn copy_pass(
     connection: &tokio_postgres::Config,
@@ -837,12 +836,17 @@ impl PostgresSource {
     /// Whether the table's key gives positions a read can continue after: the configured key
     /// or the single-column primary key, with a unique index of its own, an integer or text.
     async fn positionable(&self) -> Result<bool> {
-        if self.config.table.is_none() {
+        let Some(table) = &self.config.table else {
             return Ok(false);
-        }
+        };
         let client = connect(&self.connection).await?;
-        let (plan, _) = self.plan(&client, &ReadContext::default()).await?;
-        Ok(plan.key_unique && Cursor::new(&plan).key.is_some())
+        let relation = self.relation(&client, table).await?;
+        let columns = self.columns(&client, Some(relation)).await?;
+        let Some(key) = self.key(&client, relation, &columns).await? else {
+            return Ok(false);
+        };
+        Ok(columns.iter().any(|c| c.name == key && gives_positions(c))
+            && key_unique(&client, relation, &key).await?)
     }
 }
 

@@ -491,26 +491,22 @@ impl fastlane_plugin_support::runtime::AsyncTarget for PostgresTarget {
         }
         let rows = client
             .query(
-                &format!("SELECT run_id, body FROM {ckpt} WHERE id = 'plan' ORDER BY run_id DESC"),
+                &format!(
+                    "SELECT p.run_id, p.body, EXISTS (SELECT 1 FROM {ckpt} c \
+                     WHERE c.run_id = p.run_id AND c.id = 'columns') \
+                     FROM {ckpt} p WHERE p.id = 'plan' ORDER BY p.run_id DESC"
+                ),
                 &[],
             )
             .await
             .what(|| "reading the checkpointed runs".into())?;
         let mut runs = Vec::new();
         for row in rows {
-            let (run_id, plan): (String, String) = (row.get(0), row.get(1));
+            let (run_id, plan, staged): (String, String, bool) =
+                (row.get(0), row.get(1), row.get(2));
             let staging = qualified(&self.config.schema, &self.staging_name(&run_id));
-            let columns_known = client
-                .query_one(
-                    &format!("SELECT count(*) FROM {ckpt} WHERE run_id = $1 AND id = 'columns'"),
-                    &[&run_id],
-                )
-                .await
-                .what(|| "reading the checkpointed runs".into())?
-                .get::<_, i64>(0)
-                > 0;
             // A run that staged rows keeps its staging table; one that staged none has none.
-            if columns_known && !self.exists(&client, &staging).await? {
+            if staged && !self.exists(&client, &staging).await? {
                 continue;
             }
             if let Ok(plan) = serde_json::from_str(&plan) {
