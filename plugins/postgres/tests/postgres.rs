@@ -4,7 +4,6 @@
 //! refused or read as text, partitions, INCREMENTAL runs, and bad configurations.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -15,26 +14,13 @@ use arrow_array::{Array, RecordBatch};
 use arrow_buffer::{IntervalMonthDayNano, i256};
 use arrow_schema::DataType;
 use fastlane_plugin_api::Source;
-use fastlane_tests::fastlane_bin;
 
 mod common;
 use common::Db;
 
 /// Runs a pipeline with the built `fastlane`; its exit status and stderr.
 fn run(dir: &Path, config: serde_json::Value) -> (bool, String) {
-    let path = dir.join("pipeline.json");
-    std::fs::write(&path, config.to_string()).unwrap();
-    let out = Command::new(fastlane_bin())
-        .current_dir(dir)
-        .args(["--progress", "off", "--no-monitor"])
-        .arg(format!("--config={}", path.display()))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_pipeline(dir, &config)
 }
 
 fn read_parquet(dir: &Path) -> Vec<RecordBatch> {

@@ -6,11 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use fastlane_tests::fastlane_bin;
 use serde_json::json;
 
 mod common;
-use common::{Db, mariadb, psql};
+use common::{Db, mariadb, psql, run_pipeline};
 
 fn run(
     dir: &Path,
@@ -29,7 +28,6 @@ fn run_with(
     target: serde_json::Value,
     extra: serde_json::Value,
 ) -> (bool, String) {
-    let path = dir.join("pipeline.json");
     let mut pipeline = json!({
         "name": "pg-target-test", "replication_mode": mode,
         "source": source, "transform": {"add_op_fields": false},
@@ -39,18 +37,7 @@ fn run_with(
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    std::fs::write(&path, pipeline.to_string()).unwrap();
-    let out = Command::new(fastlane_bin())
-        .current_dir(dir)
-        .args(["--progress", "off", "--no-monitor"])
-        .arg(format!("--config={}", path.display()))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_pipeline(dir, &pipeline)
 }
 
 #[test]
@@ -363,29 +350,16 @@ fn mysql_to_postgresql_to_mysql_gives_back_the_same_rows() {
     assert!(ok, "{err}");
     assert_eq!(db.exec("SELECT count(*) FROM through"), "3");
     // Back into MariaDB, through the mysql target.
-    let path = dir.path().join("back.json");
-    std::fs::write(
-        &path,
-        json!({
+    let (ok, err) = run_pipeline(
+        dir.path(),
+        &json!({
             "name": "pg-to-mysql", "replication_mode": "FULL_TABLE",
             "source": {"postgres": {"url": db.url(), "table": "through"}},
             "transform": {"add_op_fields": false},
             "target": {"mysql": mysql("back")},
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let out = Command::new(fastlane_bin())
-        .current_dir(dir.path())
-        .args(["--progress", "off", "--no-monitor"])
-        .arg(format!("--config={}", path.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        }),
     );
+    assert!(ok, "{err}");
     let rows = |table: &str| {
         mariadb(&format!(
             "SET SESSION group_concat_max_len = 1000000;

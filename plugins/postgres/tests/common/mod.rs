@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Command;
 
 /// Runs `sql` in `database` with `psql`; its output, unaligned and without headers.
@@ -86,4 +87,21 @@ impl Drop for Db {
             );
         }
     }
+}
+
+/// Runs `pipeline` with the built `fastlane` in `dir`; whether it succeeded, and its stderr.
+pub fn run_pipeline(dir: &Path, pipeline: &serde_json::Value) -> (bool, String) {
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, pipeline.to_string()).unwrap();
+    let out = Command::new(fastlane_tests::fastlane_bin())
+        .current_dir(dir)
+        .args(["--progress", "off", "--no-monitor"])
+        .arg(format!("--config={}", path.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
