@@ -2,12 +2,18 @@
 ConnectorX (1 and 2 partitions), ADBC's PostgreSQL driver, DuckDB's postgres extension, and
 `psql \\copy … (format binary)` to /dev/null as the server's own limit, measured in the same run.
 
+PostgreSQL→PostgreSQL (`--pg-to-pg`): fastlane (1 and 2 partitions, `postgres` target) against
+the server's own `INSERT … SELECT` and a `psql \\copy … to stdout | psql \\copy … from stdin`
+pipe (binary), each replacing the rows of the same table (`mixed_copy`, the definition of `mixed`
+with its primary key) in one transaction.
+
 Creates the table `mixed` (the shape of tests/bench/mysql_bench.py's) in the database
 `fastlane_bench` with N rows generated server-side (kept between runs), then runs each tool on it
 `--repeat` times in turn, each in its own process; prints the median seconds, rows/s and peak RSS
 of each and writes them to tests/bench/out/postgres.json.
 
     bash tests/bench/postgres.sh [--rows 1000000] [--repeat 3] [--only fastlane-p1,connectorx-p1,...]
+    bash tests/bench/postgres.sh --pg-to-pg [--rows 1000000] [--repeat 3]
 """
 
 import argparse
@@ -111,6 +117,54 @@ def setup(args):
     print(f"  done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
+def pg_to_pg(args, url, work):
+    """PostgreSQL→PostgreSQL: each tool replaces the rows of `mixed_copy` with `mixed`'s."""
+    psql(args, f"DROP TABLE IF EXISTS {TABLE}_copy; CREATE TABLE {TABLE}_copy ({COLUMNS})")
+    env = dict(os.environ, NO_COLOR="1")
+    conn = f"psql -h {args.host} -p {args.port} -U {args.user} -d {DB} -q"
+    runs = {}
+    for parts in (1, 2):
+        config = {
+            "name": f"bench-pg-p{parts}", "replication_mode": "FULL_TABLE",
+            "resume": "never", "verify": "off",
+            "source": {"postgres": {"url": url, "table": TABLE, "partitions": parts}},
+            "target": {"postgres": {"url": url, "table": f"{TABLE}_copy"}},
+        }
+        path = work / f"pg-p{parts}.json"
+        path.write_text(json.dumps(config))
+        runs[f"fastlane-p{parts}"] = [
+            args.bin, "--plugin-dir", str(Path(args.bin).parent), f"--config={path}",
+            "--progress", "off", "--no-monitor", "-q"]
+    runs["insert-select"] = [
+        "sh", "-c", f"{conn} -c 'BEGIN; TRUNCATE {TABLE}_copy; "
+        f"INSERT INTO {TABLE}_copy SELECT * FROM {TABLE}; COMMIT;'"]
+    runs["copy-pipe"] = [
+        "sh", "-c", f"{conn} -c 'TRUNCATE {TABLE}_copy' && "
+        f"{conn} -c '\\copy (SELECT * FROM {TABLE}) to stdout (format binary)' | "
+        f"{conn} -c '\\copy {TABLE}_copy from stdin (format binary)'"]
+    only = set(args.only.split(",")) if args.only else set(runs)
+    results = {}
+    for _ in range(args.repeat):
+        for name, cmd in runs.items():
+            if name not in only:
+                continue
+            try:
+                seconds, rss = benchlib.measure(cmd, work, env)
+            except RuntimeError as e:
+                benchlib.record_error(results, name, e)
+                continue
+            got = int(psql(args, f"SELECT count(*) FROM {TABLE}_copy"))
+            if got != args.rows:
+                sys.exit(f"{name} left {got} rows, not {args.rows}")
+            benchlib.record(results, name, seconds, rss)
+    out = ROOT / "tests/bench/out"
+    out.mkdir(parents=True, exist_ok=True)
+    benchlib.report(results, args.rows, args.repeat,
+                    f"PostgreSQL → PostgreSQL, {args.rows:,} rows, medians of {args.repeat} "
+                    "(peak RSS: of the client process)",
+                    out / "postgres-to-postgres.json")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -120,9 +174,14 @@ def main():
     p.add_argument("--port", type=int, default=5432)
     p.add_argument("--user", default="postgres")
     p.add_argument("--bin", default=str(ROOT / "target/release/fastlane"))
+    p.add_argument("--pg-to-pg", action="store_true",
+                   help="PostgreSQL→PostgreSQL instead of PostgreSQL→Parquet")
     args = p.parse_args()
     setup(args)
     url = f"postgres://{args.user}@{args.host}:{args.port}/{DB}"
+    if args.pg_to_pg:
+        pg_to_pg(args, url, Path(tempfile.mkdtemp(prefix="fastlane-pg-bench-")))
+        return
     query = f"SELECT * FROM {TABLE}"
     # ConnectorX reads every numeric as decimal(38, 10) and stops on `big` (20-digit values
     # need 30 digits there): it reads that column as text, the same value, exactly.

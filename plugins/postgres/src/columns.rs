@@ -11,9 +11,10 @@ use std::sync::Arc;
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder,
     FixedSizeBinaryBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
+    Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, StringDictionaryBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
+use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::{IntervalMonthDayNano, i256};
 use arrow_schema::{DataType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit};
@@ -59,9 +60,11 @@ pub enum Kind {
     /// `numeric` without a precision (or above 76 digits): its exact text, `NaN` and
     /// `Infinity` included.
     NumericText,
-    /// Text of any kind (`text`, `varchar`, `char`, `name`, `json`, `xml`, enums, and columns
-    /// read as text).
+    /// Text of any kind (`text`, `varchar`, `char`, `name`, `json`, `xml`, and columns read as
+    /// text).
     Text,
+    /// A value of an enum type: its label, in a dictionary of the labels a batch holds.
+    Enum,
     /// `jsonb` (a version byte, then its text).
     Jsonb,
     /// `bytea`.
@@ -90,7 +93,7 @@ impl Kind {
     /// The kind of a type by its (base) oid and modifier; `None` for a type read only as text.
     pub fn of(oid: u32, typmod: i32, typtype: &str) -> Option<Kind> {
         if typtype == "e" {
-            return Some(Kind::Text);
+            return Some(Kind::Enum);
         }
         Some(match oid {
             16 => Kind::Bool,
@@ -136,6 +139,7 @@ impl Kind {
             | Kind::TimeTz
             | Kind::Inet
             | Kind::MacAddr => DataType::Utf8,
+            Kind::Enum => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
             Kind::Bytea => DataType::Binary,
             Kind::Date => DataType::Date32,
             Kind::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -226,6 +230,7 @@ enum Builder {
     Ts(TimestampMicrosecondBuilder),
     Iv(IntervalMonthDayNanoBuilder),
     Fixed(FixedSizeBinaryBuilder),
+    Dict(StringDictionaryBuilder<Int32Type>),
 }
 
 impl Builder {
@@ -253,6 +258,7 @@ impl Builder {
             | Kind::TimeTz
             | Kind::Inet
             | Kind::MacAddr => Builder::Str(StringBuilder::with_capacity(rows, rows * 16)),
+            Kind::Enum => Builder::Dict(StringDictionaryBuilder::new()),
             Kind::Bytea => Builder::Bin(BinaryBuilder::with_capacity(rows, rows * 16)),
             Kind::Date => Builder::Date(Date32Builder::with_capacity(rows)),
             Kind::Time => Builder::Time(Time64MicrosecondBuilder::with_capacity(rows)),
@@ -282,6 +288,7 @@ impl Builder {
             Builder::Ts(b) => b.append_null(),
             Builder::Iv(b) => b.append_null(),
             Builder::Fixed(b) => b.append_null(),
+            Builder::Dict(b) => b.append_null(),
         }
     }
 
@@ -302,6 +309,7 @@ impl Builder {
             Builder::Ts(b) => Arc::new(b.finish()),
             Builder::Iv(b) => Arc::new(b.finish()),
             Builder::Fixed(b) => Arc::new(b.finish()),
+            Builder::Dict(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -579,6 +587,9 @@ fn decode(builder: &mut Builder, kind: Kind, special: SpecialValues, v: &[u8]) -
             b.append_value(hex.join(":"));
         }
         (Builder::Str(b), _) => b.append_value(utf8(v)?),
+        (Builder::Dict(b), _) => {
+            b.append(utf8(v)?).map_err(|e| Bad(e.to_string()))?;
+        }
         (Builder::Bin(b), _) => b.append_value(v),
         (Builder::Date(b), _) => {
             short(v, 4)?;

@@ -5,6 +5,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::conn::Connection;
+
 fn default_host() -> String {
     "127.0.0.1".to_owned()
 }
@@ -39,6 +41,107 @@ fn default_retry_secs() -> u64 {
 
 fn default_application_name() -> String {
     "fastlane".to_owned()
+}
+
+/// Whether connections use TLS and how the server's certificate is checked, as libpq's
+/// `sslmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS when the server offers it (its certificate unchecked), else none.
+    #[default]
+    Prefer,
+    /// TLS; the certificate is unchecked unless `sslrootcert` is given (then as `verify-ca`).
+    Require,
+    /// TLS, the certificate's chain checked against `sslrootcert` (or the system's roots).
+    VerifyCa,
+    /// TLS, the chain and the host name both checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// A mode by its libpq name (`allow`, which tries without TLS first, is taken as
+    /// `prefer`).
+    pub fn parse(name: &str) -> Option<SslMode> {
+        Some(match name {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// A connection string (`postgres://…?…` or `key=value …`) without its `sslmode` and
+/// `sslrootcert` settings (the driver knows only some modes), and those settings.
+pub fn split_tls(url: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    let mut take = |key: &str, value: String| match key {
+        "sslmode" => {
+            mode = Some(value);
+            true
+        }
+        "sslrootcert" => {
+            root = Some(value);
+            true
+        }
+        _ => false,
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_owned(),
+            Some((base, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        !take(k, percent_decoded(v))
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                !take(k.trim(), v.trim_matches('\'').to_owned())
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (rest, mode, root)
+}
+
+/// `%XX` escapes of a URL's query value decoded (others kept as they are).
+fn percent_decoded(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What becomes of a column whose type has no exact Arrow form (arrays, composites, ranges,
@@ -121,6 +224,12 @@ pub struct PostgresSourceConfig {
     /// column (the default), or NULL.
     #[serde(default)]
     pub special_values: SpecialValues,
+    /// TLS: `disable`, `prefer` (the default: TLS when the server offers it), `require`,
+    /// `verify-ca` or `verify-full`, as libpq's `sslmode` (also accepted in `url`).
+    pub sslmode: Option<SslMode>,
+    /// A PEM file of the root certificates that the server's certificate is checked against
+    /// (`verify-ca`, `verify-full`, and `require` when given); default: the system's.
+    pub sslrootcert: Option<String>,
     /// The `application_name` the server shows for the connections.
     #[serde(default = "default_application_name")]
     pub application_name: String,
@@ -161,8 +270,29 @@ fn check_connection(
     secret: Option<&str>,
     url: Option<&str>,
     database: Option<&str>,
+    sslrootcert: Option<&str>,
     problems: &mut Vec<String>,
 ) {
+    let (url, url_mode, url_root) = match url {
+        Some(u) => {
+            let (rest, mode, root) = split_tls(u);
+            (Some(rest), mode, root)
+        }
+        None => (None, None, None),
+    };
+    if let Some(mode) = url_mode
+        && SslMode::parse(&mode).is_none()
+    {
+        problems.push(format!(
+            "`url` has `sslmode={mode}`: use disable, prefer, require, verify-ca or verify-full"
+        ));
+    }
+    if let Some(root) = sslrootcert.or(url_root.as_deref())
+        && let Err(e) = std::fs::metadata(root)
+    {
+        problems.push(format!("`sslrootcert` `{root}` cannot be read: {e}"));
+    }
+    let url = url.as_deref();
     if let Some(secret) = secret {
         problems.push(format!(
             "`secret` `{secret}` was not resolved: run the pipeline with fastlane and the `aws` \
@@ -190,6 +320,7 @@ impl PostgresSourceConfig {
             self.secret.as_deref(),
             self.url.as_deref(),
             self.database.as_deref(),
+            self.sslrootcert.as_deref(),
             &mut problems,
         );
         check_name("schema", &self.schema, &mut problems);
@@ -228,20 +359,40 @@ impl PostgresSourceConfig {
         }
     }
 
-    /// The driver's connection settings.
-    pub fn connection(&self) -> tokio_postgres::Config {
+    /// The connection settings and TLS connector; an error for a root certificate file that
+    /// cannot be used.
+    pub fn connection(&self) -> Result<Connection, String> {
         connection(
-            self.url.as_deref(),
-            &self.host,
-            self.port,
-            &self.username,
-            self.password.as_deref(),
-            self.database.as_deref(),
+            Endpoint {
+                url: self.url.as_deref(),
+                host: &self.host,
+                port: self.port,
+                username: &self.username,
+                password: self.password.as_deref(),
+                database: self.database.as_deref(),
+                sslmode: self.sslmode,
+                sslrootcert: self.sslrootcert.as_deref(),
+            },
             &self.application_name,
             self.connect_timeout_secs,
             self.statement_timeout_secs,
         )
     }
+}
+
+/// What a load does when the data has columns the target table lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSchemaChange {
+    /// The run stops before loading, naming the new columns (and those the data lacks).
+    #[default]
+    Fail,
+    /// The table is kept (indexes, constraints, grants) and the new columns are added to it,
+    /// in the transaction that publishes the rows.
+    AddColumns,
+    /// FULL_TABLE only: the table is replaced by one defined by the data, in the transaction
+    /// that publishes the rows (its indexes, constraints and grants are lost).
+    Replace,
 }
 
 /// Configuration of the `postgres` target.
@@ -277,6 +428,12 @@ pub struct PostgresTargetConfig {
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub batch_size: usize,
+    /// TLS: `disable`, `prefer` (the default: TLS when the server offers it), `require`,
+    /// `verify-ca` or `verify-full`, as libpq's `sslmode` (also accepted in `url`).
+    pub sslmode: Option<SslMode>,
+    /// A PEM file of the root certificates that the server's certificate is checked against
+    /// (`verify-ca`, `verify-full`, and `require` when given); default: the system's.
+    pub sslrootcert: Option<String>,
     /// The `application_name` the server shows for the connections.
     #[serde(default = "default_application_name")]
     pub application_name: String,
@@ -294,6 +451,11 @@ pub struct PostgresTargetConfig {
     /// How many writers load at once (host setting).
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
+    /// When the data has columns the table lacks: `fail` (the default) stops the run naming
+    /// them; `add_columns` keeps the table and adds them; `replace` (FULL_TABLE only)
+    /// replaces the table with one defined by the data.
+    #[serde(default)]
+    pub on_schema_change: OnSchemaChange,
 }
 
 impl PostgresTargetConfig {
@@ -304,6 +466,7 @@ impl PostgresTargetConfig {
             self.secret.as_deref(),
             self.url.as_deref(),
             self.database.as_deref(),
+            self.sslrootcert.as_deref(),
             &mut problems,
         );
         check_name("schema", &self.schema, &mut problems);
@@ -318,15 +481,20 @@ impl PostgresTargetConfig {
         }
     }
 
-    /// The driver's connection settings.
-    pub fn connection(&self) -> tokio_postgres::Config {
+    /// The connection settings and TLS connector; an error for a root certificate file that
+    /// cannot be used.
+    pub fn connection(&self) -> Result<Connection, String> {
         connection(
-            self.url.as_deref(),
-            &self.host,
-            self.port,
-            &self.username,
-            self.password.as_deref(),
-            self.database.as_deref(),
+            Endpoint {
+                url: self.url.as_deref(),
+                host: &self.host,
+                port: self.port,
+                username: &self.username,
+                password: self.password.as_deref(),
+                database: self.database.as_deref(),
+                sslmode: self.sslmode,
+                sslrootcert: self.sslrootcert.as_deref(),
+            },
             &self.application_name,
             self.connect_timeout_secs,
             self.statement_timeout_secs,
@@ -334,38 +502,59 @@ impl PostgresTargetConfig {
     }
 }
 
-/// Connection settings from a URL or the separate fields.
-#[allow(clippy::too_many_arguments)]
-fn connection(
-    url: Option<&str>,
-    host: &str,
+/// Where to connect: a URL or the separate fields, and the TLS settings.
+struct Endpoint<'a> {
+    url: Option<&'a str>,
+    host: &'a str,
     port: u16,
-    username: &str,
-    password: Option<&str>,
-    database: Option<&str>,
+    username: &'a str,
+    password: Option<&'a str>,
+    database: Option<&'a str>,
+    sslmode: Option<SslMode>,
+    sslrootcert: Option<&'a str>,
+}
+
+/// Connection settings from a URL or the separate fields, with the TLS they ask for (the
+/// fields' `sslmode` and `sslrootcert` over the URL's).
+fn connection(
+    at: Endpoint<'_>,
     application_name: &str,
     connect_timeout_secs: u64,
     statement_timeout_secs: Option<u64>,
-) -> tokio_postgres::Config {
-    let mut config = match url {
-        Some(url) => url.parse().unwrap_or_default(),
+) -> Result<Connection, String> {
+    let (mut config, url_mode, url_root) = match at.url {
+        Some(url) => {
+            let (rest, mode, root) = split_tls(url);
+            (rest.parse().unwrap_or_default(), mode, root)
+        }
         None => {
             let mut c = tokio_postgres::Config::new();
-            c.host(host)
-                .port(port)
-                .user(username)
-                .dbname(database.unwrap_or_default());
-            if let Some(p) = password {
+            c.host(at.host)
+                .port(at.port)
+                .user(at.username)
+                .dbname(at.database.unwrap_or_default());
+            if let Some(p) = at.password {
                 c.password(p);
             }
-            c
+            (c, None, None)
         }
     };
+    let mode = at
+        .sslmode
+        .or_else(|| url_mode.as_deref().and_then(SslMode::parse))
+        .unwrap_or_default();
+    let root = at.sslrootcert.map(str::to_owned).or(url_root);
     config
         .application_name(application_name)
-        .connect_timeout(std::time::Duration::from_secs(connect_timeout_secs));
+        .connect_timeout(std::time::Duration::from_secs(connect_timeout_secs))
+        .ssl_mode(match mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
     if let Some(secs) = statement_timeout_secs {
         config.options(format!("-c statement_timeout={}", secs * 1000));
     }
-    config
+    let tls = crate::tls::connector(mode, root.as_deref().map(std::path::Path::new))?;
+    Ok(Connection { config, tls })
 }

@@ -2,6 +2,7 @@
 
 use fastlane_plugin_support::runtime::PluginRuntime;
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Context, Error, Result};
 
@@ -25,6 +26,15 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Where and how to connect: the driver's settings and the TLS connector (`None`: no TLS).
+#[derive(Clone)]
+pub struct Connection {
+    /// The driver's settings.
+    pub config: tokio_postgres::Config,
+    /// The TLS connector, for every `sslmode` but `disable`.
+    pub tls: Option<MakeRustlsConnect>,
+}
+
 /// Where `config` connects, for messages (never the password).
 pub fn address(config: &tokio_postgres::Config) -> String {
     let host = config
@@ -41,19 +51,45 @@ pub fn address(config: &tokio_postgres::Config) -> String {
 
 /// Opens one connection (its I/O task runs on the plugin's runtime), in UTC, and checks that
 /// the server speaks UTF-8 with standard strings.
-pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| Error::Connect {
+pub async fn connect(connection: &Connection) -> Result<Client> {
+    let config = &connection.config;
+    let failed = |e: tokio_postgres::Error| Error::Connect {
         address: address(config),
         reason: match e.as_db_error() {
             Some(db) => db.message().to_owned(),
-            None => e.to_string(),
+            None => {
+                // The driver's message for a TLS failure is only "error performing TLS
+                // handshake": the cause (an unchecked certificate…) follows in its source.
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                text
+            }
         },
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            log::debug!("a PostgreSQL connection ended: {e}");
+    };
+    let client = match &connection.tls {
+        None => {
+            let (client, io) = config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = io.await {
+                    log::debug!("a PostgreSQL connection ended: {e}");
+                }
+            });
+            client
         }
-    });
+        Some(tls) => {
+            let (client, io) = config.connect(tls.clone()).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = io.await {
+                    log::debug!("a PostgreSQL connection ended: {e}");
+                }
+            });
+            client
+        }
+    };
     client
         .batch_execute("SET TIME ZONE 'UTC'")
         .await

@@ -2,9 +2,13 @@
 //! length-prefixed fields, then a trailer. Rows are cut out of the stream as they complete,
 //! whatever the chunks the server sent.
 
+use arrow_array::RecordBatch;
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
 
-use crate::error::{Error, Result};
+use crate::columns::{Column, Rows};
+use crate::config::SpecialValues;
+use crate::error::{Context, Error, Result};
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -80,6 +84,46 @@ impl Parser {
             count: count as usize,
         }))
     }
+}
+
+/// Runs `sql`, a `COPY … TO STDOUT (FORMAT binary)`, decoding its rows as `columns` and
+/// handing each batch of up to `batch_size` rows to `each`.
+pub async fn copy_batches(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    columns: &[Column],
+    special: SpecialValues,
+    batch_size: usize,
+    mut each: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let stream = client
+        .copy_out(sql)
+        .await
+        .what(|| "starting the COPY".into())?;
+    let mut stream = std::pin::pin!(stream);
+    let mut parser = Parser::default();
+    let mut rows = Rows::new(columns, batch_size.min(65_536), special);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.what(|| "reading the COPY".into())?;
+        parser.feed(&chunk);
+        while let Some(row) = parser.next_row()? {
+            let fields = row.fields();
+            // A query without columns reads `1` for each row.
+            rows.push(&fields[..columns.len().min(fields.len())])?;
+            if rows.len() >= batch_size {
+                each(rows.finish()?)?;
+            }
+        }
+    }
+    if !parser.ended() {
+        return Err(Error::Data(
+            "the server's COPY ended before its trailer".to_owned(),
+        ));
+    }
+    if !rows.is_empty() {
+        each(rows.finish()?)?;
+    }
+    Ok(())
 }
 
 /// One row of a binary COPY.

@@ -23,9 +23,12 @@ mod encode;
 mod error;
 mod source;
 mod target;
+mod tls;
 
 pub use columns::PG_TYPE_KEY;
-pub use config::{PostgresSourceConfig, PostgresTargetConfig, SpecialValues, Unsupported};
+pub use config::{
+    OnSchemaChange, PostgresSourceConfig, PostgresTargetConfig, SpecialValues, SslMode, Unsupported,
+};
 pub use error::Error;
 pub use source::PostgresSource;
 pub use target::PostgresTarget;
@@ -41,6 +44,7 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
         .target(
             "postgres",
@@ -51,5 +55,6 @@ fastlane_plugin_api::export_plugin!(
         .capabilities(&[
             fastlane_plugin_api::Capability::Resume,
             fastlane_plugin_api::Capability::VerifyCount,
+            fastlane_plugin_api::Capability::VerifyChecksum,
         ])
 );

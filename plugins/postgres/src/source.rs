@@ -1,7 +1,10 @@
 //! The `postgres` source: a table (ordered by its key, split into key ranges) or a query, read
 //! with binary `COPY (SELECT …) TO STDOUT` straight into Arrow builders.
 
-use fastlane_plugin_api::{BatchStream, Partition, PluginError, ReadContext, ReplicationMode};
+use arrow_array::RecordBatch;
+use fastlane_plugin_api::{
+    BatchStream, Checksum, Partition, PluginError, ReadContext, ReplicationMode,
+};
 use fastlane_plugin_support::keys::read_after;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -10,8 +13,8 @@ use tokio_postgres::Client;
 
 use crate::columns::{Column, Kind, Rows};
 use crate::config::{PostgresSourceConfig, SpecialValues, Unsupported};
-use crate::conn::{RUNTIME, connect, ident, literal, qualified};
-use crate::copy::Parser;
+use crate::conn::{Connection, RUNTIME, connect, ident, literal, qualified};
+use crate::copy::{Parser, copy_batches};
 use crate::error::{Context, Error, Result, is_lost};
 
 /// What every partition of a run reads: the columns and where they come from.
@@ -21,8 +24,11 @@ struct Plan {
     columns: Vec<Column>,
     /// What follows FROM: a quoted table, or `(query) AS q`.
     from: String,
-    /// The key the rows are ordered by (tables only).
+    /// The key the rows are ordered by (tables only): its first column.
     key: Option<String>,
+    /// The other columns of a composite key (its primary key), in order.
+    #[serde(default)]
+    more_keys: Vec<String>,
     /// Rows with a key above this literal only (SQL text), when the run reads after an offset.
     after: Option<String>,
     /// Whether a unique index covers the key alone (a read can then continue after a key).
@@ -34,8 +40,29 @@ struct Plan {
     snapshot: Option<String>,
 }
 
-/// One partition's part of the table: `from <= key < below` (SQL literals, unbounded where
-/// `None`), or for a table without a key, the rows in blocks `from_block..below_block`.
+impl Plan {
+    /// The key as SQL: its column, or the row of a composite key's columns.
+    fn key_sql(&self) -> Option<String> {
+        let first = self.key.as_ref()?;
+        if self.more_keys.is_empty() {
+            return Some(ident(first));
+        }
+        let all: Vec<String> = std::iter::once(first)
+            .chain(&self.more_keys)
+            .map(|k| ident(k))
+            .collect();
+        Some(format!("({})", all.join(", ")))
+    }
+
+    /// The key's columns, in order.
+    fn key_columns(&self) -> impl Iterator<Item = &String> {
+        self.key.iter().chain(&self.more_keys)
+    }
+}
+
+/// One partition's part of the table: `from <= key < below` (SQL literals, rows of literals for
+/// a composite key, unbounded where `None`), or for a table without a key, the rows in blocks
+/// `from_block..below_block`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Range {
     from: Option<String>,
@@ -49,7 +76,7 @@ struct Range {
 /// The `postgres` source.
 pub struct PostgresSource {
     config: PostgresSourceConfig,
-    connection: tokio_postgres::Config,
+    connection: Connection,
     /// The planning connection, whose open transaction keeps the run's snapshot importable
     /// until the source is dropped.
     exporter: tokio::sync::Mutex<Option<Client>>,
@@ -63,7 +90,7 @@ impl PostgresSource {
         config
             .validate()
             .map_err(|problems| PluginError::config(problems.join("; ")))?;
-        let connection = config.connection();
+        let connection = config.connection().map_err(PluginError::config)?;
         Ok(Self {
             config,
             connection,
@@ -75,44 +102,8 @@ impl PostgresSource {
     /// The columns of the configured table or query, as they will be read.
     async fn columns(&self, client: &Client, relation: Option<u32>) -> Result<Vec<Column>> {
         // (name, kind, type as shown, element kind of a one-dimensional array type)
-        let described: Vec<(String, Option<Kind>, String, Option<Kind>)> = match relation {
-            Some(oid) => client
-                .query(
-                    &format!(
-                        "SELECT a.attname::text, \
-                         (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::int8, \
-                         (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int4, \
-                         (CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END)::text, \
-                         format_type(a.atttypid, a.atttypmod), \
-                         COALESCE(e.oid, 0)::int8, COALESCE(e.typtype::text, '') \
-                         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                         LEFT JOIN pg_type b ON b.oid = t.typbasetype \
-                         LEFT JOIN pg_type e ON e.oid = \
-                           (CASE WHEN t.typtype = 'd' THEN b.typelem ELSE t.typelem END) \
-                           AND (CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END) = 'A' \
-                         WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
-                         ORDER BY a.attnum"
-                    ),
-                    &[],
-                )
-                .await
-                .what(|| "reading the table's columns".into())?
-                .iter()
-                .map(|r| {
-                    let oid: i64 = r.get(1);
-                    let typtype: String = r.get(3);
-                    let elem: i64 = r.get(5);
-                    let elem_typtype: String = r.get(6);
-                    (
-                        r.get::<_, String>(0),
-                        Kind::of(oid as u32, r.get(2), &typtype),
-                        r.get::<_, String>(4),
-                        (elem != 0)
-                            .then(|| Kind::of(elem as u32, r.get(2), &elem_typtype))
-                            .flatten(),
-                    )
-                })
-                .collect(),
+        let described: Vec<Described> = match relation {
+            Some(oid) => described(client, oid).await?,
             None => {
                 let query = self.config.query.as_deref().unwrap_or_default();
                 let statement = client
@@ -210,35 +201,34 @@ impl PostgresSource {
         }
     }
 
-    /// The key: the configured one, else the table's single-column primary key.
-    async fn key(
-        &self,
-        client: &Client,
-        relation: u32,
-        columns: &[Column],
-    ) -> Result<Option<String>> {
+    /// The key's columns: the configured one, else the table's primary key (none without
+    /// either).
+    async fn key(&self, client: &Client, relation: u32, columns: &[Column]) -> Result<Vec<String>> {
         let key = match &self.config.replication_key {
-            Some(k) => Some(k.clone()),
+            Some(k) => vec![k.clone()],
             None => client
                 .query(
                     &format!(
-                        "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
-                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-                         WHERE i.indrelid = {relation} AND i.indisprimary AND i.indnkeyatts = 1"
+                        "SELECT a.attname::text FROM pg_index i, \
+                         unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+                         JOIN pg_attribute a ON a.attnum = k.attnum \
+                         WHERE i.indrelid = {relation} AND a.attrelid = {relation} \
+                         AND i.indisprimary AND k.n <= i.indnkeyatts ORDER BY k.n"
                     ),
                     &[],
                 )
                 .await
                 .what(|| "reading the table's primary key".into())?
-                .first()
-                .map(|r| r.get(0)),
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
         };
-        if let Some(k) = &key
-            && !columns.iter().any(|c| &c.name == k)
-        {
-            return Err(Error::NotFound(format!(
-                "the key `{k}` is not a column read from the table"
-            )));
+        for k in &key {
+            if !columns.iter().any(|c| &c.name == k) {
+                return Err(Error::NotFound(format!(
+                    "the key `{k}` is not a column read from the table"
+                )));
+            }
         }
         Ok(key)
     }
@@ -262,6 +252,7 @@ impl PostgresSource {
                     columns,
                     from: format!("({}) AS q", query.trim().trim_end_matches(';')),
                     key: None,
+                    more_keys: Vec::new(),
                     after: None,
                     key_unique: false,
                     snapshot: None,
@@ -271,15 +262,16 @@ impl PostgresSource {
         };
         let relation = self.relation(client, table).await?;
         let columns = self.columns(client, Some(relation)).await?;
-        let key = self.key(client, relation, &columns).await?;
-        if key.is_none() && context.mode == ReplicationMode::Incremental {
+        let keys = self.key(client, relation, &columns).await?;
+        if keys.len() != 1 && context.mode == ReplicationMode::Incremental {
             return Err(Error::Config(format!(
                 "INCREMENTAL runs need a key: table `{table}` has no single-column primary key, \
                  so give `replication_key`"
             )));
         }
         let from = qualified(&self.config.schema, table);
-        if let Some(k) = &key {
+        if let [k] = keys.as_slice() {
+            // (A primary key's columns are never NULL.)
             let nulls: bool = client
                 .query_one(
                     &format!(
@@ -297,29 +289,36 @@ impl PostgresSource {
                 )));
             }
         }
-        let after = match (&key, after) {
-            (Some(_), Some(v)) => Some(offset_literal(&v)?),
-            (None, Some(_)) => {
+        let after = match (keys.len(), after) {
+            (1, Some(v)) => Some(offset_literal(&v)?),
+            (_, Some(_)) => {
                 return Err(Error::Config(
-                    "an offset needs a key (`replication_key`)".to_owned(),
+                    "an offset needs a single-column key (`replication_key`)".to_owned(),
                 ));
             }
             (_, None) => None,
         };
-        let kind = key
-            .as_ref()
-            .and_then(|k| columns.iter().find(|c| &c.name == k))
-            .filter(|c| !c.array && !c.as_text)
-            .map(|c| c.kind);
-        let key_unique = match &key {
-            Some(k) => key_unique(client, relation, k).await?,
-            None => false,
+        let kind = match keys.as_slice() {
+            [k] => columns
+                .iter()
+                .find(|c| &c.name == k)
+                .filter(|c| !c.array && !c.as_text)
+                .map(|c| c.kind),
+            _ => None,
         };
+        let key_unique = match keys.as_slice() {
+            [] => false,
+            [k] => key_unique(client, relation, k).await?,
+            // The primary key.
+            _ => true,
+        };
+        let mut keys = keys.into_iter();
         Ok((
             Plan {
                 columns,
                 from,
-                key,
+                key: keys.next(),
+                more_keys: keys.collect(),
                 after,
                 key_unique,
                 snapshot: None,
@@ -340,6 +339,9 @@ impl PostgresSource {
         let Some(key) = &plan.key else {
             return self.split_blocks(client, plan, parts).await;
         };
+        if !plan.more_keys.is_empty() {
+            return self.split_rows(client, plan, parts).await;
+        }
         let k = ident(key);
         let whole = conditions(plan, &Range::default(), None, None);
         if matches!(kind, Some(Kind::Int2 | Kind::Int4 | Kind::Int8)) {
@@ -360,25 +362,7 @@ impl PostgresSource {
             return Ok(ranges(lo, hi, parts));
         }
         // Quantiles of the key over a sample of about 200,000 rows.
-        let tuples: f64 = client
-            .query_one(
-                &format!(
-                    "SELECT reltuples::float8 FROM pg_class WHERE oid = '{}'::regclass",
-                    plan.from.replace('\'', "''")
-                ),
-                &[],
-            )
-            .await
-            .what(|| "reading the table's size".into())?
-            .get(0);
-        let sample = if tuples > 200_000.0 {
-            format!(
-                " TABLESAMPLE SYSTEM ({})",
-                (200_000.0 / tuples * 100.0).clamp(0.01, 100.0)
-            )
-        } else {
-            String::new()
-        };
+        let sample = self.sample_clause(client, plan).await?;
         let fractions: Vec<String> = (1..parts)
             .map(|i| format!("{}", i as f64 / parts as f64))
             .collect();
@@ -402,6 +386,67 @@ impl PostgresSource {
             .collect();
         bounds.dedup();
         Ok(between(bounds.into_iter().map(|b| literal(&b)).collect()))
+    }
+
+    /// Ranges of a composite key: rows of its columns' values that cut a sample of about
+    /// 200,000 rows into `parts` equal buckets.
+    async fn split_rows(&self, client: &Client, plan: &Plan, parts: usize) -> Result<Vec<Range>> {
+        let whole = conditions(plan, &Range::default(), None, None);
+        let columns: Vec<String> = plan.key_columns().map(|k| ident(k)).collect();
+        let list = columns.join(", ");
+        let texts: Vec<String> = columns.iter().map(|c| format!("{c}::text")).collect();
+        let sample = self.sample_clause(client, plan).await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT DISTINCT ON (bucket) ARRAY[{}] FROM \
+                     (SELECT ntile({parts}) OVER (ORDER BY {list}) AS bucket, {list} \
+                      FROM {}{sample}{whole}) AS s \
+                     WHERE bucket > 1 ORDER BY bucket, {list}",
+                    texts.join(", "),
+                    plan.from
+                ),
+                &[],
+            )
+            .await
+            .what(|| "sampling the key's quantiles".into())?;
+        let mut bounds: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let values: Vec<String> = r
+                    .get::<_, Vec<String>>(0)
+                    .iter()
+                    .map(|v| literal(v))
+                    .collect();
+                format!("({})", values.join(", "))
+            })
+            .collect();
+        bounds.dedup();
+        Ok(between(bounds))
+    }
+
+    /// ` TABLESAMPLE SYSTEM (p)` reading about 200,000 rows of the table (nothing for a
+    /// smaller table).
+    async fn sample_clause(&self, client: &Client, plan: &Plan) -> Result<String> {
+        let tuples: f64 = client
+            .query_one(
+                &format!(
+                    "SELECT reltuples::float8 FROM pg_class WHERE oid = '{}'::regclass",
+                    plan.from.replace('\'', "''")
+                ),
+                &[],
+            )
+            .await
+            .what(|| "reading the table's size".into())?
+            .get(0);
+        Ok(if tuples > 200_000.0 {
+            format!(
+                " TABLESAMPLE SYSTEM ({})",
+                (200_000.0 / tuples * 100.0).clamp(0.01, 100.0)
+            )
+        } else {
+            String::new()
+        })
     }
 
     /// Ranges of a keyless table's blocks, read by `ctid` (PostgreSQL 14 and later scan them).
@@ -431,6 +476,51 @@ impl PostgresSource {
             })
             .collect())
     }
+}
+
+/// A described column: its name, its kind (`None` for a type read only as text), its type as
+/// `format_type` shows it, and the kind of its elements when it is an array.
+pub(crate) type Described = (String, Option<Kind>, String, Option<Kind>);
+
+/// The columns of the table `oid`, in order (domains as their base types).
+pub(crate) async fn described(client: &Client, oid: u32) -> Result<Vec<Described>> {
+    Ok(client
+        .query(
+            &format!(
+                "SELECT a.attname::text, \
+                 (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::int8, \
+                 (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int4, \
+                 (CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END)::text, \
+                 format_type(a.atttypid, a.atttypmod), \
+                 COALESCE(e.oid, 0)::int8, COALESCE(e.typtype::text, '') \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 LEFT JOIN pg_type b ON b.oid = t.typbasetype \
+                 LEFT JOIN pg_type e ON e.oid = \
+                   (CASE WHEN t.typtype = 'd' THEN b.typelem ELSE t.typelem END) \
+                   AND (CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END) = 'A' \
+                 WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum"
+            ),
+            &[],
+        )
+        .await
+        .what(|| "reading the table's columns".into())?
+        .iter()
+        .map(|r| {
+            let oid: i64 = r.get(1);
+            let typtype: String = r.get(3);
+            let elem: i64 = r.get(5);
+            let elem_typtype: String = r.get(6);
+            (
+                r.get::<_, String>(0),
+                Kind::of(oid as u32, r.get(2), &typtype),
+                r.get::<_, String>(4),
+                (elem != 0)
+                    .then(|| Kind::of(elem as u32, r.get(2), &elem_typtype))
+                    .flatten(),
+            )
+        })
+        .collect())
 }
 
 /// Contiguous ranges split at `bounds` (ascending SQL literals); the first and last are
@@ -489,6 +579,11 @@ fn offset_literal(v: &Value) -> Result<String> {
         Value::Number(n) => Ok(n.to_string()),
         Value::String(s) => Ok(literal(s)),
         Value::Bool(b) => Ok(b.to_string()),
+        // A composite key's position: a row of its values.
+        Value::Array(items) if !items.is_empty() && !items.iter().any(Value::is_array) => {
+            let values: Vec<String> = items.iter().map(offset_literal).collect::<Result<_>>()?;
+            Ok(format!("({})", values.join(", ")))
+        }
         other => Err(Error::Config(format!(
             "an offset must be a number or a string, not {other}"
         ))),
@@ -498,7 +593,7 @@ fn offset_literal(v: &Value) -> Result<String> {
 /// ` WHERE …` for the plan's offset, a partition's range, the key a read continues after and
 /// the last key it reads (empty when none).
 fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&str>) -> String {
-    let Some(key) = &plan.key else {
+    let Some(k) = plan.key_sql() else {
         let mut parts = Vec::new();
         if let Some(b) = range.from_block {
             parts.push(format!("ctid >= '({b},0)'::tid"));
@@ -512,7 +607,6 @@ fn conditions(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&st
             format!(" WHERE {}", parts.join(" AND "))
         };
     };
-    let k = ident(key);
     let mut parts = Vec::new();
     if let Some(after) = &plan.after {
         parts.push(format!("{k} > {after}"));
@@ -555,11 +649,12 @@ fn select(plan: &Plan, range: &Range, cursor: Option<&str>, upto: Option<&str>) 
     } else {
         columns.join(", ")
     };
-    let order = plan
-        .key
-        .as_ref()
-        .map(|k| format!(" ORDER BY {}", ident(k)))
-        .unwrap_or_default();
+    let keys: Vec<String> = plan.key_columns().map(|k| ident(k)).collect();
+    let order = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", keys.join(", "))
+    };
     format!(
         "SELECT {list} FROM {}{}{order}",
         plan.from,
@@ -581,7 +676,7 @@ fn from_spec(partition: &Partition) -> Result<(Plan, Range), PluginError> {
 
 /// A connection for reading `plan`: in the run's snapshot when it has one and the snapshot can
 /// still be imported (its exporting transaction is open).
-async fn reader(connection: &tokio_postgres::Config, plan: &Plan) -> Result<Client> {
+async fn reader(connection: &Connection, plan: &Plan) -> Result<Client> {
     let client = connect(connection).await?;
     if let Some(snapshot) = &plan.snapshot {
         let imported = client
@@ -614,61 +709,94 @@ enum Pass {
     Stopped,
 }
 
-/// Whether a key column's values are positions a read can continue after (an integer or text,
-/// read as such).
+/// Whether a key column's values are positions a read can continue after (an integer, text
+/// or uuid, read as such).
 fn gives_positions(c: &Column) -> bool {
-    !c.as_text && !c.array && matches!(c.kind, Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Text)
+    !c.as_text
+        && !c.array
+        && matches!(
+            c.kind,
+            Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Text | Kind::Uuid
+        )
+}
+
+/// One key value as JSON: a number, or text the server casts to the key's type.
+fn key_value(kind: Kind, v: &[u8]) -> Option<Value> {
+    Some(match (kind, v.len()) {
+        (Kind::Int2, 2) => Value::from(i16::from_be_bytes([v[0], v[1]])),
+        (Kind::Int4, 4) => Value::from(i32::from_be_bytes(v[..4].try_into().ok()?)),
+        (Kind::Int8, 8) => Value::from(i64::from_be_bytes(v[..8].try_into().ok()?)),
+        (Kind::Text, _) => Value::String(std::str::from_utf8(v).ok()?.to_owned()),
+        (Kind::Uuid, 16) => {
+            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            Value::String(format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            ))
+        }
+        _ => return None,
+    })
 }
 
 /// The key of the last row read, as a SQL literal a read can continue after.
 #[derive(Default)]
 struct Cursor {
-    /// Where the key is among the columns, and its kind, when a read can continue after it.
-    key: Option<(usize, Kind)>,
-    last: Vec<u8>,
+    /// Where the key's columns are among the columns, and their kinds, when a read can
+    /// continue after them (empty otherwise).
+    key: Vec<(usize, Kind)>,
+    last: Vec<Vec<u8>>,
     seen: bool,
     /// Where the read starts (a resumed range's `after`), until a row is read.
     start: Option<String>,
 }
 
 impl Cursor {
-    /// The position after the last row read: its key, as JSON.
+    /// The position after the last row read: its key (a composite key's values in an array),
+    /// as JSON.
     fn position(&self) -> Option<Value> {
-        let (_, kind) = self.key?;
-        if !self.seen {
+        if self.key.is_empty() || !self.seen {
             return None;
         }
-        let v = &self.last;
-        Some(match (kind, v.len()) {
-            (Kind::Int2, 2) => Value::from(i16::from_be_bytes([v[0], v[1]])),
-            (Kind::Int4, 4) => Value::from(i32::from_be_bytes(v[..4].try_into().ok()?)),
-            (Kind::Int8, 8) => Value::from(i64::from_be_bytes(v[..8].try_into().ok()?)),
-            (Kind::Text, _) => Value::String(std::str::from_utf8(v).ok()?.to_owned()),
-            _ => return None,
+        let mut values = self
+            .key
+            .iter()
+            .zip(&self.last)
+            .map(|((_, kind), v)| key_value(*kind, v))
+            .collect::<Option<Vec<Value>>>()?;
+        Some(if values.len() == 1 {
+            values.remove(0)
+        } else {
+            Value::Array(values)
         })
     }
 
     fn new(plan: &Plan) -> Cursor {
-        let key = plan
-            .key
-            .as_ref()
-            .filter(|_| plan.key_unique)
-            .and_then(|k| plan.columns.iter().position(|c| &c.name == k))
-            .filter(|&i| gives_positions(&plan.columns[i]))
-            .map(|i| (i, plan.columns[i].kind));
+        let key: Option<Vec<(usize, Kind)>> = plan
+            .key_columns()
+            .map(|k| {
+                let i = plan.columns.iter().position(|c| &c.name == k)?;
+                gives_positions(&plan.columns[i]).then_some((i, plan.columns[i].kind))
+            })
+            .collect();
+        let key = key.filter(|_| plan.key_unique).unwrap_or_default();
         Cursor {
+            last: vec![Vec::new(); key.len()],
             key,
             ..Cursor::default()
         }
     }
 
     fn note(&mut self, fields: &[Option<&[u8]>]) {
-        if let Some((i, _)) = self.key
-            && let Some(Some(v)) = fields.get(i)
-        {
-            self.last.clear();
-            self.last.extend_from_slice(v);
-            self.seen = true;
+        for ((i, _), last) in self.key.iter().zip(&mut self.last) {
+            if let Some(Some(v)) = fields.get(*i) {
+                last.clear();
+                last.extend_from_slice(v);
+                self.seen = true;
+            }
         }
     }
 
@@ -696,7 +824,7 @@ async fn send(
 /// One COPY over the partition, after the cursor's key when it has one.
 #[allow(clippy::too_many_arguments)]
 async fn copy_pass(
-    connection: &tokio_postgres::Config,
+    connection: &Connection,
     plan: &Plan,
     range: &Range,
     upto: Option<&str>,
@@ -754,7 +882,7 @@ fn lost(e: &Error) -> bool {
 /// (the rows read before are kept, none is read twice) when the key allows it.
 #[allow(clippy::too_many_arguments)]
 async fn read_partition(
-    connection: tokio_postgres::Config,
+    connection: Connection,
     plan: Plan,
     range: Range,
     part: Part,
@@ -783,7 +911,7 @@ async fn read_partition(
         {
             Ok(Pass::Done) => break,
             Ok(Pass::Stopped) => return Ok(()),
-            Err(e) if lost(&e) && cursor.key.is_some() => {
+            Err(e) if lost(&e) && !cursor.key.is_empty() => {
                 let since = *lost_at.get_or_insert_with(std::time::Instant::now);
                 if since.elapsed().as_secs() >= retry_secs {
                     return Err(e);
@@ -834,7 +962,7 @@ impl PostgresSource {
     }
 
     /// Whether the table's key gives positions a read can continue after: the configured key
-    /// or the single-column primary key, with a unique index of its own, an integer or text.
+    /// with a unique index of its own, or the primary key, of integers, text or uuids.
     async fn positionable(&self) -> Result<bool> {
         let Some(table) = &self.config.table else {
             return Ok(false);
@@ -842,11 +970,16 @@ impl PostgresSource {
         let client = connect(&self.connection).await?;
         let relation = self.relation(&client, table).await?;
         let columns = self.columns(&client, Some(relation)).await?;
-        let Some(key) = self.key(&client, relation, &columns).await? else {
-            return Ok(false);
-        };
-        Ok(columns.iter().any(|c| c.name == key && gives_positions(c))
-            && key_unique(&client, relation, &key).await?)
+        let keys = self.key(&client, relation, &columns).await?;
+        let typed = !keys.is_empty()
+            && keys
+                .iter()
+                .all(|k| columns.iter().any(|c| &c.name == k && gives_positions(c)));
+        Ok(typed
+            && match keys.as_slice() {
+                [k] => key_unique(&client, relation, k).await?,
+                _ => true,
+            })
     }
 }
 
@@ -927,6 +1060,35 @@ impl fastlane_plugin_support::runtime::AsyncSource for PostgresSource {
                 upto: literal(&range.upto)?,
             },
         )
+    }
+
+    /// The checksum of the partition's rows, read again in the run's snapshot and hashed from
+    /// the Arrow batches they decode to.
+    async fn checksum(&self, partition: &Partition) -> Result<Checksum, PluginError> {
+        let (plan, range) = from_spec(partition)?;
+        let empty = RecordBatch::new_empty(crate::columns::schema_of(&plan.columns));
+        if let Err(e) = Checksum::of_batch(&empty) {
+            return Err(PluginError::unsupported(e.to_string()));
+        }
+        let client = reader(&self.connection, &plan).await?;
+        let sql = format!(
+            "COPY ({}) TO STDOUT (FORMAT binary)",
+            select(&plan, &range, None, None)
+        );
+        let mut sum = Checksum::default();
+        copy_batches(
+            &client,
+            &sql,
+            &plan.columns,
+            self.config.special_values,
+            self.config.batch_size,
+            |batch| {
+                sum.add(Checksum::of_batch(&batch).map_err(|e| Error::Data(e.to_string()))?);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(sum)
     }
 
     async fn count(&self, partition: &Partition) -> Result<u64, PluginError> {

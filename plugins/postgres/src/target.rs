@@ -13,14 +13,19 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use fastlane_plugin_api::{PluginError, ReplicationMode, StagedRun, WriteContext, Writer};
+use arrow_schema::{DataType, Field, Schema};
+use fastlane_plugin_api::{
+    Checksum, PluginError, ReplicationMode, StagedRun, WriteContext, Writer,
+};
 use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::config::PostgresTargetConfig;
-use crate::conn::{RUNTIME, connect, ident, literal, qualified};
+use crate::columns::Column;
+use crate::config::{OnSchemaChange, PostgresTargetConfig, SpecialValues};
+use crate::conn::{Connection, RUNTIME, connect, ident, literal, qualified};
+use crate::copy::copy_batches;
 use crate::encode::{Staged, copy_data, staged};
 use crate::error::{Context, Error, Result};
 
@@ -31,6 +36,9 @@ struct StagedColumn {
     name: String,
     pg_type: String,
     hint: Option<String>,
+    /// The Arrow type the run wrote the column as (its `Display` form), for checksums.
+    #[serde(default)]
+    arrow: Option<String>,
 }
 
 type StagedColumns = Vec<StagedColumn>;
@@ -38,13 +46,18 @@ type StagedColumns = Vec<StagedColumn>;
 /// What the writers of a run share: where to connect, the staging table, and its columns once
 /// the first batch has made it.
 struct Shared {
-    connection: tokio_postgres::Config,
+    connection: Connection,
     schema: String,
     staging: String,
     batch_size: usize,
     columns: tokio::sync::Mutex<Option<StagedColumns>>,
     /// The checkpoint table and the run's id, in a checkpointed run.
     checkpoints: Option<(String, String)>,
+    /// The target table (quoted) and its columns when the run opened (`None`: no table yet).
+    table: String,
+    existing: Option<Vec<String>>,
+    mode: ReplicationMode,
+    on_change: OnSchemaChange,
 }
 
 /// A run in progress: the connection holding the table's lock, and the shared state.
@@ -59,7 +72,7 @@ struct Run {
 /// The `postgres` target.
 pub struct PostgresTarget {
     config: PostgresTargetConfig,
-    connection: tokio_postgres::Config,
+    connection: Connection,
     run: Option<Run>,
 }
 
@@ -69,7 +82,7 @@ impl PostgresTarget {
         config
             .validate()
             .map_err(|problems| PluginError::config(problems.join("; ")))?;
-        let connection = config.connection();
+        let connection = config.connection().map_err(PluginError::config)?;
         Ok(Self {
             config,
             connection,
@@ -243,6 +256,10 @@ impl PostgresTarget {
                 }
             }
         }
+        let existing = self
+            .target_columns(&control)
+            .await?
+            .map(|t| t.into_iter().map(|(n, _)| n).collect());
         self.run = Some(Run {
             control,
             mode: context.mode,
@@ -257,6 +274,10 @@ impl PostgresTarget {
                     .checkpoint
                     .as_ref()
                     .map(|_| (ckpt, context.run_id.clone())),
+                table,
+                existing,
+                mode: context.mode,
+                on_change: self.config.on_schema_change,
             }),
         });
         Ok(())
@@ -288,18 +309,51 @@ impl PostgresTarget {
                 .what(|| format!("publishing the run into {table}"));
         };
         let staging = qualified(&run.shared.schema, &run.shared.staging);
-        let (target, created) = match target {
-            Some(t) => (t, None),
-            None => {
-                let defs: Vec<String> = staged
+        let written: Vec<String> = staged.iter().map(|c| c.name.clone()).collect();
+        let step = match &target {
+            None => SchemaStep::Replace,
+            Some(t) => {
+                let existing: Vec<String> = t.iter().map(|(n, _)| n.clone()).collect();
+                schema_step(
+                    run.mode,
+                    self.config.on_schema_change,
+                    &existing,
+                    &written,
+                    &table,
+                )?
+            }
+        };
+        // Each staged column's type in a table made or grown from the data: the type the
+        // source read it as, when this server has it, else the staging's own.
+        let mut defined = Vec::with_capacity(staged.len());
+        for c in staged.iter().filter(|_| step != SchemaStep::Fits) {
+            let ty = match &c.hint {
+                Some(hint) if type_exists(control, hint).await => hint.clone(),
+                _ => c.pg_type.clone(),
+            };
+            defined.push((c.name.clone(), ty));
+        }
+        let mut ddl = Vec::new();
+        let target = match (step, target) {
+            (SchemaStep::Fits, Some(t)) => t,
+            (SchemaStep::AddColumns(new), Some(mut t)) => {
+                let adds: Vec<String> = defined
                     .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {}",
-                            ident(&c.name),
-                            c.hint.as_deref().unwrap_or(&c.pg_type)
-                        )
-                    })
+                    .filter(|(n, _)| new.contains(n))
+                    .map(|(n, ty)| format!("ADD COLUMN {} {ty}", ident(n)))
+                    .collect();
+                log::info!("adding columns to {table}: {}", adds.join(", "));
+                ddl.push(format!("ALTER TABLE {table} {}", adds.join(", ")));
+                t.extend(defined.iter().filter(|(n, _)| new.contains(n)).cloned());
+                t
+            }
+            (_, existed) => {
+                if existed.is_some() {
+                    ddl.push(format!("DROP TABLE {table}"));
+                }
+                let defs: Vec<String> = defined
+                    .iter()
+                    .map(|(n, ty)| format!("{} {ty}", ident(n)))
                     .collect();
                 let key = self
                     .config
@@ -307,32 +361,10 @@ impl PostgresTarget {
                     .as_ref()
                     .map(|k| format!(", PRIMARY KEY ({})", ident(k)))
                     .unwrap_or_default();
-                let sql = format!("CREATE TABLE {table} ({}{key})", defs.join(", "));
-                (
-                    staged
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name.clone(),
-                                c.hint.clone().unwrap_or_else(|| c.pg_type.clone()),
-                            )
-                        })
-                        .collect(),
-                    Some(sql),
-                )
+                ddl.push(format!("CREATE TABLE {table} ({}{key})", defs.join(", ")));
+                defined.clone()
             }
         };
-        let missing: Vec<String> = staged
-            .iter()
-            .filter(|c| !target.iter().any(|(t, _)| *t == c.name))
-            .map(|c| format!("`{}`", c.name))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Config(format!(
-                "{table} has no column {}: add it to the table, or leave it out of the run",
-                missing.join(", ")
-            )));
-        }
         let names: Vec<String> = staged.iter().map(|c| ident(&c.name)).collect();
         // The server's assignment casts check what they convert (a text too long for a
         // varchar, a bigint too large for an integer); only text staged for a type that takes
@@ -375,9 +407,9 @@ impl PostgresTarget {
             }
         }
         let mut steps = vec!["BEGIN".to_owned()];
-        if let Some(create) = created {
-            steps.push(create);
-        } else if run.mode == ReplicationMode::FullTable {
+        let made = ddl.iter().any(|d| d.starts_with("CREATE"));
+        steps.extend(ddl);
+        if !made && run.mode == ReplicationMode::FullTable {
             steps.push(format!("TRUNCATE {table}"));
         }
         steps.push(insert);
@@ -546,6 +578,222 @@ impl fastlane_plugin_support::runtime::AsyncTarget for PostgresTarget {
         self.finish(true).await;
         Ok(())
     }
+
+    /// The checksum of the staged rows, read back from the staging table and hashed as the
+    /// Arrow types the run wrote them as.
+    async fn staged_checksum(&self) -> Result<Checksum, PluginError> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| PluginError::internal("staged_checksum before open"))?;
+        let Some(staged) = run.shared.columns.lock().await.clone() else {
+            return Ok(Checksum::default());
+        };
+        let written: Option<Vec<Field>> = staged
+            .iter()
+            .map(|c| {
+                let t: DataType = c.arrow.as_deref()?.parse().ok()?;
+                Some(Field::new(&c.name, t, true))
+            })
+            .collect();
+        let Some(written) = written else {
+            return Err(PluginError::unsupported(
+                "this staging was made before checksums: the types its columns were written \
+                 as are unknown",
+            ));
+        };
+        let empty = RecordBatch::new_empty(Arc::new(Schema::new(written)));
+        if let Err(e) = Checksum::of_batch(&empty) {
+            return Err(PluginError::unsupported(e.to_string()));
+        }
+        Ok(staged_checksum(&run.control, &run.shared, &staged).await?)
+    }
+}
+
+/// The checksum of the staging table's rows: each column decoded as its staging type, then
+/// cast back to the Arrow type it was written as.
+async fn staged_checksum(
+    client: &Client,
+    shared: &Shared,
+    staged: &[StagedColumn],
+) -> Result<Checksum> {
+    let staging = qualified(&shared.schema, &shared.staging);
+    let oid: Option<i64> = client
+        .query_one("SELECT to_regclass($1)::oid::int8", &[&staging])
+        .await
+        .what(|| format!("looking up {staging}"))?
+        .get(0);
+    let Some(oid) = oid else {
+        return Ok(Checksum::default());
+    };
+    let written: Vec<DataType> = staged
+        .iter()
+        .map(|c| c.arrow.as_deref().and_then(|t| t.parse().ok()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            Error::Config(
+                "this staging was made before checksums: the types its columns were written \
+                 as are unknown"
+                    .into(),
+            )
+        })?;
+    let described = crate::source::described(client, oid as u32).await?;
+    let mut columns = Vec::with_capacity(staged.len());
+    for c in staged {
+        let Some((name, kind, pg_type, elem)) = described.iter().find(|d| d.0 == c.name) else {
+            return Err(Error::NotFound(format!(
+                "the staging table {staging} has no column `{}`",
+                c.name
+            )));
+        };
+        let (kind, array) = match (kind, elem) {
+            (Some(k), _) => (*k, false),
+            (None, Some(e)) => (*e, true),
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "the staging column `{name}` ({pg_type}) cannot be read back"
+                )));
+            }
+        };
+        columns.push(Column {
+            name: name.clone(),
+            kind,
+            pg_type: pg_type.clone(),
+            as_text: false,
+            array,
+        });
+    }
+    let schema = Arc::new(Schema::new(
+        staged
+            .iter()
+            .zip(&written)
+            .map(|(c, t)| Field::new(&c.name, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let list: Vec<String> = staged.iter().map(|c| ident(&c.name)).collect();
+    let sql = format!(
+        "COPY (SELECT {} FROM {staging}) TO STDOUT (FORMAT binary)",
+        list.join(", ")
+    );
+    let mut sum = Checksum::default();
+    copy_batches(
+        client,
+        &sql,
+        &columns,
+        SpecialValues::Error,
+        shared.batch_size,
+        |batch| {
+            let arrays = batch
+                .columns()
+                .iter()
+                .zip(&written)
+                .zip(staged)
+                .map(|((a, t), c)| {
+                    if a.data_type() == t || !arrow_cast::can_cast_types(a.data_type(), t) {
+                        return Ok(a.clone());
+                    }
+                    arrow_cast::cast(a, t).map_err(|e| {
+                        Error::Data(format!(
+                            "the staged column `{}` read back as {} cannot be compared as {t}: {e}",
+                            c.name,
+                            a.data_type()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let batch = RecordBatch::try_new_with_options(
+                schema.clone(),
+                arrays,
+                &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(|e| Error::Data(format!("cannot rebuild a staged batch: {e}")))?;
+            sum.add(Checksum::of_batch(&batch).map_err(|e| Error::Data(e.to_string()))?);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(sum)
+}
+
+/// What publishing does about the table's definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SchemaStep {
+    /// The data's columns are all in the table.
+    Fits,
+    /// The table is kept and these columns of the data are added to it.
+    AddColumns(Vec<String>),
+    /// The table is made (again) from the data.
+    Replace,
+}
+
+/// What to do when the data (`written` columns) has columns the table (`existing`) lacks, as
+/// `on_schema_change` says; for `fail`, an error naming the new columns and those the data
+/// lacks.
+fn schema_step(
+    mode: ReplicationMode,
+    on_change: OnSchemaChange,
+    existing: &[String],
+    written: &[String],
+    table: &str,
+) -> Result<SchemaStep> {
+    let new: Vec<String> = written
+        .iter()
+        .filter(|w| !existing.contains(w))
+        .cloned()
+        .collect();
+    if new.is_empty() {
+        return Ok(SchemaStep::Fits);
+    }
+    let quoted = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (on_change, mode) {
+        (OnSchemaChange::AddColumns, _) => Ok(SchemaStep::AddColumns(new)),
+        (OnSchemaChange::Replace, ReplicationMode::FullTable) => {
+            log::warn!(
+                "the data has columns that {table} lacks ({}): `on_schema_change: replace` \
+                 replaces the table with one defined by the data (its indexes, constraints \
+                 and grants are lost)",
+                quoted(&new)
+            );
+            Ok(SchemaStep::Replace)
+        }
+        (OnSchemaChange::Replace, ReplicationMode::Incremental) => Err(Error::Config(format!(
+            "the data has columns that {table} lacks: {}; an INCREMENTAL run cannot replace \
+             the table: use `on_schema_change: add_columns`",
+            quoted(&new)
+        ))),
+        (OnSchemaChange::Fail, _) => {
+            let missing: Vec<String> = existing
+                .iter()
+                .filter(|e| !written.contains(e))
+                .cloned()
+                .collect();
+            let also = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(", and lacks {} that the table has", quoted(&missing))
+            };
+            Err(Error::Config(format!(
+                "the data has columns that {table} lacks: {}{also}; set the target's \
+                 `on_schema_change` to `add_columns` (keep the table, add them) or `replace` \
+                 (FULL_TABLE: a table defined by the data)",
+                quoted(&new)
+            )))
+        }
+    }
+}
+
+/// Whether `ty` (a type as `format_type` shows it) names a type this server has.
+async fn type_exists(client: &Client, ty: &str) -> bool {
+    client
+        .query_one("SELECT to_regtype($1) IS NOT NULL", &[&ty])
+        .await
+        .is_ok_and(|r| r.get(0))
 }
 
 /// One writer: its own connection, a COPY per batch into the staging table.
@@ -573,6 +821,7 @@ async fn staging_columns(
                 name: f.name().clone(),
                 pg_type: s.pg_type,
                 hint: f.metadata().get(crate::columns::PG_TYPE_KEY).cloned(),
+                arrow: Some(f.data_type().to_string()),
             }),
             None => refused.push(format!("`{}` ({})", f.name(), f.data_type())),
         }
@@ -582,6 +831,17 @@ async fn staging_columns(
             "columns of types PostgreSQL cannot hold exactly: {}",
             refused.join(", ")
         )));
+    }
+    // Refused before any row is loaded; checked again at publication (the table may change).
+    if let Some(existing) = &shared.existing {
+        let written: Vec<String> = made.iter().map(|c| c.name.clone()).collect();
+        schema_step(
+            shared.mode,
+            shared.on_change,
+            existing,
+            &written,
+            &shared.table,
+        )?;
     }
     let defs: Vec<String> = made
         .iter()

@@ -257,7 +257,14 @@ fn every_mapped_type_reads_exactly_edge_values_and_nulls_included() {
     assert_eq!(col("net").as_string::<i32>().value(0), "10.0.0.0/8");
     assert_eq!(col("net").as_string::<i32>().value(2), "::/0");
     assert_eq!(col("mac").as_string::<i32>().value(0), "08:00:2b:01:02:03");
-    assert_eq!(col("e").as_string::<i32>().value(0), "happy");
+    assert_eq!(
+        ty("e"),
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        "enums as dictionaries of their labels"
+    );
+    let e = arrow_cast::cast(&col("e"), &DataType::Utf8).unwrap();
+    assert_eq!(e.as_string::<i32>().value(0), "happy");
+    assert_eq!(e.as_string::<i32>().value(2), "sad");
     assert_eq!(col("dom").as_primitive::<Int32Type>().value(0), 5);
     assert_eq!(col("o").as_primitive::<Int64Type>().value(0), 4_294_967_295);
     assert!(t.as_string::<i32>().value(2).bytes().all(|b| b == b'x'));
@@ -596,12 +603,14 @@ fn a_connection_lost_mid_partition_continues_after_the_last_key_read() {
 fn one_dimensional_arrays_read_as_lists_and_other_arrays_are_refused_by_name() {
     let db = Db::new("arrays");
     db.exec(
-        "CREATE TABLE a (id int4 PRIMARY KEY, ints int4[], words text[], money numeric(5,2)[],
-                         times timestamptz[]);
+        "CREATE TYPE color AS ENUM ('red', 'green');
+         CREATE TABLE a (id int4 PRIMARY KEY, ints int4[], words text[], money numeric(5,2)[],
+                         times timestamptz[], colors color[]);
          INSERT INTO a VALUES
-           (1, '{1,NULL,3}', '{a,\"b c\",NULL,\"\"}', '{1.25,NULL}', '{\"2024-01-01 00:00:00+00\"}'),
-           (2, '{}', '{}', NULL, '{}'),
-           (3, NULL, '{🦀}', '{-999.99}', NULL);",
+           (1, '{1,NULL,3}', '{a,\"b c\",NULL,\"\"}', '{1.25,NULL}', '{\"2024-01-01 00:00:00+00\"}',
+            '{green,NULL,red,green}'),
+           (2, '{}', '{}', NULL, '{}', '{}'),
+           (3, NULL, '{🦀}', '{-999.99}', NULL, NULL);",
     );
     let config = source(&db, serde_json::json!({"table": "a"}));
     let batches = read_all(&config);
@@ -650,6 +659,17 @@ fn one_dimensional_arrays_read_as_lists_and_other_arrays_are_refused_by_name() {
             .value(0),
         1_704_067_200_000_000
     );
+    let colors = batch.column_by_name("colors").unwrap().as_list::<i32>();
+    let c0 = arrow_cast::cast(&colors.value(0), &DataType::Utf8).unwrap();
+    assert_eq!(
+        c0.as_string::<i32>().iter().collect::<Vec<_>>(),
+        [Some("green"), None, Some("red"), Some("green")],
+        "arrays of enums are lists of dictionaries"
+    );
+    assert!(matches!(
+        colors.value(0).data_type(),
+        DataType::Dictionary(..)
+    ));
 
     // A two-dimensional array, or one indexed from 0, has no exact list form.
     let first_error = |config: &serde_json::Value| -> String {
@@ -728,4 +748,245 @@ fn text_uuid_and_keyless_tables_split_into_partitions_that_read_every_row_once()
 
 fn json_key(key: &str) -> serde_json::Value {
     serde_json::json!({ "replication_key": key })
+}
+
+/// The server's certificate: the Debian package's self-signed `snakeoil` one, whose name is
+/// its subject's common name.
+const SERVER_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+fn certificate_name() -> String {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "multiline",
+            "-in",
+            SERVER_CERT,
+        ])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("commonName"))
+        .map(|v| v.trim().trim_start_matches('=').trim().to_owned())
+        .expect("the certificate's common name")
+}
+
+/// Whether the connection that read `config` used TLS (`Err`: why it could not connect).
+fn read_over_tls(config: serde_json::Value) -> Result<bool, String> {
+    let plugin = fastlane_tests::conformance::load("postgres");
+    let source = plugin
+        .create_source("postgres", &config)
+        .map_err(|e| e.to_string())?;
+    let partitions = source
+        .partitions(&fastlane_plugin_api::ReadContext::default())
+        .map_err(|e| e.to_string())?;
+    let mut stream = source.read(&partitions[0]).map_err(|e| e.to_string())?;
+    let batch = stream
+        .next_batch()
+        .map_err(|e| e.to_string())?
+        .expect("a row");
+    Ok(batch.column(0).as_boolean().value(0))
+}
+
+#[test]
+fn connections_use_tls_as_sslmode_says_and_check_certificates_when_asked() {
+    assert_eq!(
+        common::psql("postgres", "SHOW ssl"),
+        "on",
+        "the test server offers TLS (Debian's package turns it on with its own certificate)"
+    );
+    let db = Db::new("tls");
+    let query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let with = |extra: serde_json::Value| {
+        let mut c = source(&db, serde_json::json!({"query": query}));
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    assert_eq!(
+        read_over_tls(with(serde_json::json!({}))),
+        Ok(true),
+        "prefer"
+    );
+    assert_eq!(
+        read_over_tls(with(serde_json::json!({"sslmode": "disable"}))),
+        Ok(false)
+    );
+    assert_eq!(
+        read_over_tls(with(serde_json::json!({"sslmode": "require"}))),
+        Ok(true)
+    );
+    // The chain is checked against the given root; with verify-ca the name is not.
+    assert_eq!(
+        read_over_tls(with(
+            serde_json::json!({"sslmode": "verify-ca", "sslrootcert": SERVER_CERT})
+        )),
+        Ok(true)
+    );
+    // verify-full: the certificate names another host than 127.0.0.1.
+    let err = read_over_tls(with(
+        serde_json::json!({"sslmode": "verify-full", "sslrootcert": SERVER_CERT}),
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("cannot connect to PostgreSQL at `127.0.0.1:5432`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("certificate not valid for name \"127.0.0.1\""),
+        "{err}"
+    );
+    // Another authority's root does not vouch for the server's certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=another authority", "-keyout"])
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let err = read_over_tls(with(
+        serde_json::json!({"sslmode": "verify-ca", "sslrootcert": other}),
+    ))
+    .unwrap_err();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // In a URL, with the host the certificate names (connecting to 127.0.0.1 all the same).
+    let url = format!(
+        "postgres://postgres@{}:5432/{}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+        certificate_name(),
+        db.name,
+        SERVER_CERT.replace('/', "%2F")
+    );
+    assert_eq!(
+        read_over_tls(serde_json::json!({"url": url, "query": query})),
+        Ok(true)
+    );
+    // Mistakes are named before connecting.
+    let err = read_over_tls(serde_json::json!({
+        "url": format!("{}?sslmode=sometimes", db.url()), "query": query,
+        "sslrootcert": "/nowhere/root.crt",
+    }))
+    .unwrap_err();
+    assert!(err.contains("`sslmode=sometimes`"), "{err}");
+    assert!(
+        err.contains("`sslrootcert` `/nowhere/root.crt` cannot be read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_composite_primary_key_splits_evenly_however_skewed_and_reads_resume_after_a_position() {
+    let db = Db::new("composite");
+    // 90% of the rows under one tenant: splitting on the first column alone would put them in
+    // one partition.
+    db.exec(
+        "CREATE TABLE comp (tenant int4, code text, n int4, PRIMARY KEY (tenant, code));
+         INSERT INTO comp SELECT CASE WHEN g <= 27000 THEN 1 ELSE 2 + g % 3 END,
+                                 'c' || lpad((30001 - g)::text, 6, '0'), g
+                          FROM generate_series(1, 30000) g;",
+    );
+    let config = source(
+        &db,
+        serde_json::json!({"table": "comp", "partitions": 4, "batch_size": 1000,
+                           "application_name": "fl-composite-test"}),
+    );
+    let (_plugin, source, partitions) = planned(&config);
+    assert_eq!(partitions.len(), 4);
+    assert!(source.resumable(), "the primary key gives positions");
+    let key_of = |b: &RecordBatch, i: usize| {
+        (
+            b.column_by_name("tenant")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .value(i),
+            b.column_by_name("code")
+                .unwrap()
+                .as_string::<i32>()
+                .value(i)
+                .to_owned(),
+        )
+    };
+    let mut all = Vec::new();
+    let mut last_key = None;
+    for p in &partitions {
+        let mut stream = source.read(p).expect("read");
+        let mut rows = 0;
+        while let Some(b) = stream.next_batch().expect("batch") {
+            for i in 0..b.num_rows() {
+                let key = key_of(&b, i);
+                assert!(
+                    last_key.as_ref() < Some(&key),
+                    "rows in key order across partitions"
+                );
+                last_key = Some(key);
+            }
+            rows += b.num_rows();
+            let n = b.column_by_name("n").unwrap().as_primitive::<Int32Type>();
+            all.extend(n.values().iter().copied());
+        }
+        assert!(
+            (3_000..=12_000).contains(&rows),
+            "partition {}: {rows} rows of 30,000",
+            p.index
+        );
+        assert_eq!(source.count(p).unwrap(), rows as u64);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=30000).collect::<Vec<i32>>(), "every row once");
+
+    // A position is the row of the key's values; a read continues after it.
+    let mut stream = source.read(&partitions[1]).expect("read");
+    let first = stream.next_batch().unwrap().unwrap();
+    let position = stream.position().expect("a position");
+    let (tenant, code) = key_of(&first, first.num_rows() - 1);
+    assert_eq!(position, serde_json::json!([tenant, code]));
+    let mut rest = source
+        .read_range(
+            &partitions[1],
+            &fastlane_plugin_api::ReadRange {
+                after: Some(position),
+                upto: None,
+            },
+        )
+        .expect("read after the position");
+    let mut resumed = first.num_rows();
+    let next = rest.next_batch().unwrap().unwrap();
+    assert!(
+        key_of(&next, 0) > (tenant, code),
+        "the next row, not a repeat"
+    );
+    resumed += next.num_rows();
+    while let Some(b) = rest.next_batch().unwrap() {
+        resumed += b.num_rows();
+    }
+    assert_eq!(resumed as u64, source.count(&partitions[1]).unwrap());
+
+    // A connection lost mid-partition continues after the last key read.
+    let mut config = config;
+    config["application_name"] = serde_json::json!("fl-composite-lost");
+    let (_plugin, source, partitions) = planned(&config);
+    let mut stream = source.read(&partitions[0]).expect("read");
+    let mut rows = stream.next_batch().unwrap().unwrap().num_rows();
+    let killed = db.exec(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = 'fl-composite-lost' AND query LIKE 'COPY%'",
+    );
+    assert_eq!(killed, "1");
+    while let Some(b) = stream.next_batch().expect("the read continues") {
+        rows += b.num_rows();
+    }
+    assert_eq!(rows as u64, source.count(&partitions[0]).unwrap());
 }

@@ -372,3 +372,175 @@ fn mysql_to_postgresql_to_mysql_gives_back_the_same_rows() {
     assert_eq!(rows("back"), rows("src"));
     mariadb(&format!("DROP DATABASE {my}"));
 }
+
+#[test]
+fn new_columns_fail_the_run_or_are_added_or_replace_the_table_as_on_schema_change_says() {
+    let db = Db::new("schemachange");
+    db.exec(
+        "CREATE TABLE src (id int8 PRIMARY KEY, name text, added numeric(6,2), tags text[]);
+         INSERT INTO src SELECT g, 'n' || g, g / 4.0, ARRAY['t' || g]
+           FROM generate_series(1, 300) g;
+         CREATE TABLE dst (id int8 PRIMARY KEY, name text, gone text DEFAULT 'dflt');
+         CREATE INDEX dst_name ON dst (name);
+         INSERT INTO dst VALUES (1, 'old', 'x');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = json!({"postgres": {"url": db.url(), "table": "src"}});
+    let target = |extra: serde_json::Value| {
+        let mut t = json!({"url": db.url(), "table": "dst", "key": "id"});
+        t.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        t
+    };
+    let columns = |table: &str| {
+        db.exec(&format!(
+            "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' \
+             ORDER BY attnum) FROM pg_attribute WHERE attrelid = '{table}'::regclass \
+             AND attnum > 0 AND NOT attisdropped"
+        ))
+    };
+    // `fail`, the default: the new columns and the missing one are named, nothing changes.
+    let (ok, err) = run(dir.path(), "FULL_TABLE", source.clone(), target(json!({})));
+    assert!(!ok);
+    assert!(
+        err.contains("lacks: `added`, `tags`, and lacks `gone` that the table has"),
+        "{err}"
+    );
+    assert!(err.contains("on_schema_change"), "{err}");
+    assert_eq!(db.exec("SELECT string_agg(name, ',') FROM dst"), "old");
+    assert_eq!(columns("dst"), "id bigint, name text, gone text");
+    // `add_columns`: the table keeps its index and defaults and gains the source's types.
+    let (ok, err) = run_with(
+        dir.path(),
+        "FULL_TABLE",
+        source.clone(),
+        target(json!({"on_schema_change": "add_columns"})),
+        json!({"resume": "never"}),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        columns("dst"),
+        "id bigint, name text, gone text, added numeric(6,2), tags text[]"
+    );
+    assert_eq!(
+        db.exec("SELECT count(*), sum(added), count(*) FILTER (WHERE gone = 'dflt') FROM dst"),
+        "300|11287.50|300"
+    );
+    assert_eq!(
+        db.exec("SELECT count(*) FROM pg_indexes WHERE tablename = 'dst'"),
+        "2"
+    );
+    // INCREMENTAL: `replace` is refused; `add_columns` adds in the upsert's transaction.
+    db.exec(
+        "ALTER TABLE src ADD COLUMN later date;
+         INSERT INTO src (id, name, later) SELECT g, 'new', '2024-01-01'
+           FROM generate_series(301, 310) g;",
+    );
+    let incremental =
+        json!({"postgres": {"url": db.url(), "table": "src", "replication_key": "id"}});
+    let (ok, err) = run(
+        dir.path(),
+        "INCREMENTAL",
+        incremental.clone(),
+        target(json!({"on_schema_change": "replace"})),
+    );
+    assert!(!ok);
+    assert!(err.contains("cannot replace"), "{err}");
+    let (ok, err) = run(
+        dir.path(),
+        "INCREMENTAL",
+        incremental,
+        target(json!({"on_schema_change": "add_columns"})),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(db.exec("SELECT count(*), count(later) FROM dst"), "310|10");
+    assert!(columns("dst").ends_with("later date"), "{}", columns("dst"));
+    // `replace` (FULL_TABLE): a table defined by the data, its index gone.
+    db.exec("ALTER TABLE src ADD COLUMN z int2 DEFAULT 7");
+    let (ok, err) = run(
+        dir.path(),
+        "FULL_TABLE",
+        source,
+        target(json!({"on_schema_change": "replace"})),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(columns("dst"), columns("src"));
+    assert_eq!(db.exec("SELECT count(*), sum(z) FROM dst"), "310|2170");
+    assert_eq!(
+        db.exec("SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'dst'"),
+        "dst_pkey"
+    );
+}
+
+#[test]
+fn checksums_of_the_source_and_the_staging_agree_for_every_type() {
+    let db = Db::new("checksums");
+    db.exec(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE TABLE types (
+           id int8 PRIMARY KEY, b bool, i2 int2, i4 int4, f4 float4, f8 float8,
+           n numeric(12,2), nbig numeric(50,10), nu numeric, t text, c char(3), j json,
+           jb jsonb, by bytea, d date, tm time, tz timetz, ts timestamp, tstz timestamptz,
+           u uuid, ip inet, mac macaddr, e mood, ints int4[], words text[]);
+         INSERT INTO types VALUES
+          (1, true, -32768, -2147483648, 'NaN', '-Infinity', -9999999999.99,
+           1234567890123456789012345678901234567890.0123456789, 'NaN', '🦀 four bytes', 'ab',
+           '{\"a\": [1, 2]}', '{\"b\": null}', '\\x00ff', '4713-01-01 BC', '23:59:59.999999',
+           '12:30:00.5+02', '2024-02-29 12:00:00.000001', '2024-03-10 12:00:00+05',
+           'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2001:db8::1/64', '08:00:2b:01:02:03',
+           'happy', '{1,NULL,3}', '{a,\"b c\",NULL,\"\"}'),
+          (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{}', NULL);
+         INSERT INTO types (id, b, i4, f4, f8, n, t, d, ts, e, ints)
+           SELECT g, g % 2 = 0, g, g / 7.0, 1.0 / g, g * 1.25, 'row ' || g,
+                  '2000-01-01'::date + g, '2000-01-01'::timestamp + g * interval '1 second',
+                  (ARRAY['sad', 'happy'])[g % 2 + 1]::mood, ARRAY[g, -g]
+           FROM generate_series(3, 4000) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let checked = json!({"verify": "checksum"});
+    let verification = |dir: &Path| common::summary(dir)["verification"].clone();
+    // PostgreSQL → PostgreSQL in 3 partitions.
+    let (ok, err) = run_with(
+        dir.path(),
+        "FULL_TABLE",
+        json!({"postgres": {"url": db.url(), "table": "types", "partitions": 3}}),
+        json!({"url": db.url(), "table": "copy", "key": "id"}),
+        checked.clone(),
+    );
+    assert!(ok, "{err}");
+    let v = verification(dir.path());
+    assert_eq!(v["status"], "passed", "{v}");
+    assert_eq!(v["source_rows"], 4000, "{v}");
+    let whole = v["source_checksum"]
+        .as_str()
+        .expect("a source checksum")
+        .to_owned();
+    assert_eq!(v["target_checksum"], whole.as_str(), "{v}");
+    assert_eq!(db.rows("copy"), db.rows("types"));
+    // PostgreSQL → Parquet, then Parquet → PostgreSQL: the same checksum all along.
+    let out = dir.path().join("out");
+    let mut pipeline = json!({
+        "name": "pg-to-parquet", "replication_mode": "FULL_TABLE", "verify": "checksum",
+        "source": {"postgres": {"url": db.url(), "table": "types"}},
+        "transform": {"add_op_fields": false},
+        "target": {"file": {"path": out, "format": "parquet"}},
+    });
+    let (ok, err) = run_pipeline(dir.path(), &pipeline);
+    assert!(ok, "{err}");
+    let v = verification(dir.path());
+    assert_eq!(v["status"], "passed", "{v}");
+    assert_eq!(v["source_checksum"], whole.as_str(), "{v}");
+    assert_eq!(v["target_checksum"], whole.as_str(), "{v}");
+    pipeline["name"] = json!("parquet-to-pg");
+    pipeline["source"] = json!({"file": {"path": out, "format": "parquet"}});
+    pipeline["target"] =
+        json!({"postgres": {"url": db.url(), "table": "from_parquet", "key": "id"}});
+    let (ok, err) = run_pipeline(dir.path(), &pipeline);
+    assert!(ok, "{err}");
+    let v = verification(dir.path());
+    assert_eq!(v["status"], "passed", "{v}");
+    assert_eq!(v["target_checksum"], whole.as_str(), "{v}");
+    assert_eq!(db.rows("from_parquet"), db.rows("types"));
+}

@@ -90,12 +90,19 @@ impl Drop for Db {
 }
 
 /// Runs `pipeline` with the built `fastlane` in `dir`; whether it succeeded, and its stderr.
+/// The run's summary is left in `dir/summary.json` ([`summary`]).
 pub fn run_pipeline(dir: &Path, pipeline: &serde_json::Value) -> (bool, String) {
     let path = dir.join("pipeline.json");
     std::fs::write(&path, pipeline.to_string()).unwrap();
+    let _ = std::fs::remove_file(dir.join("summary.json"));
     let out = Command::new(fastlane_tests::fastlane_bin())
         .current_dir(dir)
-        .args(["--progress", "off", "--no-monitor"])
+        .args([
+            "--progress",
+            "off",
+            "--no-monitor",
+            "--summary-json=summary.json",
+        ])
         .arg(format!("--config={}", path.display()))
         .env("NO_COLOR", "1")
         .output()
@@ -104,4 +111,10 @@ pub fn run_pipeline(dir: &Path, pipeline: &serde_json::Value) -> (bool, String) 
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The summary of the last run [`run_pipeline`] made in `dir`.
+pub fn summary(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("a run summary");
+    serde_json::from_str(&text).expect("a JSON run summary")
 }
