@@ -196,8 +196,8 @@ impl CheckSpec {
 
     /// A check file from its JSON, listing every problem with its field path.
     pub fn from_value(value: Value) -> Result<Self, Vec<crate::problem::Problem>> {
-        let schema = serde_json::to_value(schemars::schema_for!(CheckSpec))
-            .unwrap_or(Value::Bool(true));
+        let schema =
+            serde_json::to_value(schemars::schema_for!(CheckSpec)).unwrap_or(Value::Bool(true));
         let mut problems = Vec::new();
         crate::config::validate(&schema, &value, "", &mut problems);
         if !problems.is_empty() {
