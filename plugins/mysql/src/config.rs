@@ -241,20 +241,7 @@ pub struct MysqlTargetConfig {
     pub on_schema_change: OnSchemaChange,
 }
 
-/// What a load does when the data's columns differ from the table's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnSchemaChange {
-    /// Stop the run, naming the new and missing columns.
-    #[default]
-    Fail,
-    /// Keep the table and add the new columns (to the staging copy, then swapped in; to the
-    /// table itself before an INCREMENTAL upsert).
-    AddColumns,
-    /// Replace the table with one defined by the data (FULL_TABLE only): indexes and declared
-    /// types are lost.
-    Replace,
-}
+pub use fastlane_plugin_support::schema::OnSchemaChange;
 
 /// The error for a `secret` that reached the plugin unresolved: the fastlane host resolves it
 /// (through the `aws` plugin) before the configuration gets here.

@@ -557,7 +557,8 @@ enum SchemaStep {
 }
 
 /// The staging table's definition when the data brings columns the target lacks, as
-/// `on_schema_change` says; an error naming the new (and missing) columns for `fail`.
+/// `on_schema_change` says; an error naming the new (and missing) columns for `fail`. Names
+/// compare case-insensitively, as MySQL's columns do.
 fn schema_step(
     mode: ReplicationMode,
     on_change: OnSchemaChange,
@@ -565,63 +566,21 @@ fn schema_step(
     schema: &arrow_schema::Schema,
     target: &str,
 ) -> Result<SchemaStep> {
-    let has = |name: &str| existing.iter().any(|e| e.eq_ignore_ascii_case(name));
-    let new: Vec<String> = schema
-        .fields()
-        .iter()
-        .filter(|f| !has(f.name()))
-        .map(|f| f.name().clone())
-        .collect();
-    if new.is_empty() {
-        return Ok(SchemaStep::Like);
-    }
-    let quoted = |names: &[String]| {
-        names
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (on_change, mode) {
-        (OnSchemaChange::AddColumns, _) => Ok(SchemaStep::AddColumns(new)),
-        (OnSchemaChange::Replace, ReplicationMode::FullTable) => {
-            log::warn!(
-                "the data has columns that {target} lacks ({}): `on_schema_change: replace` \
-                 replaces the table with one defined by the data (its indexes and declared \
-                 types are lost)",
-                quoted(&new)
-            );
-            Ok(SchemaStep::FromData)
-        }
-        (OnSchemaChange::Replace, ReplicationMode::Incremental) => Err(Error::Config(format!(
-            "the data has columns that {target} lacks: {}; an INCREMENTAL run cannot replace \
-             the table: use `on_schema_change: add_columns`",
-            quoted(&new)
-        ))),
-        (OnSchemaChange::Fail, _) => {
-            let missing: Vec<String> = existing
-                .iter()
-                .filter(|e| {
-                    !schema
-                        .fields()
-                        .iter()
-                        .any(|f| f.name().eq_ignore_ascii_case(e))
-                })
-                .cloned()
-                .collect();
-            let also = if missing.is_empty() {
-                String::new()
-            } else {
-                format!(", and lacks {} that the table has", quoted(&missing))
-            };
-            Err(Error::Config(format!(
-                "the data has columns that {target} lacks: {}{also}; set the target's \
-                 `on_schema_change` to `add_columns` (keep the table, add them) or `replace` \
-                 (FULL_TABLE: a table defined by the data)",
-                quoted(&new)
-            )))
-        }
-    }
+    let written: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    Ok(
+        match fastlane_plugin_support::schema::schema_step(
+            mode, on_change, existing, &written, target, same,
+        )
+        .map_err(Error::Config)?
+        {
+            fastlane_plugin_support::schema::SchemaStep::Fits => SchemaStep::Like,
+            fastlane_plugin_support::schema::SchemaStep::AddColumns(new) => {
+                SchemaStep::AddColumns(new)
+            }
+            fastlane_plugin_support::schema::SchemaStep::Replace => SchemaStep::FromData,
+        },
+    )
 }
 
 /// The statement that swaps the staging table in and the target out, in one step.

@@ -380,20 +380,7 @@ impl PostgresSourceConfig {
     }
 }
 
-/// What a load does when the data has columns the target table lacks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnSchemaChange {
-    /// The run stops before loading, naming the new columns (and those the data lacks).
-    #[default]
-    Fail,
-    /// The table is kept (indexes, constraints, grants) and the new columns are added to it,
-    /// in the transaction that publishes the rows.
-    AddColumns,
-    /// FULL_TABLE only: the table is replaced by one defined by the data, in the transaction
-    /// that publishes the rows (its indexes, constraints and grants are lost).
-    Replace,
-}
+pub use fastlane_plugin_support::schema::OnSchemaChange;
 
 /// Configuration of the `postgres` target.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -28,6 +28,7 @@ use crate::conn::{Connection, RUNTIME, connect, ident, literal, qualified};
 use crate::copy::copy_batches;
 use crate::encode::{Staged, copy_data, staged};
 use crate::error::{Context, Error, Result};
+use fastlane_plugin_support::schema::SchemaStep;
 
 /// A staging column: its name, its type in the staging table, and the PostgreSQL type a
 /// `postgres` source read it as (the type a new table gets).
@@ -715,20 +716,8 @@ async fn staged_checksum(
     Ok(sum)
 }
 
-/// What publishing does about the table's definition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SchemaStep {
-    /// The data's columns are all in the table.
-    Fits,
-    /// The table is kept and these columns of the data are added to it.
-    AddColumns(Vec<String>),
-    /// The table is made (again) from the data.
-    Replace,
-}
-
 /// What to do when the data (`written` columns) has columns the table (`existing`) lacks, as
-/// `on_schema_change` says; for `fail`, an error naming the new columns and those the data
-/// lacks.
+/// `on_schema_change` says (names compare exactly, as PostgreSQL's quoted names do).
 fn schema_step(
     mode: ReplicationMode,
     on_change: OnSchemaChange,
@@ -736,56 +725,15 @@ fn schema_step(
     written: &[String],
     table: &str,
 ) -> Result<SchemaStep> {
-    let new: Vec<String> = written
-        .iter()
-        .filter(|w| !existing.contains(w))
-        .cloned()
-        .collect();
-    if new.is_empty() {
-        return Ok(SchemaStep::Fits);
-    }
-    let quoted = |names: &[String]| {
-        names
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (on_change, mode) {
-        (OnSchemaChange::AddColumns, _) => Ok(SchemaStep::AddColumns(new)),
-        (OnSchemaChange::Replace, ReplicationMode::FullTable) => {
-            log::warn!(
-                "the data has columns that {table} lacks ({}): `on_schema_change: replace` \
-                 replaces the table with one defined by the data (its indexes, constraints \
-                 and grants are lost)",
-                quoted(&new)
-            );
-            Ok(SchemaStep::Replace)
-        }
-        (OnSchemaChange::Replace, ReplicationMode::Incremental) => Err(Error::Config(format!(
-            "the data has columns that {table} lacks: {}; an INCREMENTAL run cannot replace \
-             the table: use `on_schema_change: add_columns`",
-            quoted(&new)
-        ))),
-        (OnSchemaChange::Fail, _) => {
-            let missing: Vec<String> = existing
-                .iter()
-                .filter(|e| !written.contains(e))
-                .cloned()
-                .collect();
-            let also = if missing.is_empty() {
-                String::new()
-            } else {
-                format!(", and lacks {} that the table has", quoted(&missing))
-            };
-            Err(Error::Config(format!(
-                "the data has columns that {table} lacks: {}{also}; set the target's \
-                 `on_schema_change` to `add_columns` (keep the table, add them) or `replace` \
-                 (FULL_TABLE: a table defined by the data)",
-                quoted(&new)
-            )))
-        }
-    }
+    fastlane_plugin_support::schema::schema_step(
+        mode,
+        on_change,
+        existing,
+        written,
+        table,
+        |a, b| a == b,
+    )
+    .map_err(Error::Config)
 }
 
 /// Whether `ty` (a type as `format_type` shows it) names a type this server has.

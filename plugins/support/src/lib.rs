@@ -6,9 +6,11 @@
 //! - [`keys`]: the largest replication key in a set of batches, as the JSON offset a target
 //!   reports, and keeping the rows above an offset.
 //! - [`positions`]: row-number positions of resumable sources.
+//! - [`schema`]: `on_schema_change`, what a table target does with the data's new columns.
 
 #![warn(missing_docs)]
 
 pub mod keys;
 pub mod positions;
 pub mod runtime;
+pub mod schema;
