@@ -128,6 +128,7 @@ def pg_to_pg(args, url, work):
             "name": f"bench-pg-p{parts}", "replication_mode": "FULL_TABLE",
             "resume": "never", "verify": "off",
             "source": {"postgres": {"url": url, "table": TABLE, "partitions": parts}},
+            "transform": {"add_op_fields": False},
             "target": {"postgres": {"url": url, "table": f"{TABLE}_copy"}},
         }
         path = work / f"pg-p{parts}.json"
