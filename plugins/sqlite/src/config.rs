@@ -79,16 +79,4 @@ pub struct SqliteTargetConfig {
     pub concurrency: Option<u32>,
 }
 
-/// What a load does when the data's columns differ from the table's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnSchemaChange {
-    /// Stop the run, naming the new and missing columns.
-    #[default]
-    Fail,
-    /// Keep the table (its indexes, triggers and declared types) and add the new columns.
-    AddColumns,
-    /// Replace the table with one defined by the data (FULL_TABLE only): indexes, triggers
-    /// and declared types are lost.
-    Replace,
-}
+pub use fastlane_plugin_support::schema::OnSchemaChange;

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::config::{OnSchemaChange, SqliteTargetConfig};
 use crate::encode::{Encoder, declared_type};
 use crate::plan::{listed, quote};
+use fastlane_plugin_support::schema::{SchemaStep, schema_step};
 
 /// Loads a SQLite table.
 pub struct SqliteTarget {
@@ -332,56 +333,33 @@ fn publish(
     let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
     let mut create = existing.is_none();
     if let Some(existing) = &existing {
-        let new: Vec<String> = names
-            .iter()
-            .filter(|n| !existing.iter().any(|(e, _)| e.eq_ignore_ascii_case(n)))
-            .cloned()
-            .collect();
-        if !new.is_empty() {
-            let missing: Vec<String> = existing
-                .iter()
-                .filter(|(e, _)| !names.iter().any(|n| n.eq_ignore_ascii_case(e)))
-                .map(|(e, _)| e.clone())
-                .collect();
-            match config.on_schema_change {
-                OnSchemaChange::Fail => {
-                    let mut message = format!(
-                        "the data has columns that table `{table}` lacks: {}",
-                        listed(&new)
-                    );
-                    if !missing.is_empty() {
-                        message.push_str(&format!(
-                            "; the table has columns the data lacks: {}",
-                            listed(&missing)
-                        ));
-                    }
-                    message.push_str(
-                        ". Set `on_schema_change` to `add_columns` to add them, or to \
-                         `replace` (FULL_TABLE) to replace the table",
-                    );
-                    return Err(PluginError::data(message));
+        let existing: Vec<String> = existing.iter().map(|(e, _)| e.clone()).collect();
+        let step = schema_step(
+            mode,
+            config.on_schema_change,
+            &existing,
+            &names,
+            &format!("table `{table}`"),
+            |a, b| a.eq_ignore_ascii_case(b),
+        )
+        .map_err(|e| match config.on_schema_change {
+            OnSchemaChange::Replace => PluginError::config(e),
+            _ => PluginError::data(e),
+        })?;
+        match step {
+            SchemaStep::Fits => {}
+            SchemaStep::AddColumns(new) => {
+                for (name, declared) in columns.iter().filter(|(n, _)| new.contains(n)) {
+                    sql(&format!(
+                        "ALTER TABLE {} ADD COLUMN {} {declared}",
+                        quote(table),
+                        quote(name)
+                    ))?;
                 }
-                OnSchemaChange::AddColumns => {
-                    for (name, declared) in columns.iter().filter(|(n, _)| new.contains(n)) {
-                        sql(&format!(
-                            "ALTER TABLE {} ADD COLUMN {} {declared}",
-                            quote(table),
-                            quote(name)
-                        ))?;
-                    }
-                }
-                OnSchemaChange::Replace => {
-                    if mode == ReplicationMode::Incremental {
-                        return Err(PluginError::config(format!(
-                            "the data has columns that table `{table}` lacks ({}): \
-                             `on_schema_change: replace` applies to FULL_TABLE runs only; \
-                             use `add_columns`",
-                            listed(&new)
-                        )));
-                    }
-                    sql(&format!("DROP TABLE {}", quote(table)))?;
-                    create = true;
-                }
+            }
+            SchemaStep::Replace => {
+                sql(&format!("DROP TABLE {}", quote(table)))?;
+                create = true;
             }
         }
     }

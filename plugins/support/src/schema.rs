@@ -70,7 +70,8 @@ pub fn schema_step(
         }
         (OnSchemaChange::Replace, ReplicationMode::Incremental) => Err(format!(
             "the data has columns that {table} lacks: {}; an INCREMENTAL run cannot replace \
-             the table: use `on_schema_change: add_columns`",
+             the table (`replace` applies to FULL_TABLE runs only): use `on_schema_change: \
+             add_columns`",
             quoted(&new)
         )),
         (OnSchemaChange::Fail, _) => {
